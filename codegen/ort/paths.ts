@@ -1,0 +1,97 @@
+// Where the ONNX Runtime back end finds its files: the package root, the C++ sources under native/, the
+// ONNX Runtime 1.21 headers (scripts/fetch-ort-headers.sh) and onnxruntime-node's libonnxruntime.so.1.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let rootCache: string | undefined;
+
+/** The dynconv package root (the folder of its package.json), found from this module's location. */
+export function packageRoot(): string {
+  if (rootCache) return rootCache;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if (JSON.parse(readFileSync(pkg, 'utf8')).name === 'dynconv') return (rootCache = dir);
+      } catch {
+        // not ours: keep looking
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the dynconv package root (package.json named "dynconv")');
+    dir = up;
+  }
+}
+
+/** The C++ sources of the custom ops. */
+export function nativeOpsDir(): string {
+  return join(packageRoot(), 'native', 'ort-ops');
+}
+
+/** The runner's source. */
+export function runnerSource(): string {
+  return join(packageRoot(), 'native', 'ort-runner', 'runner.cc');
+}
+
+export const FETCH_HEADERS_SCRIPT = 'scripts/fetch-ort-headers.sh';
+
+/**
+ * The folder holding onnxruntime_c_api.h: $DYNCONV_ORT_INCLUDE if set, else
+ * <root>/third_party/onnxruntime/usr/include/onnxruntime (where scripts/fetch-ort-headers.sh puts it).
+ */
+export function ortIncludeDir(): string {
+  const env = process.env.DYNCONV_ORT_INCLUDE;
+  if (env) return resolve(env);
+  return join(packageRoot(), 'third_party', 'onnxruntime', 'usr', 'include', 'onnxruntime');
+}
+
+export function ortHeadersPresent(includeDir = ortIncludeDir()): boolean {
+  return existsSync(join(includeDir, 'onnxruntime_c_api.h'));
+}
+
+export class OrtHeadersMissingError extends Error {
+  constructor(includeDir: string) {
+    super(
+      `ONNX Runtime 1.21 headers not found: ${join(includeDir, 'onnxruntime_c_api.h')} is missing. ` +
+        `Run ${FETCH_HEADERS_SCRIPT} (fetches Debian trixie's libonnxruntime-dev into third_party/onnxruntime/) ` +
+        `or set DYNCONV_ORT_INCLUDE to a folder holding the ONNX Runtime >= 1.21 C API headers.`,
+    );
+    this.name = 'OrtHeadersMissingError';
+  }
+}
+
+export function requireOrtHeaders(includeDir = ortIncludeDir()): string {
+  if (!ortHeadersPresent(includeDir)) throw new OrtHeadersMissingError(includeDir);
+  return includeDir;
+}
+
+/**
+ * onnxruntime-node's own ONNX Runtime library ($DYNCONV_ORT_LIB overrides):
+ * node_modules/onnxruntime-node/bin/napi-v6/<platform>/<arch>/libonnxruntime.so.1.
+ */
+export function ortSharedLibrary(): string {
+  const env = process.env.DYNCONV_ORT_LIB;
+  if (env) return resolve(env);
+  const candidates: string[] = [];
+  try {
+    const require = createRequire(join(packageRoot(), 'package.json'));
+    const main = require.resolve('onnxruntime-node');
+    // .../onnxruntime-node/dist/index.js -> the package folder
+    let dir = dirname(main);
+    while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+    candidates.push(join(dir, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime.so.1'));
+  } catch {
+    // fall through to the plain path
+  }
+  candidates.push(
+    join(packageRoot(), 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime.so.1'),
+  );
+  for (const c of candidates) if (existsSync(c)) return c;
+  throw new Error(
+    `cannot find onnxruntime-node's libonnxruntime.so.1 (looked at ${candidates.join(', ')}); ` +
+      'install onnxruntime-node or set DYNCONV_ORT_LIB',
+  );
+}

@@ -1,0 +1,223 @@
+// Model-local functions for the com.dynconv ops: the fallback that lets a fused model run on any ONNX
+// runtime without dynconv's kernels. Bodies use standard ops only, take their attributes by reference
+// (so one body serves every node of the op) and work for any batch and spatial size.
+// Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
+import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
+
+type AttrSpec = { ref: string; type: number } | number | number[] | string | { tensor: { dtype: number; dims: number[]; values: number[] } };
+
+class BodyBuilder {
+  readonly nodes: NodeProto[] = [];
+  private counter = 0;
+  constructor(readonly opset: number, private readonly prefix = 't', readonly rank = 2) {}
+
+  fresh(): string {
+    return `${this.prefix}${this.counter++}`;
+  }
+
+  op(opType: string, inputs: string[], attrs: Record<string, AttrSpec> = {}, outputs = 1): string[] {
+    const outs = Array.from({ length: outputs }, () => this.fresh());
+    const attribute: AttributeProto[] = Object.entries(attrs).map(([name, spec]) => attr(name, spec));
+    this.nodes.push(onnx.NodeProto.create({ opType, input: inputs, output: outs, attribute }));
+    return outs;
+  }
+  one(opType: string, inputs: string[], attrs: Record<string, AttrSpec> = {}): string {
+    return this.op(opType, inputs, attrs)[0];
+  }
+  ints(values: number[]): string {
+    return this.one('Constant', [], { value: { tensor: { dtype: DataType.INT64, dims: [values.length], values } } });
+  }
+  unsqueeze(x: string, axes: number[]): string {
+    return this.opset >= 13 ? this.one('Unsqueeze', [x, this.ints(axes)]) : this.one('Unsqueeze', [x], { axes });
+  }
+  squeeze(x: string, axes: number[]): string {
+    return this.opset >= 13 ? this.one('Squeeze', [x, this.ints(axes)]) : this.one('Squeeze', [x], { axes });
+  }
+  reduceSum(x: string, axes: number[], keepdims: number): string {
+    return this.opset >= 13 ? this.one('ReduceSum', [x, this.ints(axes)], { keepdims }) : this.one('ReduceSum', [x], { axes, keepdims });
+  }
+  /** Shape(x)[start:end] as a 1-D int64 tensor. */
+  dims(x: string, start: number, end?: number): string {
+    const shape = this.one('Shape', [x]);
+    const ends = end === undefined ? [2 ** 62] : [end];
+    return this.one('Slice', [shape, this.ints([start]), this.ints(ends), this.ints([0])]);
+  }
+  concat(parts: string[]): string {
+    return this.one('Concat', parts, { axis: 0 });
+  }
+  reduceProd(x: string): string {
+    return this.opset >= 18 ? this.one('ReduceProd', [x], { keepdims: 1 }) : this.one('ReduceProd', [x], { keepdims: 1, axes: [0] });
+  }
+  ref(name: string, type: number): AttrSpec {
+    return { ref: name, type };
+  }
+  /** A boolean tensor from an int attribute of the function. */
+  flag(attrName: string): string {
+    return this.one('Cast', [this.one('Constant', [], { value_int: this.ref(attrName, INT) })], { to: DataType.BOOL });
+  }
+  ifElse(cond: string, thenBranch: GraphProto, elseBranch: GraphProto): string {
+    const [out] = this.op('If', [cond]);
+    this.nodes[this.nodes.length - 1].attribute = [
+      onnx.AttributeProto.create({ name: 'then_branch', type: AttrType.GRAPH, g: thenBranch }),
+      onnx.AttributeProto.create({ name: 'else_branch', type: AttrType.GRAPH, g: elseBranch }),
+    ];
+    return out;
+  }
+}
+
+function attr(name: string, spec: AttrSpec): AttributeProto {
+  if (typeof spec === 'number') return onnx.AttributeProto.create({ name, type: AttrType.INT, i: spec });
+  if (Array.isArray(spec)) return onnx.AttributeProto.create({ name, type: AttrType.INTS, ints: spec });
+  if (typeof spec === 'string') return onnx.AttributeProto.create({ name, type: AttrType.STRING, s: new TextEncoder().encode(spec) });
+  if ('ref' in spec) return onnx.AttributeProto.create({ name, refAttrName: spec.ref, type: spec.type });
+  const t = spec.tensor;
+  const isFloat = t.dtype === DataType.FLOAT;
+  const rawData = new Uint8Array(t.values.length * (isFloat ? 4 : 8));
+  const dv = new DataView(rawData.buffer);
+  t.values.forEach((v, i) => (isFloat ? dv.setFloat32(i * 4, v, true) : dv.setBigInt64(i * 8, BigInt(v), true)));
+  return onnx.AttributeProto.create({ name, type: AttrType.TENSOR, t: onnx.TensorProto.create({ dataType: t.dtype, dims: t.dims, rawData }) });
+}
+
+const CONV_REFS = ['strides', 'pads', 'dilations', 'group'] as const;
+const INTS = AttrType.INTS;
+const INT = AttrType.INT;
+
+function convRefs(b: BodyBuilder, transpose: boolean): Record<string, AttrSpec> {
+  const refs: Record<string, AttrSpec> = {};
+  for (const r of CONV_REFS) refs[r] = b.ref(r, r === 'group' ? INT : INTS);
+  if (transpose) refs.output_padding = b.ref('output_padding', INTS);
+  return refs;
+}
+
+function graph(name: string, nodes: NodeProto[], inputs: string[], outputs: string[]): GraphProto {
+  return onnx.GraphProto.create({
+    name,
+    node: nodes,
+    input: inputs.map((n) => onnx.ValueInfoProto.create({ name: n })),
+    output: outputs.map((n) => onnx.ValueInfoProto.create({ name: n })),
+  });
+}
+
+/**
+ * Y[n] = Conv(X[n:n+1], Wn[n]) (or ConvTranspose when the node's `transpose` is 1), one sample at a time
+ * through a Scan, then + bias (B of shape [N, M] or [M]).
+ */
+function perSampleConv(b: BodyBuilder, x: string, wn: string, bias: string): string {
+  const branch = (transpose: boolean): GraphProto => {
+    const inner = new BodyBuilder(b.opset, transpose ? 'ct' : 'cv');
+    const xu = inner.unsqueeze('xn', [0]);
+    const yu = inner.one(transpose ? 'ConvTranspose' : 'Conv', [xu, 'wn'], convRefs(inner, transpose));
+    return graph(transpose ? 'transposed' : 'direct', inner.nodes, [], [inner.squeeze(yu, [0])]);
+  };
+  const body = new BodyBuilder(b.opset, 's');
+  const yn = body.ifElse(body.flag('transpose'), branch(true), branch(false));
+  const [y0] = b.op('Scan', [x, wn], { num_scan_inputs: 1 + 1 });
+  b.nodes[b.nodes.length - 1].attribute!.push(onnx.AttributeProto.create({ name: 'body', type: AttrType.GRAPH, g: graph('per_sample', body.nodes, ['xn', 'wn'], [yn]) }));
+  // Bias [N, M] or [M]: append r unit axes so that it broadcasts over [N, M, *O].
+  const bu = b.one('Reshape', [bias, b.concat([b.dims(bias, 0), b.ints(new Array(b.rank).fill(1))])]);
+  return b.one('Add', [y0, bu]);
+}
+
+function dynamicConvBody(b: BodyBuilder): string {
+  return perSampleConv(b, 'X', 'W', 'B');
+}
+
+function mixtureConvBody(b: BodyBuilder): string {
+  // Wn = R @ W.reshape(E, -1), reshaped to [N, *W.shape[1:]]; Bn = R @ B.
+  const wn = b.one('MatMul', ['R', b.one('Flatten', ['W'], { axis: 1 })]);
+  const w = b.one('Reshape', [wn, b.concat([b.dims('R', 0, 1), b.dims('W', 1)])]);
+  return perSampleConv(b, 'X', w, b.one('MatMul', ['R', 'B']));
+}
+
+function modulatedConvBody(b: BodyBuilder): string {
+  // Wn = W[None] * S on the input-channel axis, demodulated per output channel when asked.
+  const r = b.rank;
+  const build = (transpose: boolean): GraphProto => {
+    const g = new BodyBuilder(b.opset, transpose ? 'mt' : 'mc', r);
+    const wu = g.unsqueeze('W', [0]);
+    let s: string;
+    if (transpose) {
+      // W [C, M, *K] (group 1): S [N, C] -> [N, C, 1, 1...]
+      s = g.unsqueeze('S', Array.from({ length: r + 1 }, (_, i) => i + 2));
+    } else {
+      // W [M, C/g, *K]: weight (m, c') is scaled by S[n, (m / (M/g)) * C/g + c'].
+      const groups = g.one('Reshape', [g.one('Constant', [], { value_int: g.ref('group', INT) }), g.ints([1])]);
+      const n = g.dims('S', 0, 1), m = g.dims('W', 0, 1), cg = g.dims('W', 1, 2);
+      const s4 = g.one('Reshape', ['S', g.concat([n, groups, g.ints([1]), cg])]);
+      const s4e = g.one('Expand', [s4, g.concat([n, groups, g.one('Div', [m, groups]), cg])]);
+      const s3 = g.one('Reshape', [s4e, g.concat([n, m, cg])]);
+      s = g.unsqueeze(s3, Array.from({ length: r }, (_, i) => i + 3));
+    }
+    const wn = g.one('Mul', [wu, s]);
+    // Demodulation: each output channel divided by sqrt(sum of its squared weights + epsilon).
+    const axes = transpose ? [1, ...Array.from({ length: r }, (_, i) => i + 3)] : Array.from({ length: r + 1 }, (_, i) => i + 2);
+    const ssum = g.reduceSum(g.one('Mul', [wn, wn]), axes, 1);
+    const eps = g.one('Constant', [], { value_float: g.ref('epsilon', AttrType.FLOAT) });
+    const d = g.one('Reciprocal', [g.one('Sqrt', [g.one('Add', [ssum, eps])])]);
+    const one = g.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [], values: [1] } } });
+    const scale = g.one('Where', [g.flag('demodulate'), d, one]);
+    return graph(transpose ? 'transposed' : 'direct', g.nodes, [], [g.one('Mul', [wn, scale])]);
+  };
+  const wn = b.ifElse(b.flag('transpose'), build(true), build(false));
+  return perSampleConv(b, 'X', wn, 'B');
+}
+
+function pixelConvBody(b: BodyBuilder): string {
+  // Unfold X with a one-hot kernel: [N*C, 1, *D] conv [KK, 1, *k] -> [N*C, KK, *Ob]; nearest-upsample;
+  // then multiply by K [N, G, KK, *O] broadcast over the C/G channels of each group and sum over KK.
+  const r = b.rank;
+  const ks = b.one('Constant', [], { value_ints: b.ref('kernel_shape', INTS) });
+  const kk = b.reduceProd(ks);
+  const square = b.one('ConstantOfShape', [b.concat([kk, kk])], { value: { tensor: { dtype: DataType.FLOAT, dims: [1], values: [0] } } });
+  const eye = b.one('EyeLike', [square]);
+  const kernel = b.one('Reshape', [eye, b.concat([kk, b.ints([1]), ks])]);
+  const xr = b.one('Reshape', ['X', b.concat([b.ints([-1, 1]), b.dims('X', 2)])]);
+  const u = b.one('Conv', [xr, kernel], { strides: b.ref('strides', INTS), pads: b.ref('pads', INTS), dilations: b.ref('dilations', INTS) });
+  const up = b.one('Cast', [b.one('Constant', [], { value_int: b.ref('upsample', INT) })], { to: DataType.FLOAT });
+  const scales = b.concat([b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [2], values: [1, 1] } } }), b.one('Expand', [b.one('Reshape', [up, b.ints([1])]), b.ints([r])])]);
+  const uu = b.one('Resize', [u, '', scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+  const oprod = b.reduceProd(b.dims(uu, 2));
+  const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims('K', 1, 2), b.ints([-1]), kk, oprod])]);
+  const k5 = b.unsqueeze(b.one('Reshape', ['K', b.concat([b.dims('K', 0, 3), oprod])]), [2]);
+  const p = b.reduceSum(b.one('Mul', [u5, k5]), [3], 0);
+  return b.one('Reshape', [p, b.concat([b.dims('X', 0, 2), b.dims(uu, 2)])]);
+}
+
+const ATTRIBUTES: Record<FusedOpType, string[]> = {
+  DynamicConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding'],
+  MixtureConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding'],
+  ModulatedConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding', 'demodulate', 'epsilon'],
+  PixelConv: ['kernel_shape', 'strides', 'pads', 'dilations', 'upsample'],
+};
+
+const INPUTS: Record<FusedOpType, string[]> = {
+  DynamicConv: ['X', 'W', 'B'],
+  MixtureConv: ['X', 'R', 'W', 'B'],
+  ModulatedConv: ['X', 'S', 'W', 'B'],
+  PixelConv: ['X', 'K'],
+};
+
+/** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
+export const MIN_FUNCTION_OPSET = 11;
+
+/**
+ * The FunctionProto of one fused op, for a model whose default-domain opset is `opset`, specialised to
+ * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13).
+ */
+export function functionFor(op: FusedOpType, opset: number, rank: number): FunctionProto {
+  const b = new BodyBuilder(opset, 't', rank);
+  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: pixelConvBody }[op];
+  const y = body(b);
+  b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));
+  return onnx.FunctionProto.create({
+    name: op,
+    domain: DYNCONV_DOMAIN,
+    input: INPUTS[op],
+    output: ['Y'],
+    attribute: ATTRIBUTES[op],
+    node: b.nodes,
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: opset })],
+    docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}; see docs/ops.md`,
+  });
+}

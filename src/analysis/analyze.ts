@@ -1,0 +1,451 @@
+// Shape/type inference with symbolic dims, shape-value tracking, lazy constant folding, and the
+// three-way label of every value:
+//   constant      from initializers and constants only (weight standardisation, Softmax of a parameter,
+//                 DequantizeLinear of a constant weight are all constant),
+//   shape-only    depends on input shapes, not their values (Shape chains),
+//   data          depends on activation values.
+import { DataType } from '../onnx/proto.js';
+import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
+import { numel, type Tensor } from '../ir/tensor.js';
+import { divDim, mulDim, productDims } from './dims.js';
+import { evaluateNode, MAX_FOLD_ELEMENTS } from './evaluate.js';
+
+export type Label = 'constant' | 'shape-only' | 'data';
+const RANK: Record<Label, number> = { constant: 0, 'shape-only': 1, data: 2 };
+export function maxLabel(a: Label, b: Label): Label {
+  return RANK[a] >= RANK[b] ? a : b;
+}
+
+/** Ops whose output depends on the input's shape only. */
+const SHAPE_OF = new Set(['Shape', 'Size']);
+/** Ops whose output is not a function of their inputs' values. */
+const NONDETERMINISTIC = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
+
+export interface ValueFacts {
+  label: Label;
+  type?: ValueType;
+  /** For 1-D/0-D integer tensors whose elements are known dims (possibly symbolic). */
+  shapeValue?: Dim[];
+}
+
+export class Analysis {
+  private readonly facts = new Map<Value, ValueFacts>();
+  private readonly consts = new Map<Value, Tensor | null>();
+  readonly opset: number;
+  constructor(readonly model: Model) {
+    this.opset = model.opsets.get('') ?? 1;
+    this.analyzeGraph(model.graph);
+  }
+
+  factsOf(v: Value): ValueFacts {
+    return this.facts.get(v) ?? { label: 'data' };
+  }
+  label(v: Value | null | undefined): Label {
+    return v ? this.factsOf(v).label : 'constant';
+  }
+  shape(v: Value | null | undefined): Dim[] | undefined {
+    return v ? this.factsOf(v).type?.shape : undefined;
+  }
+  shapeValue(v: Value | null | undefined): Dim[] | undefined {
+    return v ? this.factsOf(v).shapeValue : undefined;
+  }
+
+  /** The value of a constant tensor (folded on demand), or undefined when unknown or too large. */
+  constValue(v: Value | null | undefined): Tensor | undefined {
+    if (!v) return undefined;
+    const memo = this.consts.get(v);
+    if (memo !== undefined) return memo ?? undefined;
+    this.consts.set(v, null); // guards against cycles
+    let result: Tensor | undefined;
+    if (v.initializer) {
+      const dims = v.type?.shape;
+      if (!dims || numel(dims as number[]) <= MAX_FOLD_ELEMENTS) result = this.model.initializerTensor(v);
+    } else if (v.producer && this.label(v) === 'constant' && v.producer.subgraphs.length === 0) {
+      const n = v.producer;
+      const ins = n.inputs.map((i) => (i ? this.constValue(i) : undefined));
+      if (n.inputs.every((i, k) => !i || ins[k])) {
+        const outs = evaluateNode(n, ins, this.opset);
+        const t = outs?.[n.outputs.indexOf(v)];
+        if (t && t.data.length <= MAX_FOLD_ELEMENTS) result = t;
+      }
+    } else if (v.producer && (v.producer.opType === 'Shape' || v.producer.opType === 'Size')) {
+      const sv = this.shapeValue(v);
+      if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: Float64Array.from(sv as number[]) };
+    }
+    this.consts.set(v, result ?? null);
+    return result;
+  }
+
+  /** Integer contents of a constant or shape value, when every element is a known number. */
+  intsOf(v: Value | null | undefined): number[] | undefined {
+    const sv = this.shapeValue(v);
+    if (sv && sv.every((d) => typeof d === 'number')) return sv as number[];
+    const c = this.constValue(v);
+    return c ? Array.from(c.data) : undefined;
+  }
+
+  private analyzeGraph(g: Graph): void {
+    for (const v of g.initializers) this.facts.set(v, { label: 'constant', type: v.type, shapeValue: this.smallIntShapeValue(v) });
+    for (const v of g.inputs) if (!v.initializer) this.facts.set(v, { label: 'data', type: v.type });
+    for (const n of g.nodes) {
+      for (const sg of n.subgraphs) this.analyzeGraph(sg);
+      this.analyzeNode(n);
+    }
+  }
+
+  private smallIntShapeValue(v: Value): Dim[] | undefined {
+    const t = v.type;
+    if (!t || (t.elemType !== DataType.INT64 && t.elemType !== DataType.INT32) || !t.shape || t.shape.length > 1) return undefined;
+    if (numel(t.shape as number[]) > 64) return undefined;
+    const c = this.constValue(v);
+    return c ? Array.from(c.data) : undefined;
+  }
+
+  private analyzeNode(n: Node): void {
+    let label: Label = 'constant';
+    if (SHAPE_OF.has(n.opType)) label = this.label(n.inputs[0]) === 'constant' ? 'constant' : 'shape-only';
+    else {
+      for (const i of n.inputs) if (i) label = maxLabel(label, this.label(i));
+      for (const i of n.outerUses) label = maxLabel(label, this.label(i));
+      if (n.opType === 'ConstantOfShape' || n.opType === 'EyeLike') label = label === 'data' ? 'shape-only' : label;
+    }
+    if (NONDETERMINISTIC.has(n.opType)) label = 'data';
+    // A subgraph's inner nodes may depend on loop-carried data; treat subgraph outputs as the max label of
+    // everything they read, which the loop above already did through outerUses.
+    let inferred: { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } = { types: [], shapeValues: [] };
+    try {
+      inferred = inferNode(this, n);
+    } catch {
+      // inference is best effort: an op we cannot reason about leaves its outputs unknown
+    }
+    n.outputs.forEach((out, i) => {
+      const declared = out.type;
+      const type = mergeTypes(declared, inferred.types[i]);
+      this.facts.set(out, { label, type, shapeValue: inferred.shapeValues[i] });
+    });
+  }
+}
+
+function mergeTypes(declared: ValueType | undefined, inferred: ValueType | undefined): ValueType | undefined {
+  if (!declared) return inferred;
+  if (!inferred) return declared;
+  if (!declared.shape) return { elemType: declared.elemType || inferred.elemType, shape: inferred.shape };
+  if (!inferred.shape || inferred.shape.length !== declared.shape.length) return declared;
+  // Prefer known numbers, then the declared symbol names.
+  const shape = declared.shape.map((d, i) => (typeof d === 'number' ? d : typeof inferred.shape![i] === 'number' ? inferred.shape![i] : d ?? inferred.shape![i]));
+  return { elemType: declared.elemType || inferred.elemType, shape };
+}
+
+function normAxis(a: number, r: number): number {
+  return a < 0 ? a + r : a;
+}
+
+function broadcast(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefined {
+  if (!a || !b) return undefined;
+  const r = Math.max(a.length, b.length);
+  const out: Dim[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = i - (r - a.length) >= 0 ? a[i - (r - a.length)] : 1;
+    const y = i - (r - b.length) >= 0 ? b[i - (r - b.length)] : 1;
+    out.push(x === 1 ? y : y === 1 ? x : typeof x === 'number' ? x : typeof y === 'number' ? y : x ?? y);
+  }
+  return out;
+}
+
+function convOut(d: Dim, k: Dim, s: number, pb: number, pe: number, dil: number): Dim {
+  if (typeof d !== 'number' || typeof k !== 'number') return undefined;
+  return Math.floor((d + pb + pe - dil * (k - 1) - 1) / s) + 1;
+}
+
+function convTransposeOut(d: Dim, k: Dim, s: number, pb: number, pe: number, dil: number, op: number): Dim {
+  if (typeof d !== 'number' || typeof k !== 'number') return undefined;
+  return s * (d - 1) + op + dil * (k - 1) + 1 - pb - pe;
+}
+
+/** Infers output types (and shape values) of one node. */
+export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
+  const s = (i: number) => a.shape(n.inputs[i]);
+  const elem = (i: number) => (n.inputs[i] ? a.factsOf(n.inputs[i]!).type?.elemType ?? 0 : 0);
+  const sv = (i: number) => a.shapeValue(n.inputs[i]);
+  const opset = a.opset;
+  const one = (shape: Dim[] | undefined, elemType = elem(0), shapeValue?: Dim[]) => ({ types: [{ elemType, shape }], shapeValues: [shapeValue] });
+  const x = s(0);
+  switch (n.opType) {
+    case 'Identity': case 'Relu': case 'Sigmoid': case 'Tanh': case 'LeakyRelu': case 'Elu': case 'Selu': case 'HardSigmoid': case 'HardSwish':
+    case 'Softmax': case 'LogSoftmax': case 'Neg': case 'Abs': case 'Sqrt': case 'Exp': case 'Log': case 'Reciprocal': case 'Erf':
+    case 'Dropout': case 'BatchNormalization': case 'InstanceNormalization': case 'LayerNormalization': case 'Clip': case 'Floor': case 'Ceil':
+    case 'Softplus': case 'Mish': case 'Gelu': case 'PRelu': case 'LRN': case 'Not': case 'Sign': case 'Round': case 'Sin': case 'Cos':
+    case 'QuantizeLinear': case 'DequantizeLinear':
+      return one(x, n.opType === 'QuantizeLinear' ? (n.inputs[2] ? elem(2) : DataType.UINT8) : n.opType === 'DequantizeLinear' ? DataType.FLOAT : elem(0), n.opType === 'Identity' ? sv(0) : undefined);
+    case 'Cast': return one(x, n.attrInt('to', 0), sv(0));
+    case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Max': case 'Min': case 'Mod': case 'And': case 'Or': case 'Xor':
+    case 'Equal': case 'Less': case 'Greater': case 'LessOrEqual': case 'GreaterOrEqual': case 'Sum': case 'Mean': {
+      let shape: Dim[] | undefined = x;
+      for (let i = 1; i < n.inputs.length; i++) shape = broadcast(shape, s(i));
+      const cmp = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(n.opType);
+      let value: Dim[] | undefined;
+      const va = sv(0) ?? (a.constValue(n.inputs[0]) && (a.constValue(n.inputs[0])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[0])!.data) : undefined);
+      const vb = sv(1) ?? (a.constValue(n.inputs[1]) && (a.constValue(n.inputs[1])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[1])!.data) : undefined);
+      if ((sv(0) || sv(1)) && va && vb && n.inputs.length === 2) {
+        const len = Math.max(va.length, vb.length);
+        if ((va.length === len || va.length === 1) && (vb.length === len || vb.length === 1)) {
+          value = Array.from({ length: len }, (_, i) => {
+            const p = va[va.length === 1 ? 0 : i], q = vb[vb.length === 1 ? 0 : i];
+            if (n.opType === 'Mul') return mulDim(p, q);
+            if (n.opType === 'Div') return divDim(p, q);
+            if (typeof p !== 'number' || typeof q !== 'number') return undefined;
+            return n.opType === 'Add' ? p + q : n.opType === 'Sub' ? p - q : undefined;
+          });
+        }
+      }
+      return one(shape, cmp ? DataType.BOOL : elem(0), value);
+    }
+    case 'Where': return one(broadcast(broadcast(s(0), s(1)), s(2)), elem(1));
+    case 'Shape': {
+      if (!x) return one(undefined, DataType.INT64);
+      const r = x.length;
+      let st = n.attrInt('start', 0), en = n.attrInt('end', r);
+      if (st < 0) st += r;
+      if (en < 0) en += r;
+      const dims = x.slice(Math.max(0, st), Math.min(r, en));
+      return one([dims.length], DataType.INT64, dims);
+    }
+    case 'Size': return one([], DataType.INT64, x ? [productDims(x)] : undefined);
+    case 'Constant': {
+      const t = a.constValue(n.outputs[0]);
+      if (!t) return one(undefined, 0);
+      return one([...t.dims], t.dtype, (t.dtype === DataType.INT64 || t.dtype === DataType.INT32) && t.dims.length <= 1 && t.data.length <= 64 ? Array.from(t.data) : undefined);
+    }
+    case 'ConstantOfShape': {
+      const shape = sv(0) ?? a.intsOf(n.inputs[0]);
+      const t = n.attrTensor('value');
+      return one(shape, t?.dataType ?? DataType.FLOAT);
+    }
+    case 'Gather': {
+      if (!x) return one(undefined);
+      const axis = normAxis(n.attrInt('axis', 0), x.length);
+      const idxShape = s(1);
+      const idx = a.intsOf(n.inputs[1]);
+      let value: Dim[] | undefined;
+      const data = sv(0);
+      if (data && idx && axis === 0) value = idx.map((k) => data[k < 0 ? k + data.length : k]);
+      return one(idxShape ? [...x.slice(0, axis), ...idxShape, ...x.slice(axis + 1)] : undefined, elem(0), value);
+    }
+    case 'Unsqueeze': {
+      const axes = opset >= 13 ? a.intsOf(n.inputs[1]) : n.attrInts('axes');
+      if (!x || !axes) return one(undefined);
+      const r = x.length + axes.length;
+      const set = new Set(axes.map((k) => normAxis(k, r)));
+      const out: Dim[] = [];
+      let k = 0;
+      for (let i = 0; i < r; i++) out.push(set.has(i) ? 1 : x[k++]);
+      return one(out, elem(0), sv(0));
+    }
+    case 'Squeeze': {
+      const axes = opset >= 13 ? a.intsOf(n.inputs[1]) : n.attrInts('axes');
+      if (!x) return one(undefined);
+      const set = new Set((axes ?? x.flatMap((d, i) => (d === 1 ? [i] : []))).map((k) => normAxis(k, x.length)));
+      return one(x.filter((_, i) => !set.has(i)), elem(0), sv(0));
+    }
+    case 'Concat': {
+      const shapes = n.inputs.map((_, i) => s(i));
+      if (shapes.some((q) => !q)) return one(undefined);
+      const axis = normAxis(n.attrInt('axis', 0), shapes[0]!.length);
+      const out = [...shapes[0]!];
+      out[axis] = shapes.reduce<Dim>((acc, q) => (typeof acc === 'number' && typeof q![axis] === 'number' ? acc + (q![axis] as number) : undefined), 0);
+      const values = n.inputs.map((_, i) => sv(i) ?? a.intsOf(n.inputs[i]));
+      return one(out, elem(0), values.every((v) => v) && shapes[0]!.length === 1 ? values.flat() as Dim[] : undefined);
+    }
+    case 'Reshape': {
+      const target = sv(1) ?? a.intsOf(n.inputs[1]);
+      if (!target) return one(undefined);
+      const allowZero = n.attrInt('allowzero', 0) === 1;
+      const out: Dim[] = target.map((d, i) => (d === 0 && !allowZero ? x?.[i] : d));
+      const minus = out.indexOf(-1);
+      if (minus >= 0) out[minus] = x ? divDim(productDims(x), productDims(out.filter((_, i) => i !== minus))) : undefined;
+      return one(out, elem(0), sv(0));
+    }
+    case 'Flatten': {
+      if (!x) return one(undefined);
+      const axis = normAxis(n.attrInt('axis', 1), x.length);
+      return one([productDims(x.slice(0, axis)), productDims(x.slice(axis))]);
+    }
+    case 'Transpose': {
+      if (!x) return one(undefined);
+      const perm = n.attrInts('perm') ?? x.map((_, i) => x.length - 1 - i);
+      return one(perm.map((p) => x[p]));
+    }
+    case 'Expand': {
+      const shape = sv(1) ?? a.intsOf(n.inputs[1]);
+      return one(shape ? broadcast(x, shape) : undefined);
+    }
+    case 'Tile': {
+      const reps = a.intsOf(n.inputs[1]);
+      return one(x && reps ? x.map((d, i) => mulDim(d, reps[i])) : undefined);
+    }
+    case 'Slice': {
+      const starts = opset >= 10 ? a.intsOf(n.inputs[1]) : n.attrInts('starts');
+      const ends = opset >= 10 ? a.intsOf(n.inputs[2]) : n.attrInts('ends');
+      if (!x || !starts || !ends) return one(x ? x.map(() => undefined) : undefined);
+      const axes = (opset >= 10 ? a.intsOf(n.inputs[3]) : n.attrInts('axes')) ?? starts.map((_, i) => i);
+      const steps = (opset >= 10 ? a.intsOf(n.inputs[4]) : undefined) ?? starts.map(() => 1);
+      const out = [...x];
+      let value: Dim[] | undefined;
+      axes.forEach((axRaw, i) => {
+        const ax = normAxis(axRaw, x.length), d = x[ax], step = steps[i];
+        if (typeof d !== 'number') {
+          // Slicing a symbolic dim from 0 to "the end" keeps it; anything else is unknown.
+          out[ax] = starts[i] === 0 && ends[i] >= 2 ** 31 - 1 && step === 1 ? d : undefined;
+          return;
+        }
+        let st = starts[i] < 0 ? starts[i] + d : starts[i], en = ends[i] < 0 ? ends[i] + d : ends[i];
+        if (step > 0) { st = Math.max(0, Math.min(st, d)); en = Math.max(0, Math.min(en, d)); }
+        else { st = Math.max(-1, Math.min(st, d - 1)); en = Math.max(-1, Math.min(en, d - 1)); }
+        out[ax] = Math.max(0, Math.ceil((en - st) / step));
+        const data = sv(0);
+        if (data && x.length === 1) {
+          value = [];
+          for (let k = st; step > 0 ? k < en : k > en; k += step) value.push(data[k]);
+        }
+      });
+      return one(out, elem(0), value);
+    }
+    case 'Pad': {
+      const pads = opset >= 11 ? a.intsOf(n.inputs[1]) : n.attrInts('pads');
+      if (!x || !pads || (opset >= 18 && n.inputs[3])) return one(x ? x.map(() => undefined) : undefined);
+      return one(x.map((d, i) => (typeof d === 'number' ? d + pads[i] + pads[i + x.length] : pads[i] + pads[i + x.length] === 0 ? d : undefined)));
+    }
+    case 'Split': {
+      if (!x) return { types: n.outputs.map(() => undefined), shapeValues: [] };
+      const axis = normAxis(n.attrInt('axis', 0), x.length);
+      const split = (opset >= 13 ? a.intsOf(n.inputs[1]) : n.attrInts('split')) ?? (typeof x[axis] === 'number' ? new Array(n.outputs.length).fill((x[axis] as number) / n.outputs.length) : undefined);
+      return { types: n.outputs.map((_, i) => ({ elemType: elem(0), shape: x.map((d, k) => (k === axis ? split?.[i] : d)) })), shapeValues: [] };
+    }
+    case 'GlobalAveragePool': case 'GlobalMaxPool': return one(x ? [x[0], x[1], ...x.slice(2).map(() => 1)] : undefined);
+    case 'AveragePool': case 'MaxPool': case 'Conv': case 'ConvTranspose': {
+      if (!x) return one(undefined);
+      const r = x.length - 2;
+      const w = s(1);
+      const kernel = n.attrInts('kernel_shape') ?? w?.slice(2) ?? [];
+      const strides = n.attrInts('strides') ?? new Array(r).fill(1);
+      const pads = n.attrInts('pads') ?? new Array(2 * r).fill(0);
+      const dil = n.attrInts('dilations') ?? new Array(r).fill(1);
+      const autoPad = n.attrString('auto_pad') ?? 'NOTSET';
+      const group = n.attrInt('group', 1);
+      let channels: Dim = x[1];
+      if (n.opType === 'Conv') channels = w?.[0];
+      if (n.opType === 'ConvTranspose') channels = w ? mulDim(w[1], group) : undefined;
+      const spatial = x.slice(2).map((d, i) => {
+        if (autoPad !== 'NOTSET' && autoPad !== '') {
+          if (typeof d !== 'number') return undefined;
+          if (autoPad === 'VALID') return convOut(d, kernel[i], strides[i], 0, 0, dil[i]);
+          return n.opType === 'ConvTranspose' ? d * strides[i] : Math.ceil(d / strides[i]);
+        }
+        if (n.opType === 'ConvTranspose') {
+          const os = n.attrInts('output_shape');
+          if (os) return os[i];
+          return convTransposeOut(d, kernel[i], strides[i], pads[i], pads[i + r], dil[i], n.attrInts('output_padding')?.[i] ?? 0);
+        }
+        if (n.attrInt('ceil_mode', 0) === 1 && typeof d === 'number' && typeof kernel[i] === 'number') {
+          return Math.ceil((d + pads[i] + pads[i + r] - dil[i] * (kernel[i] - 1) - 1) / strides[i]) + 1;
+        }
+        return convOut(d, kernel[i], strides[i], pads[i], pads[i + r], dil[i]);
+      });
+      return { types: n.outputs.map((_, i) => (i === 0 ? { elemType: elem(0), shape: [x[0], channels, ...spatial] } : undefined)), shapeValues: [] };
+    }
+    case 'Gemm': {
+      const A = x, B = s(1);
+      if (!A || !B) return one(undefined);
+      const ta = n.attrInt('transA', 0), tb = n.attrInt('transB', 0);
+      return one([ta ? A[1] : A[0], tb ? B[0] : B[1]]);
+    }
+    case 'MatMul': {
+      const A = x, B = s(1);
+      if (!A || !B) return one(undefined);
+      const a2 = A.length === 1 ? [1, A[0]] : A, b2 = B.length === 1 ? [B[0], 1] : B;
+      const batch = broadcast(a2.slice(0, -2), b2.slice(0, -2)) ?? [];
+      let out = [...batch, a2[a2.length - 2], b2[b2.length - 1]];
+      if (A.length === 1) out = out.filter((_, i) => i !== out.length - 2);
+      if (B.length === 1) out = out.slice(0, -1);
+      return one(out);
+    }
+    case 'Einsum': {
+      const eq = (n.attrString('equation') ?? '').replace(/\s/g, '');
+      const [lhs, rhs] = eq.split('->');
+      if (rhs === undefined || lhs.includes('.')) return one(undefined);
+      const sizes = new Map<string, Dim>();
+      lhs.split(',').forEach((term, i) => [...term].forEach((c, k) => { const d = s(i)?.[k]; if (!sizes.has(c) || typeof d === 'number') sizes.set(c, d); }));
+      return one([...rhs].map((c) => sizes.get(c)));
+    }
+    case 'ReduceSum': case 'ReduceMean': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceSumSquare': case 'ReduceL2': case 'ReduceL1': case 'ReduceLogSumExp': {
+      if (!x) return one(undefined);
+      const fromInput = n.opType === 'ReduceSum' ? opset >= 13 : opset >= 18;
+      const axes = fromInput ? (n.inputs[1] ? a.intsOf(n.inputs[1]) : []) : n.attrInts('axes') ?? [];
+      if (axes === undefined) return one(undefined);
+      const keep = n.attrInt('keepdims', 1) === 1;
+      if (axes.length === 0 && n.attrInt('noop_with_empty_axes', 0) === 1) return one(x);
+      const set = new Set((axes.length ? axes : x.map((_, i) => i)).map((k) => normAxis(k, x.length)));
+      return one(keep ? x.map((d, i) => (set.has(i) ? 1 : d)) : x.filter((_, i) => !set.has(i)));
+    }
+    case 'ArgMax': case 'ArgMin': {
+      if (!x) return one(undefined, DataType.INT64);
+      const axis = normAxis(n.attrInt('axis', 0), x.length);
+      const keep = n.attrInt('keepdims', 1) === 1;
+      return one(keep ? x.map((d, i) => (i === axis ? 1 : d)) : x.filter((_, i) => i !== axis), DataType.INT64);
+    }
+    case 'Range': {
+      const st = a.intsOf(n.inputs[0])?.[0], lim = a.intsOf(n.inputs[1])?.[0], d = a.intsOf(n.inputs[2])?.[0];
+      const len = st !== undefined && lim !== undefined && d ? Math.max(0, Math.ceil((lim - st) / d)) : undefined;
+      return one([len], elem(0));
+    }
+    case 'NonZero': return one(x ? [x.length, undefined] : undefined, DataType.INT64);
+    case 'EyeLike': return one(x, n.attrInt('dtype', elem(0)) || elem(0));
+    case 'DepthToSpace': {
+      const b = n.attrInt('blocksize', 1);
+      return one(x ? [x[0], divDim(x[1], b * b), mulDim(x[2], b), mulDim(x[3], b)] : undefined);
+    }
+    case 'SpaceToDepth': {
+      const b = n.attrInt('blocksize', 1);
+      return one(x ? [x[0], mulDim(x[1], b * b), divDim(x[2], b), divDim(x[3], b)] : undefined);
+    }
+    case 'Resize': case 'Upsample': {
+      if (!x) return one(undefined);
+      const sizes = n.opType === 'Resize' ? a.intsOf(n.inputs[3]) : undefined;
+      if (sizes) return one(sizes);
+      const scales = a.constValue(n.inputs[n.opType === 'Resize' ? 2 : 1]);
+      if (scales && scales.data.length === x.length) return one(x.map((d, i) => (typeof d === 'number' ? Math.floor(d * scales.data[i]) : scales.data[i] === 1 ? d : undefined)));
+      return one(x.map(() => undefined));
+    }
+    default:
+      return customOpShapes(a, n);
+  }
+}
+
+/** Output shapes of dynconv's own fused ops, so that a fused model analyses like the original. */
+function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
+  const none = { types: n.outputs.map(() => undefined), shapeValues: [] };
+  if (n.domain !== 'com.dynconv') return none;
+  const x = a.shape(n.inputs[0]);
+  if (!x) return none;
+  const r = x.length - 2;
+  const strides = n.attrInts('strides') ?? new Array(r).fill(1);
+  const pads = n.attrInts('pads') ?? new Array(2 * r).fill(0);
+  const dil = n.attrInts('dilations') ?? new Array(r).fill(1);
+  const elemType = a.factsOf(n.inputs[0]!).type?.elemType ?? DataType.FLOAT;
+  if (n.opType === 'PixelConv') {
+    const k = n.attrInts('kernel_shape') ?? [];
+    const up = n.attrInt('upsample', 1);
+    return { types: [{ elemType, shape: [x[0], x[1], ...x.slice(2).map((d, i) => mulDim(convOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i]), up))] }], shapeValues: [] };
+  }
+  const wIndex = n.opType === 'DynamicConv' ? 1 : 2;
+  const w = a.shape(n.inputs[wIndex]);
+  if (!w) return none;
+  const lead = n.opType === 'ModulatedConv' ? 0 : 1; // per-sample and expert weights have a leading axis
+  const transpose = n.attrInt('transpose', 0) === 1;
+  const group = n.attrInt('group', 1);
+  const m = transpose ? mulDim(w[lead + 1], group) : w[lead];
+  const k = w.slice(lead + 2);
+  const op = n.attrInts('output_padding') ?? new Array(r).fill(0);
+  const spatial = x.slice(2).map((d, i) => (transpose ? convTransposeOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i], op[i]) : convOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i])));
+  return { types: [{ elemType, shape: [x[0], m, ...spatial] }], shapeValues: [] };
+}

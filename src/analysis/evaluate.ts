@@ -1,0 +1,428 @@
+// A small reference interpreter for the ops that shape arithmetic, constant weights and data movement use.
+// It folds constants (shape chains, weight standardisation, Softmax of a parameter, DequantizeLinear of a
+// constant) and runs data-movement subgraphs on probe tensors to learn what they compute.
+// Returns undefined for anything it does not know; callers treat that as "not foldable".
+import { DataType } from '../onnx/proto.js';
+import type { Node } from '../ir/graph.js';
+import { decodeTensor, makeTensor, numel, type Tensor } from '../ir/tensor.js';
+
+export const MAX_FOLD_ELEMENTS = 1 << 24;
+
+function strides(dims: readonly number[]): number[] {
+  const s = new Array(dims.length).fill(1);
+  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+function broadcastShape(a: readonly number[], b: readonly number[]): number[] | undefined {
+  const r = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1, y = b[b.length - r + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) return undefined;
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+/** Index map from an output position to the flat index of a broadcast input. */
+function broadcastIndexer(inDims: readonly number[], outDims: readonly number[]): (flat: number) => number {
+  const r = outDims.length;
+  const padded = [...new Array(r - inDims.length).fill(1), ...inDims];
+  const inStrides = strides(padded);
+  const outStrides = strides(outDims);
+  return (flat) => {
+    let idx = 0;
+    for (let i = 0; i < r; i++) {
+      const coord = Math.floor(flat / outStrides[i]) % outDims[i];
+      if (padded[i] !== 1) idx += coord * inStrides[i];
+    }
+    return idx;
+  };
+}
+
+function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number, outType = a.dtype): Tensor | undefined {
+  const dims = broadcastShape(a.dims, b.dims);
+  if (!dims) return undefined;
+  const n = numel(dims);
+  const ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
+  const out = outType === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
+  const sameA = a.data.length === n, sameB = b.data.length === n;
+  for (let i = 0; i < n; i++) out[i] = f(a.data[sameA ? i : ia(i)], b.data[sameB ? i : ib(i)]);
+  if (outType !== DataType.FLOAT && outType !== DataType.DOUBLE && outType !== DataType.FLOAT16) for (let i = 0; i < n; i++) out[i] = Math.trunc(out[i]);
+  return { dtype: outType, dims, data: out };
+}
+
+function unary(a: Tensor, f: (x: number) => number): Tensor {
+  const out = a.dtype === DataType.FLOAT ? new Float32Array(a.data.length) : new Float64Array(a.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = f(a.data[i]);
+  return { dtype: a.dtype, dims: [...a.dims], data: out };
+}
+
+function normAxis(axis: number, rank: number): number {
+  return axis < 0 ? axis + rank : axis;
+}
+
+export function transpose(a: Tensor, perm: number[]): Tensor {
+  const dims = perm.map((p) => a.dims[p]);
+  const inS = strides(a.dims);
+  const outS = strides(dims);
+  const n = a.data.length;
+  const out = new (a.data.constructor as Float32ArrayConstructor)(n);
+  const r = dims.length;
+  for (let i = 0; i < n; i++) {
+    let src = 0;
+    for (let k = 0; k < r; k++) src += (Math.floor(i / outS[k]) % dims[k]) * inS[perm[k]];
+    out[i] = a.data[src];
+  }
+  return { dtype: a.dtype, dims, data: out };
+}
+
+function gather(data: Tensor, idx: Tensor, axis: number): Tensor {
+  const ax = normAxis(axis, data.dims.length);
+  const outer = numel(data.dims.slice(0, ax)), inner = numel(data.dims.slice(ax + 1)), size = data.dims[ax];
+  const dims = [...data.dims.slice(0, ax), ...idx.dims, ...data.dims.slice(ax + 1)];
+  const out = new (data.data.constructor as Float32ArrayConstructor)(numel(dims));
+  const m = idx.data.length;
+  let o = 0;
+  for (let a = 0; a < outer; a++)
+    for (let j = 0; j < m; j++) {
+      let k = idx.data[j];
+      if (k < 0) k += size;
+      const base = (a * size + k) * inner;
+      for (let b = 0; b < inner; b++) out[o++] = data.data[base + b];
+    }
+  return { dtype: data.dtype, dims, data: out };
+}
+
+function slice(data: Tensor, starts: number[], ends: number[], axes: number[], steps: number[]): Tensor {
+  const r = data.dims.length;
+  const st = new Array(r).fill(0), en = [...data.dims], sp = new Array(r).fill(1);
+  axes.forEach((axRaw, i) => {
+    const ax = normAxis(axRaw, r), d = data.dims[ax], step = steps[i] ?? 1;
+    let s = starts[i], e = ends[i];
+    if (s < 0) s += d;
+    if (e < 0) e += d;
+    if (step > 0) { s = Math.max(0, Math.min(s, d)); e = Math.max(0, Math.min(e, d)); }
+    else { s = Math.max(-1, Math.min(s, d - 1)); e = Math.max(-1, Math.min(e, d - 1)); }
+    st[ax] = s; en[ax] = e; sp[ax] = step;
+  });
+  const dims = st.map((s, i) => Math.max(0, Math.ceil((en[i] - s) / sp[i])));
+  const inS = strides(data.dims), outS = strides(dims);
+  const n = numel(dims);
+  const out = new (data.data.constructor as Float32ArrayConstructor)(n);
+  for (let i = 0; i < n; i++) {
+    let src = 0;
+    for (let k = 0; k < r; k++) src += (st[k] + (Math.floor(i / outS[k]) % dims[k]) * sp[k]) * inS[k];
+    out[i] = data.data[src];
+  }
+  return { dtype: data.dtype, dims, data: out };
+}
+
+function concat(ts: Tensor[], axis: number): Tensor | undefined {
+  const r = ts[0].dims.length, ax = normAxis(axis, r);
+  const dims = [...ts[0].dims];
+  dims[ax] = ts.reduce((s, t) => s + t.dims[ax], 0);
+  const outer = numel(dims.slice(0, ax)), inner = numel(dims.slice(ax + 1));
+  const out = new (ts[0].data.constructor as Float32ArrayConstructor)(numel(dims));
+  let o = 0;
+  for (let a = 0; a < outer; a++)
+    for (const t of ts) {
+      const chunk = t.dims[ax] * inner;
+      out.set(t.data.subarray(a * chunk, (a + 1) * chunk), o);
+      o += chunk;
+    }
+  return { dtype: ts[0].dtype, dims, data: out };
+}
+
+function reduce(a: Tensor, axes: number[] | undefined, keep: boolean, init: number, f: (acc: number, x: number) => number, finish?: (acc: number, count: number) => number): Tensor {
+  const r = a.dims.length;
+  const ax = new Set((axes && axes.length ? axes : a.dims.map((_, i) => i)).map((x) => normAxis(x, r)));
+  const outDimsKeep = a.dims.map((d, i) => (ax.has(i) ? 1 : d));
+  const n = numel(outDimsKeep);
+  const acc = new Float64Array(n).fill(init);
+  const inS = strides(a.dims), outS = strides(outDimsKeep);
+  for (let i = 0; i < a.data.length; i++) {
+    let o = 0;
+    for (let k = 0; k < r; k++) if (!ax.has(k)) o += (Math.floor(i / inS[k]) % a.dims[k]) * outS[k];
+    acc[o] = f(acc[o], a.data[i]);
+  }
+  const count = a.data.length / Math.max(1, n);
+  const out = a.dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = finish ? finish(acc[i], count) : acc[i];
+  return { dtype: a.dtype, dims: keep ? outDimsKeep : a.dims.filter((_, i) => !ax.has(i)), data: out };
+}
+
+function pad(a: Tensor, pads: number[], value: number): Tensor | undefined {
+  const r = a.dims.length;
+  if (pads.some((p) => p < 0)) return undefined;
+  const dims = a.dims.map((d, i) => d + pads[i] + pads[i + r]);
+  const out = new (a.data.constructor as Float32ArrayConstructor)(numel(dims)).fill(value);
+  const inS = strides(a.dims), outS = strides(dims);
+  for (let i = 0; i < a.data.length; i++) {
+    let o = 0;
+    for (let k = 0; k < r; k++) o += (Math.floor(i / inS[k]) % a.dims[k] + pads[k]) * outS[k];
+    out[o] = a.data[i];
+  }
+  return { dtype: a.dtype, dims, data: out };
+}
+
+function matmul(a: Tensor, b: Tensor): Tensor | undefined {
+  if (a.dims.length < 1 || b.dims.length < 1) return undefined;
+  const A = a.dims.length === 1 ? { ...a, dims: [1, a.dims[0]] } : a;
+  const B = b.dims.length === 1 ? { ...b, dims: [b.dims[0], 1] } : b;
+  const m = A.dims[A.dims.length - 2], k = A.dims[A.dims.length - 1], k2 = B.dims[B.dims.length - 2], n = B.dims[B.dims.length - 1];
+  if (k !== k2) return undefined;
+  const batch = broadcastShape(A.dims.slice(0, -2), B.dims.slice(0, -2));
+  if (!batch) return undefined;
+  const nb = numel(batch);
+  const ia = broadcastIndexer(A.dims.slice(0, -2), batch), ib = broadcastIndexer(B.dims.slice(0, -2), batch);
+  const out = new (a.data.constructor as Float32ArrayConstructor)(nb * m * n);
+  for (let t = 0; t < nb; t++) {
+    const ao = ia(t) * m * k, bo = ib(t) * k * n, oo = t * m * n;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let p = 0; p < k; p++) s += A.data[ao + i * k + p] * B.data[bo + p * n + j];
+        out[oo + i * n + j] = s;
+      }
+  }
+  let dims = [...batch, m, n];
+  if (a.dims.length === 1) dims = dims.filter((_, i) => i !== dims.length - 2);
+  if (b.dims.length === 1) dims = dims.slice(0, -1);
+  return { dtype: a.dtype, dims, data: out };
+}
+
+const ints = (t: Tensor | undefined): number[] | undefined => (t ? Array.from(t.data) : undefined);
+
+function castTo(a: Tensor, to: number): Tensor {
+  const isFloat = to === DataType.FLOAT || to === DataType.DOUBLE || to === DataType.FLOAT16;
+  const data = to === DataType.FLOAT ? Float32Array.from(a.data) : Float64Array.from(a.data, (x) => (isFloat ? x : to === DataType.BOOL ? (x ? 1 : 0) : Math.trunc(x)));
+  return { dtype: to, dims: [...a.dims], data };
+}
+
+/**
+ * Evaluates one node on constant inputs. `opset` is the default-domain opset (it changes where some
+ * ops take axes from). Returns undefined when the op or a case of it is not supported.
+ */
+export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: number): Tensor[] | undefined {
+  if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
+  const x = ins[0];
+  const op = node.opType;
+  const floatLike = (t: Tensor) => t.dtype === DataType.FLOAT || t.dtype === DataType.DOUBLE || t.dtype === DataType.FLOAT16;
+  const one = (t: Tensor | undefined) => (t ? [t] : undefined);
+  switch (op) {
+    case 'Constant': {
+      const t = node.attrTensor('value');
+      if (t) return one(decodeTensor(t, t.rawData ?? undefined));
+      const vi = node.attrInts('value_ints');
+      if (vi) return [makeTensor(DataType.INT64, [vi.length], vi)];
+      const a = node.attr('value_int');
+      if (a) return [makeTensor(DataType.INT64, [], [node.attrInt('value_int', 0)])];
+      const vf = node.attr('value_float');
+      if (vf) return [makeTensor(DataType.FLOAT, [], [vf.f ?? 0])];
+      const vfs = node.attr('value_floats');
+      if (vfs) return [makeTensor(DataType.FLOAT, [vfs.floats?.length ?? 0], vfs.floats ?? [])];
+      return undefined;
+    }
+    case 'Identity': return one(x);
+    case 'Cast': return x ? [castTo(x, node.attrInt('to', DataType.FLOAT))] : undefined;
+    case 'Add': return x && ins[1] ? one(binary(x, ins[1], (a, b) => a + b)) : undefined;
+    case 'Sub': return x && ins[1] ? one(binary(x, ins[1], (a, b) => a - b)) : undefined;
+    case 'Mul': return x && ins[1] ? one(binary(x, ins[1], (a, b) => a * b)) : undefined;
+    case 'Div': return x && ins[1] ? one(binary(x, ins[1], floatLike(x) ? (a, b) => a / b : (a, b) => Math.trunc(a / b))) : undefined;
+    case 'Pow': return x && ins[1] ? one(binary(x, ins[1], (a, b) => Math.pow(a, b))) : undefined;
+    case 'Max': return ins.length === 2 && x && ins[1] ? one(binary(x, ins[1], Math.max)) : ins.length === 1 ? one(x) : undefined;
+    case 'Min': return ins.length === 2 && x && ins[1] ? one(binary(x, ins[1], Math.min)) : ins.length === 1 ? one(x) : undefined;
+    case 'Equal': return x && ins[1] ? one(binary(x, ins[1], (a, b) => (a === b ? 1 : 0), DataType.BOOL)) : undefined;
+    case 'Less': return x && ins[1] ? one(binary(x, ins[1], (a, b) => (a < b ? 1 : 0), DataType.BOOL)) : undefined;
+    case 'Greater': return x && ins[1] ? one(binary(x, ins[1], (a, b) => (a > b ? 1 : 0), DataType.BOOL)) : undefined;
+    case 'Where': {
+      const [c, a, b] = ins;
+      if (!c || !a || !b) return undefined;
+      const ab = binary(a, b, (p) => p);
+      const dims = ab && broadcastShape(c.dims, ab.dims);
+      if (!dims) return undefined;
+      const n = numel(dims), ic = broadcastIndexer(c.dims, dims), ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
+      const out = new (a.data.constructor as Float32ArrayConstructor)(n);
+      for (let i = 0; i < n; i++) out[i] = c.data[ic(i)] ? a.data[ia(i)] : b.data[ib(i)];
+      return [{ dtype: a.dtype, dims, data: out }];
+    }
+    case 'Neg': return x ? [unary(x, (a) => -a)] : undefined;
+    case 'Abs': return x ? [unary(x, Math.abs)] : undefined;
+    case 'Sqrt': return x ? [unary(x, Math.sqrt)] : undefined;
+    case 'Reciprocal': return x ? [unary(x, (a) => 1 / a)] : undefined;
+    case 'Exp': return x ? [unary(x, Math.exp)] : undefined;
+    case 'Log': return x ? [unary(x, Math.log)] : undefined;
+    case 'Floor': return x ? [unary(x, Math.floor)] : undefined;
+    case 'Ceil': return x ? [unary(x, Math.ceil)] : undefined;
+    case 'Relu': return x ? [unary(x, (a) => Math.max(0, a))] : undefined;
+    case 'Sigmoid': return x ? [unary(x, (a) => 1 / (1 + Math.exp(-a)))] : undefined;
+    case 'Tanh': return x ? [unary(x, Math.tanh)] : undefined;
+    case 'Softmax': case 'LogSoftmax': {
+      if (!x) return undefined;
+      const r = x.dims.length;
+      const axis = normAxis(node.attrInt('axis', opset >= 13 ? -1 : 1), r);
+      if (opset < 13 && axis !== r - 1) return undefined; // the old flatten-to-2-D semantics: only the common case
+      const size = x.dims[axis], inner = numel(x.dims.slice(axis + 1)), outer = numel(x.dims.slice(0, axis));
+      const out = new (x.data.constructor as Float32ArrayConstructor)(x.data.length);
+      for (let a = 0; a < outer; a++)
+        for (let b = 0; b < inner; b++) {
+          let m = -Infinity, s = 0;
+          for (let k = 0; k < size; k++) m = Math.max(m, x.data[(a * size + k) * inner + b]);
+          for (let k = 0; k < size; k++) s += Math.exp(x.data[(a * size + k) * inner + b] - m);
+          for (let k = 0; k < size; k++) {
+            const v = x.data[(a * size + k) * inner + b] - m;
+            out[(a * size + k) * inner + b] = op === 'Softmax' ? Math.exp(v) / s : v - Math.log(s);
+          }
+        }
+      return [{ dtype: x.dtype, dims: [...x.dims], data: out }];
+    }
+    case 'Shape': {
+      if (!x) return undefined;
+      const r = x.dims.length;
+      let s = node.attrInt('start', 0), e = node.attrInt('end', r);
+      if (s < 0) s += r;
+      if (e < 0) e += r;
+      return [makeTensor(DataType.INT64, [Math.max(0, Math.min(e, r) - Math.max(0, s))], x.dims.slice(Math.max(0, s), Math.min(e, r)))];
+    }
+    case 'Size': return x ? [makeTensor(DataType.INT64, [], [x.data.length])] : undefined;
+    case 'Gather': return x && ins[1] ? [gather(x, ins[1], node.attrInt('axis', 0))] : undefined;
+    case 'Concat': return ins.every((t) => t) ? one(concat(ins as Tensor[], node.attrInt('axis', 0))) : undefined;
+    case 'Unsqueeze': case 'Squeeze': {
+      if (!x) return undefined;
+      const axes = opset >= 13 ? ints(ins[1]) : node.attrInts('axes');
+      let dims = [...x.dims];
+      if (op === 'Unsqueeze') {
+        if (!axes) return undefined;
+        const r = dims.length + axes.length;
+        const set = new Set(axes.map((a) => normAxis(a, r)));
+        dims = [];
+        let k = 0;
+        for (let i = 0; i < r; i++) dims.push(set.has(i) ? 1 : x.dims[k++]);
+      } else {
+        const set = new Set((axes ?? x.dims.flatMap((d, i) => (d === 1 ? [i] : []))).map((a) => normAxis(a, x.dims.length)));
+        dims = x.dims.filter((_, i) => !set.has(i));
+      }
+      return [{ ...x, dims }];
+    }
+    case 'Flatten': {
+      if (!x) return undefined;
+      const axis = normAxis(node.attrInt('axis', 1), x.dims.length);
+      return [{ ...x, dims: [numel(x.dims.slice(0, axis)), numel(x.dims.slice(axis))] }];
+    }
+    case 'Reshape': {
+      const shape = ints(ins[1]);
+      if (!x || !shape) return undefined;
+      const dims = resolveReshape(x.dims, shape, node.attrInt('allowzero', 0) === 1);
+      return dims ? [{ ...x, dims }] : undefined;
+    }
+    case 'Transpose': {
+      if (!x) return undefined;
+      const perm = node.attrInts('perm') ?? x.dims.map((_, i) => x.dims.length - 1 - i);
+      return [transpose(x, perm)];
+    }
+    case 'Slice': {
+      if (!x) return undefined;
+      const starts = opset >= 10 ? ints(ins[1]) : node.attrInts('starts');
+      const ends = opset >= 10 ? ints(ins[2]) : node.attrInts('ends');
+      if (!starts || !ends) return undefined;
+      const axes = (opset >= 10 ? ints(ins[3]) : node.attrInts('axes')) ?? starts.map((_, i) => i);
+      const steps = (opset >= 10 ? ints(ins[4]) : undefined) ?? starts.map(() => 1);
+      return [slice(x, starts, ends, axes, steps)];
+    }
+    case 'Expand': {
+      const shape = ints(ins[1]);
+      if (!x || !shape) return undefined;
+      const dims = broadcastShape(x.dims, shape);
+      if (!dims) return undefined;
+      const idx = broadcastIndexer(x.dims, dims);
+      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      for (let i = 0; i < out.length; i++) out[i] = x.data[idx(i)];
+      return [{ dtype: x.dtype, dims, data: out }];
+    }
+    case 'Tile': {
+      const reps = ints(ins[1]);
+      if (!x || !reps) return undefined;
+      const dims = x.dims.map((d, i) => d * reps[i]);
+      const inS = strides(x.dims), outS = strides(dims);
+      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      for (let i = 0; i < out.length; i++) {
+        let src = 0;
+        for (let k = 0; k < dims.length; k++) src += ((Math.floor(i / outS[k]) % dims[k]) % x.dims[k]) * inS[k];
+        out[i] = x.data[src];
+      }
+      return [{ dtype: x.dtype, dims, data: out }];
+    }
+    case 'Pad': {
+      if (!x) return undefined;
+      if ((node.attrString('mode') ?? 'constant') !== 'constant') return undefined;
+      const pads = opset >= 11 ? ints(ins[1]) : node.attrInts('pads');
+      if (!pads) return undefined;
+      if (opset >= 18 && ins[3]) return undefined;
+      const value = opset >= 11 ? (ins[2]?.data[0] ?? 0) : node.attrFloat('value', 0);
+      return one(pad(x, pads, value));
+    }
+    case 'Range': {
+      const [s, l, d] = ins.map((t) => t?.data[0]);
+      if (s === undefined || l === undefined || d === undefined || d === 0) return undefined;
+      const n = Math.max(0, Math.ceil((l - s) / d));
+      if (n > MAX_FOLD_ELEMENTS) return undefined;
+      return [makeTensor(x!.dtype, [n], Array.from({ length: n }, (_, i) => s + i * d))];
+    }
+    case 'ConstantOfShape': {
+      const shape = ints(x);
+      if (!shape || numel(shape) > MAX_FOLD_ELEMENTS) return undefined;
+      const t = node.attrTensor('value');
+      const v = t ? decodeTensor(t, t.rawData ?? undefined) : undefined;
+      return [makeTensor(v?.dtype ?? DataType.FLOAT, shape, new Array(numel(shape)).fill(v?.data[0] ?? 0))];
+    }
+    case 'ReduceSum': case 'ReduceMean': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceSumSquare': {
+      if (!x) return undefined;
+      const axesFromInput = op === 'ReduceSum' ? opset >= 13 : opset >= 18;
+      const axes = axesFromInput ? ints(ins[1]) : node.attrInts('axes');
+      if (axesFromInput && ins[1] === undefined && node.inputs[1]) return undefined;
+      if ((!axes || axes.length === 0) && node.attrInt('noop_with_empty_axes', 0) === 1) return one(x);
+      const keep = node.attrInt('keepdims', 1) === 1;
+      if (op === 'ReduceSum') return [reduce(x, axes, keep, 0, (a, b) => a + b)];
+      if (op === 'ReduceSumSquare') return [reduce(x, axes, keep, 0, (a, b) => a + b * b)];
+      if (op === 'ReduceMean') return [reduce(x, axes, keep, 0, (a, b) => a + b, (a, c) => a / c)];
+      if (op === 'ReduceMax') return [reduce(x, axes, keep, -Infinity, Math.max)];
+      if (op === 'ReduceMin') return [reduce(x, axes, keep, Infinity, Math.min)];
+      return [reduce(x, axes, keep, 1, (a, b) => a * b)];
+    }
+    case 'MatMul': return x && ins[1] ? one(matmul(x, ins[1])) : undefined;
+    case 'DequantizeLinear': {
+      const [q, scale, zp] = ins;
+      if (!q || !scale) return undefined;
+      const axis = normAxis(node.attrInt('axis', 1), q.dims.length);
+      const sdims = scale.dims.length === 0 ? [] : q.dims.map((d, i) => (i === axis ? d : 1));
+      const s = { ...scale, dims: sdims };
+      const z = zp ? { ...zp, dims: sdims } : undefined;
+      const shifted = z ? binary(q, z, (a, b) => a - b, DataType.FLOAT) : castTo(q, DataType.FLOAT);
+      return shifted ? one(binary(shifted, s, (a, b) => a * b, DataType.FLOAT)) : undefined;
+    }
+    case 'Clip': {
+      if (!x) return undefined;
+      const lo = opset >= 11 ? (ins[1]?.data[0] ?? -Infinity) : node.attrFloat('min', -Infinity);
+      const hi = opset >= 11 ? (ins[2]?.data[0] ?? Infinity) : node.attrFloat('max', Infinity);
+      return [unary(x, (a) => Math.min(hi, Math.max(lo, a)))];
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Resolves a Reshape target (0 copies, -1 infers) against known input dims. */
+export function resolveReshape(inDims: readonly number[], shape: readonly number[], allowZero: boolean): number[] | undefined {
+  const dims = shape.map((d, i) => (d === 0 && !allowZero ? inDims[i] : d));
+  if (dims.some((d) => d === undefined)) return undefined;
+  const total = numel(inDims);
+  const minus = dims.indexOf(-1);
+  if (minus >= 0) {
+    const rest = numel(dims.filter((_, i) => i !== minus));
+    if (rest === 0 || total % rest !== 0) return undefined;
+    dims[minus] = total / rest;
+  }
+  return numel(dims) === total ? dims : undefined;
+}

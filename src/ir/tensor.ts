@@ -1,0 +1,98 @@
+// Constant tensors as numbers. Float32 stays Float32Array (so folding is exact); every other numeric type is
+// held as Float64Array (int64 beyond 2^53 loses precision, which only matters for the INT64_MAX sentinel
+// of Slice, and is harmless there).
+import { badInput, quoteName } from '../errors.js';
+import { DataType, onnx, toNumber, type TensorProto } from '../onnx/proto.js';
+
+export type TensorData = Float32Array | Float64Array;
+
+export interface Tensor {
+  dtype: number;
+  dims: number[];
+  data: TensorData;
+}
+
+export function numel(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+export function makeTensor(dtype: number, dims: number[], values: ArrayLike<number>): Tensor {
+  const data = dtype === DataType.FLOAT ? Float32Array.from(values) : Float64Array.from(values);
+  return { dtype, dims, data };
+}
+
+function decodeHalf(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+/** Decodes a TensorProto whose bytes are given (raw or typed fields). Returns undefined for types we do not fold. */
+export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tensor | undefined {
+  const dims = (t.dims ?? []).map(toNumber);
+  const n = numel(dims);
+  const dtype = t.dataType ?? 0;
+  const where = `tensor ${quoteName(t.name)}`;
+  if (raw && raw.length) {
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const need = (bytes: number) => {
+      if (raw.length < n * bytes) throw badInput(where, `raw_data holds ${raw.length} bytes, but ${n} elements of this type need ${n * bytes}`);
+    };
+    const out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
+    switch (dtype) {
+      case DataType.FLOAT: need(4); for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true); break;
+      case DataType.DOUBLE: need(8); for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true); break;
+      case DataType.INT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(i * 8, true)); break;
+      case DataType.UINT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigUint64(i * 8, true)); break;
+      case DataType.INT32: need(4); for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true); break;
+      case DataType.UINT32: need(4); for (let i = 0; i < n; i++) out[i] = view.getUint32(i * 4, true); break;
+      case DataType.INT16: need(2); for (let i = 0; i < n; i++) out[i] = view.getInt16(i * 2, true); break;
+      case DataType.UINT16: need(2); for (let i = 0; i < n; i++) out[i] = view.getUint16(i * 2, true); break;
+      case DataType.FLOAT16: need(2); for (let i = 0; i < n; i++) out[i] = decodeHalf(view.getUint16(i * 2, true)); break;
+      case DataType.INT8: need(1); for (let i = 0; i < n; i++) out[i] = view.getInt8(i); break;
+      case DataType.UINT8: case DataType.BOOL: need(1); for (let i = 0; i < n; i++) out[i] = view.getUint8(i); break;
+      default: return undefined;
+    }
+    return { dtype, dims, data: out };
+  }
+  let values: ArrayLike<number | { toNumber(): number }> | undefined;
+  switch (dtype) {
+    case DataType.FLOAT: values = t.floatData ?? []; break;
+    case DataType.DOUBLE: values = t.doubleData ?? []; break;
+    case DataType.INT64: values = t.int64Data ?? []; break;
+    case DataType.UINT64: case DataType.UINT32: values = t.uint64Data ?? []; break;
+    case DataType.INT32: case DataType.INT16: case DataType.INT8: case DataType.UINT16: case DataType.UINT8: case DataType.BOOL: values = t.int32Data ?? []; break;
+    case DataType.FLOAT16: values = Array.from(t.int32Data ?? [], (h) => decodeHalf(h)); break;
+    default: return undefined;
+  }
+  if (values.length !== n) {
+    if (n !== 0 || values.length !== 0) throw badInput(where, `holds ${values.length} values, but its dims ${JSON.stringify(dims)} need ${n}`);
+  }
+  const out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = toNumber(values[i] as number);
+  return { dtype, dims, data: out };
+}
+
+/** Encodes a tensor as a TensorProto with raw_data. */
+export function encodeTensor(t: Tensor, name: string): TensorProto {
+  const n = t.data.length;
+  let bytes: Uint8Array;
+  const dv = (size: number) => { bytes = new Uint8Array(n * size); return new DataView(bytes.buffer); };
+  switch (t.dtype) {
+    case DataType.FLOAT: { const v = dv(4); for (let i = 0; i < n; i++) v.setFloat32(i * 4, t.data[i], true); break; }
+    case DataType.DOUBLE: { const v = dv(8); for (let i = 0; i < n; i++) v.setFloat64(i * 8, t.data[i], true); break; }
+    case DataType.INT64: { const v = dv(8); for (let i = 0; i < n; i++) v.setBigInt64(i * 8, BigInt(Math.trunc(Math.max(-9223372036854775808, Math.min(9223372036854775807, t.data[i])))), true); break; }
+    case DataType.INT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setInt32(i * 4, t.data[i], true); break; }
+    case DataType.BOOL: case DataType.UINT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setUint8(i, t.data[i]); break; }
+    case DataType.INT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setInt8(i, t.data[i]); break; }
+    default: throw new Error(`encodeTensor: data type ${t.dtype} is not supported`);
+  }
+  return onnx.TensorProto.create({ name, dims: t.dims, dataType: t.dtype, rawData: bytes! });
+}
+
+export function scalarTensor(dtype: number, value: number): Tensor {
+  return makeTensor(dtype, [], [value]);
+}

@@ -1,0 +1,215 @@
+// Loading and saving ONNX models: files or bytes, external data in and out, nothing lost on the way.
+import fs from 'node:fs';
+import path from 'node:path';
+import { badInput, DynconvError, quoteName } from '../errors.js';
+import { writeFilesAtomically, type PendingFile } from '../util/atomic-write.js';
+import { elementBytes, externalRef, isExternal, readExternal, resolveLocation, tensorElementCount } from './external-data.js';
+import { decodeModel, encodeModel, encodedLength, onnx, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
+
+export interface LoadedModel {
+  proto: ModelProto;
+  /** The file it came from; undefined when loaded from bytes. */
+  path?: string;
+  /** Folder that external data locations are relative to. */
+  dir: string;
+}
+
+/** Calls fn on every TensorProto in the model: initializers, constants in attributes, subgraphs, functions. */
+export function forEachTensor(model: ModelProto, fn: (t: TensorProto) => void): void {
+  const visitNodes = (nodes: NodeProto[] | null | undefined) => {
+    for (const n of nodes ?? []) {
+      for (const a of n.attribute ?? []) {
+        if (a.t) fn(a.t);
+        for (const t of a.tensors ?? []) fn(t);
+        if (a.sparseTensor) { if (a.sparseTensor.values) fn(a.sparseTensor.values); if (a.sparseTensor.indices) fn(a.sparseTensor.indices); }
+        for (const s of a.sparseTensors ?? []) { if (s.values) fn(s.values); if (s.indices) fn(s.indices); }
+        if (a.g) visitGraph(a.g);
+        for (const g of a.graphs ?? []) visitGraph(g);
+      }
+    }
+  };
+  const visitGraph = (g: GraphProto) => {
+    for (const t of g.initializer ?? []) fn(t);
+    for (const s of g.sparseInitializer ?? []) { if (s.values) fn(s.values); if (s.indices) fn(s.indices); }
+    visitNodes(g.node);
+  };
+  if (model.graph) visitGraph(model.graph);
+  for (const f of model.functions ?? []) visitNodes(f.node);
+}
+
+function describeDecodeFailure(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/index out of range/.test(msg)) return 'truncated or corrupt protobuf (a field runs past the end of the data)';
+  if (/invalid wire type/.test(msg)) return `corrupt protobuf (${msg})`;
+  return `not a valid ONNX protobuf (${msg})`;
+}
+
+/** Decodes model bytes; `where` names the source in errors. */
+export function loadModelFromBytes(bytes: Uint8Array, where = '<bytes>', dir = process.cwd()): LoadedModel {
+  if (bytes.length === 0) throw badInput(where, 'the file is empty');
+  let proto: ModelProto;
+  try {
+    proto = decodeModel(bytes);
+  } catch (e) {
+    throw badInput(where, describeDecodeFailure(e));
+  }
+  if (!proto.graph) throw badInput(where, 'not an ONNX model: it has no graph (is this really a .onnx file?)');
+  if ((proto.opsetImport ?? []).length === 0 && Number(proto.irVersion ?? 0) === 0) throw badInput(where, 'not an ONNX model: no IR version and no opset imports');
+  const loaded: LoadedModel = { proto, dir };
+  // Refuse escaping external data up front, before any command reads a byte of it.
+  forEachTensor(proto, (t) => {
+    if (!isExternal(t)) return;
+    const ref = externalRef(t);
+    resolveLocation(dir, ref.location, `${where}: tensor ${quoteName(t.name)}`);
+  });
+  return loaded;
+}
+
+export function loadModel(file: string): LoadedModel {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    throw badInput(file, 'no such file');
+  }
+  if (stat.isDirectory()) throw badInput(file, 'is a directory, not an ONNX model file');
+  if (!stat.isFile()) throw badInput(file, 'is not a regular file');
+  if (stat.size >= 2 ** 31) throw badInput(file, 'is larger than 2 GiB, which a single ONNX protobuf cannot be; large models keep their weights in external data');
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw badInput(file, `cannot be read (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  const loaded = loadModelFromBytes(bytes, file, path.dirname(path.resolve(file)));
+  loaded.path = file;
+  return loaded;
+}
+
+/** The bytes of a tensor's data, wherever they are stored (inline raw_data or external). Typed fields give undefined. */
+export function tensorRawBytes(model: LoadedModel, t: TensorProto): Uint8Array | undefined {
+  if (isExternal(t)) return readExternal(model.dir, t);
+  if (t.rawData && t.rawData.length) return t.rawData;
+  return undefined;
+}
+
+export type ExternalDataMode =
+  | { kind: 'keep' }
+  | { kind: 'inline' }
+  /** Tensors of at least `threshold` bytes go to the side file `location` (relative to the model). */
+  | { kind: 'external'; threshold: number; location: string };
+
+export interface SaveOptions {
+  externalData?: ExternalDataMode;
+  /** Told when the model had to move tensors to external data to stay under protobuf's 2 GiB. */
+  onWarning?: (message: string) => void;
+}
+
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+const EXTERNAL_ALIGNMENT = 64;
+
+interface TensorState {
+  t: TensorProto;
+  rawData: TensorProto['rawData'];
+  dataLocation: TensorProto['dataLocation'];
+  externalData: TensorProto['externalData'];
+}
+
+function checkedOutputLocation(outDir: string, location: string): string {
+  if (path.isAbsolute(location) || location.split(/[\\/]+/).includes('..')) throw badInput(location, 'external data location must be a relative path inside the output folder');
+  return path.resolve(outDir, location);
+}
+
+/**
+ * Saves a model to a file, with its external data beside it. Every file is written whole or not at all.
+ * `keep` copies the side files of the source model (same names, same offsets) unless source and target
+ * folders are the same.
+ */
+export function saveModel(model: LoadedModel, file: string, options: SaveOptions = {}): void {
+  const outDir = path.dirname(path.resolve(file));
+  let mode = options.externalData ?? { kind: 'keep' };
+  const tensors: TensorProto[] = [];
+  forEachTensor(model.proto, (t) => tensors.push(t));
+  const saved: TensorState[] = tensors.map((t) => ({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData }));
+  const pending: PendingFile[] = [];
+  try {
+    if (mode.kind === 'keep' && encodedLength(model.proto) > PROTOBUF_LIMIT) {
+      const location = `${path.basename(file)}.data`;
+      options.onWarning?.(`the model is over 2 GiB inline; tensors of 1 KiB and more are written to ${location}`);
+      mode = { kind: 'external', threshold: 1024, location };
+    }
+    if (mode.kind === 'keep') {
+      const sameDir = fs.realpathSync(model.dir) === fs.realpathSync(fs.existsSync(outDir) ? outDir : model.dir) && fs.existsSync(outDir);
+      if (!sameDir) {
+        const locations = new Set<string>();
+        for (const t of tensors) if (isExternal(t)) locations.add(externalRef(t).location);
+        for (const location of locations) {
+          const source = resolveLocation(model.dir, location, `tensor data ${quoteName(location)}`);
+          pending.push({ target: checkedOutputLocation(outDir, location), write: (tmp) => fs.copyFileSync(source, tmp) });
+        }
+      }
+    } else if (mode.kind === 'inline') {
+      for (const t of tensors) {
+        if (!isExternal(t)) continue;
+        t.rawData = readExternal(model.dir, t);
+        t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+        t.externalData = [];
+      }
+    } else {
+      const { threshold, location } = mode;
+      const chunks: Uint8Array[] = [];
+      let offset = 0;
+      for (const t of tensors) {
+        const bytes = isExternal(t) ? readExternal(model.dir, t) : t.rawData && t.rawData.length ? t.rawData : undefined;
+        if (!bytes) continue;
+        if (bytes.length < threshold) {
+          if (isExternal(t)) { t.rawData = bytes; t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT; t.externalData = []; }
+          continue;
+        }
+        const pad = (EXTERNAL_ALIGNMENT - (offset % EXTERNAL_ALIGNMENT)) % EXTERNAL_ALIGNMENT;
+        if (pad) { chunks.push(new Uint8Array(pad)); offset += pad; }
+        chunks.push(bytes);
+        t.rawData = new Uint8Array(0);
+        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        t.externalData = [
+          onnx.StringStringEntryProto.create({ key: 'location', value: location }),
+          onnx.StringStringEntryProto.create({ key: 'offset', value: String(offset) }),
+          onnx.StringStringEntryProto.create({ key: 'length', value: String(bytes.length) }),
+        ];
+        offset += bytes.length;
+      }
+      pending.push({
+        target: checkedOutputLocation(outDir, location),
+        write: (tmp) => {
+          const fd = fs.openSync(tmp, 'w');
+          try { for (const c of chunks) fs.writeSync(fd, c); } finally { fs.closeSync(fd); }
+        },
+      });
+    }
+    if (encodedLength(model.proto) > PROTOBUF_LIMIT) throw new DynconvError(`${file}: the model would be over 2 GiB inline; save it with external data (--external-data)`);
+    const bytes = encodeModel(model.proto);
+    pending.push({ target: path.resolve(file), write: (tmp) => fs.writeFileSync(tmp, bytes) });
+    writeFilesAtomically(pending);
+  } finally {
+    for (const s of saved) { s.t.rawData = s.rawData; s.t.dataLocation = s.dataLocation; s.t.externalData = s.externalData; }
+  }
+}
+
+/** Encodes a model whose tensors are all inline (external ones are read in). */
+export function saveModelToBytes(model: LoadedModel): Uint8Array {
+  const restore: TensorState[] = [];
+  forEachTensor(model.proto, (t) => {
+    if (!isExternal(t)) return;
+    restore.push({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData });
+    t.rawData = readExternal(model.dir, t);
+    t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    t.externalData = [];
+  });
+  try {
+    return encodeModel(model.proto);
+  } finally {
+    for (const s of restore) { s.t.rawData = s.rawData; s.t.dataLocation = s.dataLocation; s.t.externalData = s.externalData; }
+  }
+}
+
+export { elementBytes, tensorElementCount };

@@ -1,0 +1,113 @@
+// The ONNX protobuf schema, made lossless.
+//
+// onnx-proto is generated from ONNX 1.10 (IR 8). Models from newer exporters carry fields it does not know
+// (metadata_props on nodes and graphs, function value_info / attribute_proto / overload, fields not yet
+// invented). protobufjs's generated decoders skip such fields. We wrap every message type's decode and
+// encode so that skipped fields are kept, as raw bytes, on the message (`$unknown`) and written back
+// verbatim after the known fields. Field order inside a message may change on a round trip; the content
+// does not.
+import { createRequire } from 'node:module';
+import onnxProto from 'onnx-proto';
+
+const require = createRequire(import.meta.url);
+// The protobufjs instance that onnx-proto's generated code uses (it has its own nested copy).
+const protobuf = require(require.resolve('protobufjs/minimal', { paths: [require.resolve('onnx-proto')] }));
+
+export const onnx = onnxProto.onnx;
+export type Long = { low: number; high: number; unsigned: boolean; toNumber(): number; toString(): string };
+export const LongClass: { fromNumber(n: number): Long; isLong(x: unknown): boolean } = protobuf.util.Long;
+
+/** Raw bytes of fields the schema does not know, in the order they were read. */
+export const UNKNOWN = '$unknown';
+export interface WithUnknown {
+  $unknown?: Uint8Array[];
+}
+
+let collecting: Uint8Array[] | null = null;
+let lastVarintStart = 0;
+
+function installUnknownFieldHooks(): void {
+  const Reader = protobuf.Reader;
+  if (Reader.prototype.__dynconvHooked) return;
+  Reader.prototype.__dynconvHooked = true;
+  const uint32 = Reader.prototype.uint32;
+  const skipType = Reader.prototype.skipType;
+  // Generated decoders read a field's tag with uint32() and, for an unknown field, call skipType() right after.
+  Reader.prototype.uint32 = function (this: { pos: number }) {
+    lastVarintStart = this.pos;
+    return uint32.call(this);
+  };
+  Reader.prototype.skipType = function (this: { pos: number; buf: Uint8Array }, wireType: number, depth?: number) {
+    if (depth !== undefined) return skipType.call(this, wireType, depth);
+    const start = lastVarintStart;
+    skipType.call(this, wireType);
+    (collecting ??= []).push(this.buf.subarray(start, this.pos));
+    return this;
+  };
+
+  const writeRaw = (val: Uint8Array, buf: Uint8Array, pos: number) => buf.set(val, pos);
+  const visit = (ns: object) => {
+    for (const value of Object.values(ns)) {
+      if (typeof value !== 'function') continue;
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const type = value as any;
+      if (typeof type.decode !== 'function' || typeof type.encode !== 'function') continue;
+      const decode = type.decode;
+      const encode = type.encode;
+      type.decode = function (reader: unknown, length?: number) {
+        const outer = collecting;
+        collecting = null;
+        try {
+          const message = decode.call(this, reader, length) as WithUnknown;
+          if (collecting) message.$unknown = collecting;
+          return message;
+        } finally {
+          collecting = outer;
+        }
+      };
+      type.encode = function (message: WithUnknown, writer?: unknown) {
+        const w = encode.call(this, message, writer);
+        const extra = message.$unknown;
+        if (extra) for (const chunk of extra) w._push(writeRaw, chunk.length, chunk);
+        return w;
+      };
+      visit(type); // nested types (TensorProto.Segment, TypeProto.Tensor, ...)
+    }
+  };
+  visit(onnx);
+}
+installUnknownFieldHooks();
+
+export function decodeModel(bytes: Uint8Array): onnxProto.onnx.ModelProto {
+  return onnx.ModelProto.decode(bytes);
+}
+
+export function encodeModel(model: onnxProto.onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Size in bytes a message will take when encoded, without allocating it. */
+export function encodedLength(model: onnxProto.onnx.IModelProto): number {
+  return onnx.ModelProto.encode(model).len;
+}
+
+export function toNumber(v: number | Long | null | undefined): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'number' ? v : v.toNumber();
+}
+
+export function toLong(n: number): Long {
+  return LongClass.fromNumber(n);
+}
+
+export const DataType = onnx.TensorProto.DataType;
+export const AttrType = onnx.AttributeProto.AttributeType;
+
+export type ModelProto = onnxProto.onnx.ModelProto;
+export type GraphProto = onnxProto.onnx.IGraphProto;
+export type NodeProto = onnxProto.onnx.INodeProto;
+export type TensorProto = onnxProto.onnx.ITensorProto;
+export type AttributeProto = onnxProto.onnx.IAttributeProto;
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
+export type FunctionProto = onnxProto.onnx.IFunctionProto;
+export type TypeProto = onnxProto.onnx.ITypeProto;

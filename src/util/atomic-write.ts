@@ -1,0 +1,59 @@
+// Outputs appear whole or not at all: each file is written to a temporary name beside its target and
+// renamed into place once every file of the set is complete. An error, or Ctrl-C, leaves no partial file.
+import fs from 'node:fs';
+import path from 'node:path';
+
+const pendingTemps = new Set<string>();
+let signalHandlersInstalled = false;
+
+function installSignalCleanup(): void {
+  if (signalHandlersInstalled) return;
+  signalHandlersInstalled = true;
+  const cleanup = () => {
+    for (const t of pendingTemps) fs.rmSync(t, { force: true });
+    pendingTemps.clear();
+  };
+  process.on('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      cleanup();
+      process.exit(130);
+    });
+  }
+}
+
+export interface PendingFile {
+  target: string;
+  /** Writes the content to the given temporary path. */
+  write(tempPath: string): void;
+}
+
+export function tempPathFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+}
+
+export function writeFilesAtomically(files: PendingFile[]): void {
+  installSignalCleanup();
+  const temps: [string, string][] = [];
+  try {
+    for (const f of files) {
+      fs.mkdirSync(path.dirname(f.target), { recursive: true });
+      const temp = tempPathFor(f.target);
+      pendingTemps.add(temp);
+      temps.push([temp, f.target]);
+      f.write(temp);
+    }
+    for (const [temp, target] of temps) {
+      fs.renameSync(temp, target);
+      pendingTemps.delete(temp);
+    }
+  } finally {
+    for (const [temp] of temps) {
+      if (pendingTemps.delete(temp)) fs.rmSync(temp, { force: true });
+    }
+  }
+}
+
+export function writeFileAtomically(target: string, data: Uint8Array | string): void {
+  writeFilesAtomically([{ target, write: (t) => fs.writeFileSync(t, data) }]);
+}
