@@ -3,6 +3,7 @@
 // (so one body serves every node of the op) and work for any batch and spatial size.
 // Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
 import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { typeToProto } from '../src/ir/graph.js';
 import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
 
 type AttrSpec = { ref: string; type: number } | number | number[] | string | { tensor: { dtype: number; dims: number[]; values: number[] } };
@@ -10,7 +11,40 @@ type AttrSpec = { ref: string; type: number } | number | number[] | string | { t
 class BodyBuilder {
   readonly nodes: NodeProto[] = [];
   private counter = 0;
-  constructor(readonly opset: number, private readonly prefix = 't', readonly rank = 2) {}
+  constructor(
+    readonly opset: number,
+    private readonly prefix = 't',
+    readonly rank = 2,
+    /** Attribute values baked in: Constant cannot read attributes before opset 12. */
+    readonly literals?: Record<string, number | number[]>,
+  ) {}
+
+  sub(prefix: string): BodyBuilder {
+    return new BodyBuilder(this.opset, `${this.prefix}${prefix}`, this.rank, this.literals);
+  }
+  /** A function attribute as a tensor: int64 scalar, int64 list, or float scalar. */
+  attrValue(name: string, kind: 'int' | 'ints' | 'float'): string {
+    const lit = this.literals?.[name];
+    if (lit !== undefined) {
+      if (kind === 'float') return this.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [], values: [lit as number] } } });
+      const values = Array.isArray(lit) ? lit : [lit];
+      return this.one('Constant', [], { value: { tensor: { dtype: DataType.INT64, dims: kind === 'int' ? [] : [values.length], values } } });
+    }
+    const key = kind === 'int' ? 'value_int' : kind === 'ints' ? 'value_ints' : 'value_float';
+    return this.one('Constant', [], { [key]: this.ref(name, kind === 'int' ? INT : kind === 'ints' ? INTS : AttrType.FLOAT) });
+  }
+  /** Runs one of two builders on an int attribute: inline when its value is baked in, else through an If. */
+  choose(name: string, whenSet: (b: BodyBuilder) => string, whenUnset: (b: BodyBuilder) => string): string {
+    const lit = this.literals?.[name];
+    if (lit !== undefined) return lit ? whenSet(this) : whenUnset(this);
+    const branch = (f: (b: BodyBuilder) => string, tag: string) => {
+      const b = this.sub(tag);
+      const out = f(b);
+      return graph(tag, b.nodes, [], [out]);
+    };
+    const cond = this.one('Cast', [this.attrValue(name, 'int')], { to: DataType.BOOL });
+    return this.ifElse(cond, branch(whenSet, `${name}1`), branch(whenUnset, `${name}0`));
+  }
 
   fresh(): string {
     return `${this.prefix}${this.counter++}`;
@@ -51,10 +85,6 @@ class BodyBuilder {
   }
   ref(name: string, type: number): AttrSpec {
     return { ref: name, type };
-  }
-  /** A boolean tensor from an int attribute of the function. */
-  flag(attrName: string): string {
-    return this.one('Cast', [this.one('Constant', [], { value_int: this.ref(attrName, INT) })], { to: DataType.BOOL });
   }
   ifElse(cond: string, thenBranch: GraphProto, elseBranch: GraphProto): string {
     const [out] = this.op('If', [cond]);
@@ -104,16 +134,18 @@ function graph(name: string, nodes: NodeProto[], inputs: string[], outputs: stri
  * through a Scan, then + bias (B of shape [N, M] or [M]).
  */
 function perSampleConv(b: BodyBuilder, x: string, wn: string, bias: string): string {
-  const branch = (transpose: boolean): GraphProto => {
-    const inner = new BodyBuilder(b.opset, transpose ? 'ct' : 'cv');
+  const conv = (transpose: boolean) => (inner: BodyBuilder) => {
     const xu = inner.unsqueeze('xn', [0]);
     const yu = inner.one(transpose ? 'ConvTranspose' : 'Conv', [xu, 'wn'], convRefs(inner, transpose));
-    return graph(transpose ? 'transposed' : 'direct', inner.nodes, [], [inner.squeeze(yu, [0])]);
+    return inner.squeeze(yu, [0]);
   };
-  const body = new BodyBuilder(b.opset, 's');
-  const yn = body.ifElse(body.flag('transpose'), branch(true), branch(false));
-  const [y0] = b.op('Scan', [x, wn], { num_scan_inputs: 1 + 1 });
-  b.nodes[b.nodes.length - 1].attribute!.push(onnx.AttributeProto.create({ name: 'body', type: AttrType.GRAPH, g: graph('per_sample', body.nodes, ['xn', 'wn'], [yn]) }));
+  const body = b.sub('s');
+  const yn = body.choose('transpose', conv(true), conv(false));
+  const [y0] = b.op('Scan', [x, wn], { num_scan_inputs: 2 });
+  const scanBody = graph('per_sample', body.nodes, ['xn', 'wn'], [yn]);
+  // Scan needs the rank of its body's output, which inference cannot see through the If.
+  scanBody.output![0].type = typeToProto({ elemType: DataType.FLOAT, shape: new Array(b.rank + 1).fill(undefined) });
+  b.nodes[b.nodes.length - 1].attribute!.push(onnx.AttributeProto.create({ name: 'body', type: AttrType.GRAPH, g: scanBody }));
   // Bias [N, M] or [M]: append r unit axes so that it broadcasts over [N, M, *O].
   const bu = b.one('Reshape', [bias, b.concat([b.dims(bias, 0), b.ints(new Array(b.rank).fill(1))])]);
   return b.one('Add', [y0, bu]);
@@ -132,49 +164,40 @@ function mixtureConvBody(b: BodyBuilder): string {
 
 function modulatedConvBody(b: BodyBuilder): string {
   // Wn = W[None] * S on the input-channel axis, demodulated per output channel when asked.
+  // The transpose layout [C, M, *K] (group 1) is swapped to [M, C, *K] first and back after, so that one
+  // computation serves both and no branch can fail shape inference.
   const r = b.rank;
-  const build = (transpose: boolean): GraphProto => {
-    const g = new BodyBuilder(b.opset, transpose ? 'mt' : 'mc', r);
-    const wu = g.unsqueeze('W', [0]);
-    let s: string;
-    if (transpose) {
-      // W [C, M, *K] (group 1): S [N, C] -> [N, C, 1, 1...]
-      s = g.unsqueeze('S', Array.from({ length: r + 1 }, (_, i) => i + 2));
-    } else {
-      // W [M, C/g, *K]: weight (m, c') is scaled by S[n, (m / (M/g)) * C/g + c'].
-      const groups = g.one('Reshape', [g.one('Constant', [], { value_int: g.ref('group', INT) }), g.ints([1])]);
-      const n = g.dims('S', 0, 1), m = g.dims('W', 0, 1), cg = g.dims('W', 1, 2);
-      const s4 = g.one('Reshape', ['S', g.concat([n, groups, g.ints([1]), cg])]);
-      const s4e = g.one('Expand', [s4, g.concat([n, groups, g.one('Div', [m, groups]), cg])]);
-      const s3 = g.one('Reshape', [s4e, g.concat([n, m, cg])]);
-      s = g.unsqueeze(s3, Array.from({ length: r }, (_, i) => i + 3));
-    }
-    const wn = g.one('Mul', [wu, s]);
-    // Demodulation: each output channel divided by sqrt(sum of its squared weights + epsilon).
-    const axes = transpose ? [1, ...Array.from({ length: r }, (_, i) => i + 3)] : Array.from({ length: r + 1 }, (_, i) => i + 2);
-    const ssum = g.reduceSum(g.one('Mul', [wn, wn]), axes, 1);
-    const eps = g.one('Constant', [], { value_float: g.ref('epsilon', AttrType.FLOAT) });
-    const d = g.one('Reciprocal', [g.one('Sqrt', [g.one('Add', [ssum, eps])])]);
-    const one = g.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [], values: [1] } } });
-    const scale = g.one('Where', [g.flag('demodulate'), d, one]);
-    return graph(transpose ? 'transposed' : 'direct', g.nodes, [], [g.one('Mul', [wn, scale])]);
-  };
-  const wn = b.ifElse(b.flag('transpose'), build(true), build(false));
-  return perSampleConv(b, 'X', wn, 'B');
+  const swap = (perm: number[], x: string) => b.choose('transpose', (t) => t.one('Transpose', [x], { perm }), (t) => t.one('Identity', [x]));
+  const w = swap([1, 0, ...Array.from({ length: r }, (_, i) => i + 2)], 'W');
+  // weight (m, c') is scaled by S[n, (m / (M/g)) * C/g + c']
+  const groups = b.one('Reshape', [b.attrValue('group', 'int'), b.ints([1])]);
+  const n = b.dims('S', 0, 1), m = b.dims(w, 0, 1), cg = b.dims(w, 1, 2);
+  const s4 = b.one('Reshape', ['S', b.concat([n, groups, b.ints([1]), cg])]);
+  const s4e = b.one('Expand', [s4, b.concat([n, groups, b.one('Div', [m, groups]), cg])]);
+  const s = b.one('Reshape', [s4e, b.concat([n, m, cg, b.ints(new Array(r).fill(1))])]);
+  const wn = b.one('Mul', [b.unsqueeze(w, [0]), s]);
+  // Demodulation: each output channel divided by sqrt(sum of its squared weights + epsilon).
+  const axes = Array.from({ length: r + 1 }, (_, i) => i + 2);
+  const demod = b.choose('demodulate', (h) => {
+    const ssum = h.reduceSum(h.one('Mul', [wn, wn]), axes, 1);
+    return h.one('Mul', [wn, h.one('Reciprocal', [h.one('Sqrt', [h.one('Add', [ssum, h.attrValue('epsilon', 'float')])])])]);
+  }, (h) => h.one('Identity', [wn]));
+  const wPerSample = swap([0, 2, 1, ...Array.from({ length: r }, (_, i) => i + 3)], demod);
+  return perSampleConv(b, 'X', wPerSample, 'B');
 }
 
 function pixelConvBody(b: BodyBuilder): string {
   // Unfold X with a one-hot kernel: [N*C, 1, *D] conv [KK, 1, *k] -> [N*C, KK, *Ob]; nearest-upsample;
   // then multiply by K [N, G, KK, *O] broadcast over the C/G channels of each group and sum over KK.
   const r = b.rank;
-  const ks = b.one('Constant', [], { value_ints: b.ref('kernel_shape', INTS) });
+  const ks = b.attrValue('kernel_shape', 'ints');
   const kk = b.reduceProd(ks);
   const square = b.one('ConstantOfShape', [b.concat([kk, kk])], { value: { tensor: { dtype: DataType.FLOAT, dims: [1], values: [0] } } });
   const eye = b.one('EyeLike', [square]);
   const kernel = b.one('Reshape', [eye, b.concat([kk, b.ints([1]), ks])]);
   const xr = b.one('Reshape', ['X', b.concat([b.ints([-1, 1]), b.dims('X', 2)])]);
   const u = b.one('Conv', [xr, kernel], { strides: b.ref('strides', INTS), pads: b.ref('pads', INTS), dilations: b.ref('dilations', INTS) });
-  const up = b.one('Cast', [b.one('Constant', [], { value_int: b.ref('upsample', INT) })], { to: DataType.FLOAT });
+  const up = b.one('Cast', [b.attrValue('upsample', 'int')], { to: DataType.FLOAT });
   const scales = b.concat([b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [2], values: [1, 1] } } }), b.one('Expand', [b.one('Reshape', [up, b.ints([1])]), b.ints([r])])]);
   const uu = b.one('Resize', [u, '', scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
   const oprod = b.reduceProd(b.dims(uu, 2));
@@ -198,15 +221,19 @@ const INPUTS: Record<FusedOpType, string[]> = {
   PixelConv: ['X', 'K'],
 };
 
+/** Attributes a body reads as values (not only passes on to a Conv): baked in before opset 12. */
+export const BAKED_ATTRIBUTES = ['transpose', 'demodulate', 'epsilon', 'group', 'kernel_shape', 'upsample'];
+
 /** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
 export const MIN_FUNCTION_OPSET = 11;
 
 /**
  * The FunctionProto of one fused op, for a model whose default-domain opset is `opset`, specialised to
- * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13).
+ * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
+ * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in.
  */
-export function functionFor(op: FusedOpType, opset: number, rank: number): FunctionProto {
-  const b = new BodyBuilder(opset, 't', rank);
+export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>): FunctionProto {
+  const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
   const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: pixelConvBody }[op];
   const y = body(b);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));

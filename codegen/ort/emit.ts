@@ -35,7 +35,7 @@ const VERSION_SCRIPT = 'dynconv_ort.map';
 function archFlags(): string[] {
   return process.arch === 'x64' ? ['-march=x86-64-v2', '-mtune=generic'] : [];
 }
-const CXX_FLAGS = ['-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-fno-math-errno'];
+const CXX_FLAGS = ['-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-fno-math-errno', '-Wno-psabi'];
 const LINK_FLAGS = ['-shared', `-Wl,--version-script=${VERSION_SCRIPT}`, '-Wl,-z,defs', '-static-libstdc++', '-static-libgcc', '-pthread'];
 
 export interface OrtLibraryManifest {
@@ -128,7 +128,9 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string): { files: string
   const includeDir = ortIncludeDir();
   const cc = sources.filter((s) => s.endsWith('.cc'));
   const cxx = process.env.CXX || 'g++';
-  const buildCommand = [cxx, ...CXX_FLAGS, ...archFlags(), `-I${includeDir}`, ...cc, '-o', ORT_LIBRARY_NAME, ...LINK_FLAGS]
+  // $DYNCONV_ORT_CXXFLAGS: extra compiler flags (e.g. -DDYNCONV_NO_CLONES to build the baseline code only).
+  const extra = (process.env.DYNCONV_ORT_CXXFLAGS ?? '').split(/\s+/).filter(Boolean);
+  const buildCommand = [cxx, ...CXX_FLAGS, ...archFlags(), ...extra, `-I${includeDir}`, ...cc, '-o', ORT_LIBRARY_NAME, ...LINK_FLAGS]
     .map(shellQuote)
     .join(' ');
   hash.update(buildCommand);

@@ -112,6 +112,7 @@ export class Analysis {
     if (NONDETERMINISTIC.has(n.opType)) label = 'data';
     // A subgraph's inner nodes may depend on loop-carried data; treat subgraph outputs as the max label of
     // everything they read, which the loop above already did through outerUses.
+    for (const out of n.outputs) this.facts.set(out, { label, type: out.type });
     let inferred: { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } = { types: [], shapeValues: [] };
     try {
       inferred = inferNode(this, n);

@@ -426,3 +426,8 @@ export function resolveReshape(inDims: readonly number[], shape: readonly number
   }
   return numel(dims) === total ? dims : undefined;
 }
+
+/** Element-wise product with broadcasting (used to fold constant factors of a weight). */
+export function mulTensors(a: Tensor, b: Tensor): Tensor | undefined {
+  return binary(a, b, (x, y) => x * y);
+}

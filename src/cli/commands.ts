@@ -1,7 +1,18 @@
 // The commands of the CLI: each parses its own positionals and options and returns an exit code.
 import type { ParseArgsConfig } from 'node:util';
 import { DynconvError } from '../errors.js';
+import path from 'node:path';
+import fs from 'node:fs';
+import { Analysis } from '../analysis/analyze.js';
+import { buildModel } from '../ir/build.js';
+import { loadModel, saveModel } from '../onnx/io.js';
+import { scanModel } from '../../passes/scan.js';
+import { fuseModel } from '../../passes/fuse.js';
 import { formatInspect, inspectModel } from './inspect.js';
+import { formatSite, siteJson } from './site-report.js';
+import { validateModels, type ValidateResult } from '../validate/validate.js';
+import { checkModels, formatCheck, junitReport } from './check.js';
+import { writeFileAtomically } from '../util/atomic-write.js';
 
 export type Options = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
@@ -33,4 +44,108 @@ export const commands: Record<string, Command> = {
       return 0;
     },
   },
+  scan: {
+    usage: 'scan MODEL [--json] [--explain]',
+    summary: 'list every dynamic-conv site: family, conv, generator, conv parameters',
+    options: { json: { type: 'boolean' }, explain: { type: 'boolean' } },
+    optionHelp: { json: 'print {"sites": [...]}', explain: 'say why a candidate is only generic or not fused' },
+    async run(pos, opts) {
+      if (pos.length !== 1) throw usageError('scan', 'expects exactly one MODEL');
+      const model = buildModel(loadModel(pos[0]));
+      const sites = scanModel(model, new Analysis(model)).map(siteJson);
+      if (opts.json) print(JSON.stringify({ file: pos[0], sites }, null, 2));
+      else print([`${pos[0]}: ${sites.length} dynamic-conv site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, !!opts.explain))].join('\n'));
+      return 0;
+    },
+  },
+  fuse: {
+    usage: 'fuse MODEL -o OUT [--json] [--in-place] [--external-data MODE]',
+    summary: 'replace each site by one com.dynconv op (with a function fallback)',
+    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' } },
+    optionHelp: { output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data' },
+    async run(pos, opts) {
+      if (pos.length !== 1) throw usageError('fuse', 'expects exactly one MODEL');
+      const out = opts.output as string | undefined;
+      if (!out) throw usageError('fuse', 'needs -o OUT');
+      checkOutputPath(pos[0], out, !!opts['in-place']);
+      const loaded = loadModel(pos[0]);
+      const model = buildModel(loaded);
+      const result = fuseModel(model);
+      model.toProto();
+      saveModel(loaded, out, { externalData: externalDataMode(opts['external-data'] as string | undefined, out), onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
+      const sites = [...result.fused, ...result.notFused].map(siteJson);
+      if (opts.json) print(JSON.stringify({ file: pos[0], output: out, fused: result.fused.length, sites }, null, 2));
+      else print([`${pos[0]} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false))].join('\n'));
+      return 0;
+    },
+  },
+  validate: {
+    usage: 'validate ORIGINAL FUSED [--json] [--inputs DIR] [--dim N=S]',
+    summary: 'run both models on the same inputs and compare every output',
+    options: { json: { type: 'boolean' }, inputs: { type: 'string' }, dim: { type: 'string', multiple: true }, seed: { type: 'string' }, rtol: { type: 'string' }, kernels: { type: 'string' } },
+    optionHelp: { json: 'print {"ok": bool, "outputs": [...]}', inputs: 'a folder of input_N.pb TensorProto files (ONNX test_data_set layout)', dim: 'size for a symbolic dim, e.g. --dim batch=4 (repeatable)', seed: 'seed of the random inputs (default 1)', rtol: 'relative L2 tolerance (default 1e-4)', kernels: 'also run the emitted kernels: wgsl or ort' },
+    async run(pos, opts) {
+      if (pos.length !== 2) throw usageError('validate', 'expects ORIGINAL and FUSED');
+      const rtol = opts.rtol !== undefined ? Number(opts.rtol) : undefined;
+      if (rtol !== undefined && !(rtol > 0)) throw new DynconvError('--rtol: expected a positive number');
+      const r = await validateModels(pos[0], pos[1], { inputsDir: opts.inputs as string | undefined, sizes: parseSizes(opts.dim as string[] | undefined), seed: opts.seed ? Number(opts.seed) : 1, rtol, kernels: parseKernels(opts.kernels) });
+      print(opts.json ? JSON.stringify(r, null, 2) : formatValidate(r));
+      return r.ok ? 0 : 1;
+    },
+  },
+  check: {
+    usage: 'check MODEL... [--json] [--junit FILE] [--kernels wgsl|ort]',
+    summary: 'scan, fuse and validate each model; exit 1 if a site is left unfused or wrong',
+    options: { json: { type: 'boolean' }, junit: { type: 'string' }, dim: { type: 'string', multiple: true }, kernels: { type: 'string' }, jobs: { type: 'string' } },
+    optionHelp: { json: 'print {"ok": bool, "models": [...]}', junit: 'write a JUnit XML report', dim: 'size for a symbolic dim (repeatable)', kernels: 'also emit and run kernels: wgsl or ort', jobs: 'models checked at once (default 1)' },
+    async run(pos, opts) {
+      if (pos.length < 1) throw usageError('check', 'expects at least one MODEL');
+      const jobs = opts.jobs !== undefined ? Number(opts.jobs) : 1;
+      if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new DynconvError('--jobs: expected a whole number from 1 to 64');
+      const report = await checkModels(pos, { sizes: parseSizes(opts.dim as string[] | undefined), kernels: parseKernels(opts.kernels), jobs });
+      if (opts.junit) writeFileAtomically(opts.junit as string, junitReport(report));
+      print(opts.json ? JSON.stringify(report, null, 2) : formatCheck(report));
+      if (report.ok) return 0;
+      return report.models.every((m) => m.errorKind === 'input') ? 2 : 1;
+    },
+  },
 };
+
+export function parseKernels(v: unknown): 'wgsl' | 'ort' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'wgsl' || v === 'ort') return v;
+  throw new DynconvError(`--kernels: expected wgsl or ort, got ${JSON.stringify(v)}`);
+}
+
+export function parseSizes(v: string[] | undefined): Record<string, number> {
+  const sizes: Record<string, number> = {};
+  for (const item of v ?? []) {
+    const m = /^(.+)=(\d+)$/.exec(item);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 1 << 24) throw new DynconvError(`--dim: expected NAME=SIZE with a positive size, got ${JSON.stringify(item)}`);
+    sizes[m[1]] = Number(m[2]);
+  }
+  return sizes;
+}
+
+export function formatValidate(r: ValidateResult): string {
+  const lines = [`${r.original} vs ${r.fused}: ${r.ok ? 'OK' : 'MISMATCH'}`, `  inputs: ${Object.entries(r.inputs).map(([k, d]) => `${JSON.stringify(k)} [${d.join(', ')}]`).join(', ')}`];
+  for (const o of r.outputs) lines.push(`  ${o.ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(o.name)} [${o.dims.join(', ')}] max-abs ${o.maxAbs.toExponential(2)} rel-L2 ${o.relL2.toExponential(2)}`);
+  return lines.join('\n');
+}
+
+/** Refuses to overwrite the input (unless asked) and to write into a missing folder. */
+export function checkOutputPath(input: string, output: string, inPlace: boolean): void {
+  const same = path.resolve(input) === path.resolve(output) || (fs.existsSync(output) && fs.existsSync(input) && fs.realpathSync(output) === fs.realpathSync(input));
+  if (same && !inPlace) throw new DynconvError(`${output}: refusing to overwrite the input model; pass --in-place to do that`);
+  const dir = path.dirname(path.resolve(output));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DynconvError(`${output}: the folder ${dir} does not exist`);
+  if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new DynconvError(`${output}: is a directory`);
+}
+
+function externalDataMode(v: string | undefined, out: string) {
+  if (v === undefined || v === 'keep') return { kind: 'keep' as const };
+  if (v === 'inline') return { kind: 'inline' as const };
+  const threshold = Number(v);
+  if (!Number.isSafeInteger(threshold) || threshold < 0) throw new DynconvError(`--external-data: expected keep, inline or a byte count, got ${JSON.stringify(v)}`);
+  return { kind: 'external' as const, threshold, location: `${path.basename(out)}.data` };
+}

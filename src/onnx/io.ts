@@ -108,11 +108,26 @@ export interface SaveOptions {
 const PROTOBUF_LIMIT = 2 ** 31 - 1;
 const EXTERNAL_ALIGNMENT = 64;
 
+/** The storage fields of a tensor as they were, own property or not, so that saving leaves no trace. */
 interface TensorState {
   t: TensorProto;
-  rawData: TensorProto['rawData'];
-  dataLocation: TensorProto['dataLocation'];
-  externalData: TensorProto['externalData'];
+  own: boolean[];
+  values: unknown[];
+}
+const STORAGE_FIELDS = ['rawData', 'dataLocation', 'externalData'] as const;
+
+function snapshot(t: TensorProto): TensorState {
+  return { t, own: STORAGE_FIELDS.map((k) => Object.prototype.hasOwnProperty.call(t, k)), values: STORAGE_FIELDS.map((k) => t[k]) };
+}
+
+// A decoded message reads unset fields from its prototype's defaults; assigning them would make them own
+// properties, which the encoder then writes (an empty raw_data beside float_data, data_location 0).
+function restoreTensor(s: TensorState): void {
+  const t = s.t as Record<string, unknown>;
+  STORAGE_FIELDS.forEach((k, i) => {
+    if (s.own[i]) t[k] = s.values[i];
+    else delete t[k];
+  });
 }
 
 function checkedOutputLocation(outDir: string, location: string): string {
@@ -130,7 +145,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
   let mode = options.externalData ?? { kind: 'keep' };
   const tensors: TensorProto[] = [];
   forEachTensor(model.proto, (t) => tensors.push(t));
-  const saved: TensorState[] = tensors.map((t) => ({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData }));
+  const saved: TensorState[] = tensors.map(snapshot);
   const pending: PendingFile[] = [];
   try {
     if (mode.kind === 'keep' && encodedLength(model.proto) > PROTOBUF_LIMIT) {
@@ -191,7 +206,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
     pending.push({ target: path.resolve(file), write: (tmp) => fs.writeFileSync(tmp, bytes) });
     writeFilesAtomically(pending);
   } finally {
-    for (const s of saved) { s.t.rawData = s.rawData; s.t.dataLocation = s.dataLocation; s.t.externalData = s.externalData; }
+    for (const s of saved) restoreTensor(s);
   }
 }
 
@@ -200,7 +215,7 @@ export function saveModelToBytes(model: LoadedModel): Uint8Array {
   const restore: TensorState[] = [];
   forEachTensor(model.proto, (t) => {
     if (!isExternal(t)) return;
-    restore.push({ t, rawData: t.rawData, dataLocation: t.dataLocation, externalData: t.externalData });
+    restore.push(snapshot(t));
     t.rawData = readExternal(model.dir, t);
     t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
     t.externalData = [];
@@ -208,7 +223,7 @@ export function saveModelToBytes(model: LoadedModel): Uint8Array {
   try {
     return encodeModel(model.proto);
   } finally {
-    for (const s of restore) { s.t.rawData = s.rawData; s.t.dataLocation = s.dataLocation; s.t.externalData = s.externalData; }
+    for (const s of restore) restoreTensor(s);
   }
 }
 

@@ -37,10 +37,18 @@ function installUnknownFieldHooks(): void {
     lastVarintStart = this.pos;
     return uint32.call(this);
   };
+  // skipType calls itself for the fields inside a group (wire type 3); only the outermost call is a field
+  // the decoder skipped, so only it is kept (protobufjs 6 passes no depth on that recursion).
+  let skipping = false;
   Reader.prototype.skipType = function (this: { pos: number; buf: Uint8Array }, wireType: number, depth?: number) {
-    if (depth !== undefined) return skipType.call(this, wireType, depth);
+    if (skipping || depth !== undefined) return skipType.call(this, wireType, depth);
     const start = lastVarintStart;
-    skipType.call(this, wireType);
+    skipping = true;
+    try {
+      skipType.call(this, wireType);
+    } finally {
+      skipping = false;
+    }
     (collecting ??= []).push(this.buf.subarray(start, this.pos));
     return this;
   };

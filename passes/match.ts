@@ -1,0 +1,76 @@
+// Small matching helpers shared by the rules: walking reshape chains, flattening commutative trees.
+// Rules match what a subgraph computes, so these look through ops that only re-view memory.
+import type { Analysis } from '../src/analysis/analyze.js';
+import type { Node, Value } from '../src/ir/graph.js';
+
+/** Ops that keep the elements and their row-major order, only changing the shape. */
+const RESHAPE_LIKE = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity']);
+
+export function isReshapeLike(n: Node | null | undefined, a: Analysis): boolean {
+  if (!n) return false;
+  if (RESHAPE_LIKE.has(n.opType) && n.domain === '') return true;
+  return isUnitTranspose(n, a);
+}
+
+/** A Transpose that only moves axes of size 1 is a reshape. */
+export function isUnitTranspose(n: Node, a: Analysis): boolean {
+  if (n.opType !== 'Transpose' || n.domain !== '') return false;
+  const shape = a.shape(n.inputs[0]);
+  if (!shape) return false;
+  const perm = n.attrInts('perm') ?? shape.map((_, i) => shape.length - 1 - i);
+  const moved = perm.filter((p) => shape[p] !== 1);
+  return moved.every((p, i) => i === 0 || p > moved[i - 1]) && perm.every((p) => shape[p] !== undefined);
+}
+
+/** v, then the input of its reshape-like producer, and so on: nearest first. */
+export function reshapeChainBack(v: Value, a: Analysis): Value[] {
+  const chain = [v];
+  let cur = v;
+  while (cur.producer && isReshapeLike(cur.producer, a) && cur.producer.inputs[0]) {
+    cur = cur.producer.inputs[0];
+    chain.push(cur);
+  }
+  return chain;
+}
+
+/**
+ * v, then its only consumer's output while that consumer is reshape-like, and so on. Stops at values
+ * that are graph outputs or have several uses (their other users need the intermediate shape).
+ */
+export function reshapeChainForward(v: Value, a: Analysis): Value[] {
+  const chain = [v];
+  let cur = v;
+  for (;;) {
+    if (cur.isGraphOutput || cur.uses.length !== 1) break;
+    const user = cur.uses[0].node;
+    if (cur.uses[0].index !== 0 || !isReshapeLike(user, a)) break;
+    cur = user.outputs[0];
+    chain.push(cur);
+  }
+  return chain;
+}
+
+/** The factors of a tree of Mul nodes (any association, any order). */
+export function mulFactors(v: Value, limit = 16): Value[] {
+  const p = v.producer;
+  if (!p || p.opType !== 'Mul' || p.domain !== '' || limit <= 0) return [v];
+  return [...mulFactors(p.inputs[0]!, limit - 1), ...mulFactors(p.inputs[1]!, limit - 1)];
+}
+
+/** Nodes strictly between `from` (exclusive) and the values in `stops` (exclusive), walking producers. */
+export function nodesBetween(from: Value, stops: Set<Value>): Node[] {
+  const seen = new Set<Node>();
+  const stack = [from];
+  while (stack.length) {
+    const v = stack.pop()!;
+    if (stops.has(v) || !v.producer || seen.has(v.producer)) continue;
+    seen.add(v.producer);
+    for (const i of v.producer.inputs) if (i) stack.push(i);
+  }
+  return [...seen];
+}
+
+export function producerIs(v: Value | null | undefined, ...ops: string[]): Node | undefined {
+  const p = v?.producer;
+  return p && p.domain === '' && ops.includes(p.opType) ? p : undefined;
+}
