@@ -199,7 +199,8 @@ function pixelConvBody(b: BodyBuilder): string {
   const u = b.one('Conv', [xr, kernel], { strides: b.ref('strides', INTS), pads: b.ref('pads', INTS), dilations: b.ref('dilations', INTS) });
   const up = b.one('Cast', [b.attrValue('upsample', 'int')], { to: DataType.FLOAT });
   const scales = b.concat([b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [2], values: [1, 1] } } }), b.one('Expand', [b.one('Reshape', [up, b.ints([1])]), b.ints([r])])]);
-  const uu = b.one('Resize', [u, '', scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+  const roi = b.opset < 13 ? b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [0], values: [] } } }) : '';
+  const uu = b.one('Resize', [u, roi, scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
   const oprod = b.reduceProd(b.dims(uu, 2));
   const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims('K', 1, 2), b.ints([-1]), kk, oprod])]);
   const k5 = b.unsqueeze(b.one('Reshape', ['K', b.concat([b.dims('K', 0, 3), oprod])]), [2]);

@@ -1,10 +1,428 @@
-// Per-pixel dynamic convolution (involution, CARAFE, per-pixel dynamic filters): placeholder until the
-// probe-based matcher lands.
-import type { Analysis } from '../src/analysis/analyze.js';
-import type { Model } from '../src/ir/graph.js';
+// Per-pixel dynamic convolution (involution, CARAFE, per-pixel dynamic filters, dynamic 1-D conv):
+// an unfold of the input, multiplied by a data-dependent kernel and summed over the kernel window.
+//
+// Exporters write the unfold many ways (im2col as Pad+Gather+Gather+Transpose, stacks of shifted
+// Slices, Resize before or after, Einsum or MatMul or Mul+ReduceSum for the contraction). Rather than
+// matching one op sequence, the matcher runs the data-movement subgraphs on probe tensors (each element
+// holds its own index) at concrete sizes, reads off which input element and which kernel element every
+// term of every output uses, infers kernel size, stride, padding, dilation, upsampling and kernel
+// groups from that, and checks the inference against every term. Only what verifies is fused.
+import { DYNCONV_DOMAIN } from '../codegen/op-desc.js';
+import { Analysis } from '../src/analysis/analyze.js';
+import { evaluateNode, transpose as transposeTensor } from '../src/analysis/evaluate.js';
+import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
+import { makeTensor, numel, type Tensor } from '../src/ir/tensor.js';
+import { DataType } from '../src/onnx/proto.js';
 import type { Site } from './site.js';
 
-export function findPixelSites(model: Model, a: Analysis): Site[] {
-  void model; void a;
-  return [];
+/** Ops that only move, copy or zero-fill elements. */
+const MOVEMENT = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Transpose', 'Gather', 'Slice', 'Concat', 'Pad', 'Expand', 'Tile', 'Resize', 'Upsample', 'DepthToSpace', 'SpaceToDepth', 'Split', 'Cast']);
+const MAX_PROBE_ELEMENTS = 1 << 23;
+const MAX_TERMS_CHECKED = 1 << 22;
+
+function isMovement(n: Node | null): boolean {
+  return !!n && n.domain === '' && MOVEMENT.has(n.opType) && !(n.opType === 'Pad' && (n.attrString('mode') ?? 'constant') !== 'constant');
 }
+
+/** The single data-dependent value an operand is moved from, and the movement nodes in between. */
+function movementRoot(v: Value, a: Analysis): { root: Value; nodes: Node[] } | undefined {
+  const nodes = new Set<Node>();
+  const roots = new Set<Value>();
+  const stack = [v];
+  while (stack.length) {
+    const cur = stack.pop()!;
+    if (a.label(cur) !== 'data') continue;
+    const p = cur.producer;
+    if (!isMovement(p)) { roots.add(cur); continue; }
+    if (nodes.has(p!)) continue;
+    nodes.add(p!);
+    for (const i of p!.inputs) if (i) stack.push(i);
+  }
+  if (roots.size !== 1) return undefined;
+  return { root: [...roots][0], nodes: [...nodes] };
+}
+
+/** Runs the movement nodes with the root replaced by a probe: element i holds i + 1 (0 marks zero fill). */
+function probe(root: Value, target: Value, nodes: Node[], a: Analysis, order: Map<Node, number>): Tensor | undefined {
+  const shape = a.shape(root);
+  if (!shape || shape.some((d) => typeof d !== 'number') || numel(shape as number[]) > MAX_PROBE_ELEMENTS) return undefined;
+  const values = new Map<Value, Tensor>();
+  const n = numel(shape as number[]);
+  values.set(root, { dtype: DataType.DOUBLE, dims: shape as number[], data: Float64Array.from({ length: n }, (_, i) => i + 1) });
+  for (const node of [...nodes].sort((x, y) => order.get(x)! - order.get(y)!)) {
+    const ins = node.inputs.map((i) => (i ? values.get(i) ?? (a.label(i) !== 'data' ? a.constValue(i) : undefined) : undefined));
+    if (node.inputs.some((i, k) => i && !ins[k])) return undefined;
+    const outs = evaluateNode(node.opType === 'Cast' ? Object.assign(Object.create(Object.getPrototypeOf(node)), node, { proto: { ...node.proto, opType: 'Identity', attribute: [] } }) : node, ins, a.opset);
+    if (!outs) return undefined;
+    node.outputs.forEach((o, k) => { if (outs[k]) values.set(o, outs[k]); });
+  }
+  return values.get(target);
+}
+
+interface Terms {
+  /** Per output element: pairs of (root-A flat index or -1 for zero fill, root-B flat index or -1). */
+  outDims: number[];
+  pairs: Int32Array[]; // pairs[o] = [a0, b0, a1, b1, ...]
+}
+
+function unravel(i: number, dims: number[]): number[] {
+  const out = new Array(dims.length);
+  for (let k = dims.length - 1; k >= 0; k--) { out[k] = i % dims[k]; i = Math.floor(i / dims[k]); }
+  return out;
+}
+function ravel(c: number[], dims: number[]): number {
+  let i = 0;
+  for (let k = 0; k < dims.length; k++) i = i * dims[k] + c[k];
+  return i;
+}
+function bcastIndex(c: number[], dims: number[]): number {
+  const off = c.length - dims.length;
+  let i = 0;
+  for (let k = 0; k < dims.length; k++) i = i * dims[k] + (dims[k] === 1 ? 0 : c[k + off]);
+  return i;
+}
+
+/** The terms of a contraction node (ReduceSum of a Mul, MatMul, or two-operand Einsum). */
+function contractionTerms(node: Node, A: Tensor, B: Tensor, a: Analysis): Terms | undefined {
+  const pairsOf = (count: number) => Array.from({ length: count }, () => [] as number[]);
+  const idx = (t: Tensor, i: number) => t.data[i] - 1;
+  if (node.opType === 'ReduceSum') {
+    const r = Math.max(A.dims.length, B.dims.length);
+    const pa = [...new Array(r - A.dims.length).fill(1), ...A.dims], pb = [...new Array(r - B.dims.length).fill(1), ...B.dims];
+    const full = pa.map((d, i) => Math.max(d, pb[i]));
+    const axesRaw = a.opset >= 13 ? a.intsOf(node.inputs[1]) : node.attrInts('axes');
+    if (!axesRaw || !axesRaw.length) return undefined;
+    const axes = new Set(axesRaw.map((x) => (x < 0 ? x + r : x)));
+    const keep = node.attrInt('keepdims', 1) === 1;
+    const outDims = full.map((d, i) => (axes.has(i) ? 1 : d));
+    const pairs = pairsOf(numel(outDims));
+    const total = numel(full);
+    if (total > MAX_TERMS_CHECKED * 2) return undefined;
+    for (let e = 0; e < total; e++) {
+      const c = unravel(e, full);
+      const o = ravel(c.map((x, i) => (axes.has(i) ? 0 : x)), outDims);
+      pairs[o].push(idx(A, bcastIndex(c, pa)), idx(B, bcastIndex(c, pb)));
+    }
+    return { outDims: keep ? outDims : full.filter((_, i) => !axes.has(i)), pairs: pairs.map((p) => Int32Array.from(p)) };
+  }
+  if (node.opType === 'MatMul') {
+    if (A.dims.length < 2 || B.dims.length < 2) return undefined;
+    const m = A.dims[A.dims.length - 2], k = A.dims[A.dims.length - 1], n = B.dims[B.dims.length - 1];
+    const ba = A.dims.slice(0, -2), bb = B.dims.slice(0, -2);
+    const r = Math.max(ba.length, bb.length);
+    const pa = [...new Array(r - ba.length).fill(1), ...ba], pb = [...new Array(r - bb.length).fill(1), ...bb];
+    const batch = pa.map((d, i) => Math.max(d, pb[i]));
+    const nb = numel(batch);
+    if (nb * m * n * k > MAX_TERMS_CHECKED * 2) return undefined;
+    const pairs = pairsOf(nb * m * n);
+    for (let t = 0; t < nb; t++) {
+      const c = unravel(t, batch);
+      const aoff = bcastIndex(c, pa) * m * k, boff = bcastIndex(c, pb) * k * n;
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) pairs[(t * m + i) * n + j].push(idx(A, aoff + i * k + p), idx(B, boff + p * n + j));
+    }
+    return { outDims: [...batch, m, n], pairs: pairs.map((p) => Int32Array.from(p)) };
+  }
+  if (node.opType === 'Einsum') {
+    const eq = (node.attrString('equation') ?? '').replace(/\s/g, '');
+    const [lhs, rhs] = eq.split('->');
+    const terms = lhs?.split(',');
+    if (!rhs || !terms || terms.length !== 2 || eq.includes('.')) return undefined;
+    const size = new Map<string, number>();
+    [...terms[0]].forEach((ch, i) => size.set(ch, A.dims[i]));
+    [...terms[1]].forEach((ch, i) => size.set(ch, Math.max(size.get(ch) ?? 1, B.dims[i])));
+    const letters = [...size.keys()];
+    const dims = letters.map((l) => size.get(l)!);
+    const outDims = [...rhs].map((l) => size.get(l)!);
+    const total = numel(dims);
+    if (total > MAX_TERMS_CHECKED * 2) return undefined;
+    const pairs = pairsOf(numel(outDims));
+    const pos = (term: string, c: number[], td: number[]) => ravel([...term].map((l, i) => (td[i] === 1 ? 0 : c[letters.indexOf(l)])), td);
+    for (let e = 0; e < total; e++) {
+      const c = unravel(e, dims);
+      pairs[ravel([...rhs].map((l) => c[letters.indexOf(l)]), outDims)].push(idx(A, pos(terms[0], c, A.dims)), idx(B, pos(terms[1], c, B.dims)));
+    }
+    return { outDims, pairs: pairs.map((p) => Int32Array.from(p)) };
+  }
+  return undefined;
+}
+
+const LAYOUTS: Record<number, number[][]> = {
+  3: [[0, 1, 2], [1, 2, 0], [0, 2, 1]], // NCT, TBC (fairseq), BTC
+  4: [[0, 1, 2, 3], [0, 3, 1, 2]], // NCHW, NHWC
+  5: [[0, 1, 2, 3, 4]],
+};
+
+interface PixelParams { kernel: number[]; strides: number[]; pads: number[]; dilations: number[]; upsample: number; groups: number; }
+
+/**
+ * Infers PixelConv parameters from the terms, for one assignment of operands and layouts, and checks
+ * them against every term. `yMap[i]` is the contraction output element behind final output element i.
+ */
+function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: Float64Array, swap: boolean): PixelParams | undefined {
+  const X = xPerm.map((p) => xDims[p]); // [N, C, *D]
+  const Yp = yPerm.map((p) => yDims[p]); // [N, C, *O]
+  const r = X.length - 2;
+  if (Yp.length !== r + 2 || Yp[0] !== X[0] || Yp[1] !== X[1]) return undefined;
+  const [N, C] = X, D = X.slice(2), O = Yp.slice(2);
+  const xStrides = xDims.map((_, i) => numel(xDims.slice(i + 1)));
+  const yStrides = yDims.map((_, i) => numel(yDims.slice(i + 1)));
+  const Oprod = numel(O);
+  // terms of Y' element (n, c, o)
+  const termsAt = (n: number, c: number, o: number[]) => {
+    const yc = [n, c, ...o];
+    let flat = 0;
+    yPerm.forEach((p, i) => (flat += yc[i] * yStrides[p]));
+    const pr = terms.pairs[yMap[flat]];
+    const list: { x: number[] | null; k: number }[] = [];
+    for (let t = 0; t < pr.length; t += 2) {
+      const xi = swap ? pr[t + 1] : pr[t], ki = swap ? pr[t] : pr[t + 1];
+      if (ki < 0) return undefined; // the kernel side is never zero-filled
+      if (xi < 0) { list.push({ x: null, k: ki }); continue; }
+      const raw = unravel(xi, xDims);
+      list.push({ x: xPerm.map((p) => raw[p]), k: ki });
+    }
+    return list;
+  };
+  const first = termsAt(0, 0, O.map(() => 0));
+  if (!first || first.length < 1) return undefined;
+  const KK = first.length;
+  const G = numel(kDims) / (N * KK * Oprod);
+  if (!Number.isInteger(G) || G < 1 || C % G !== 0) return undefined;
+  const kIndex = (n: number, g: number, j: number, oFlat: number) => ((n * G + g) * KK + j) * Oprod + oFlat;
+  // kernel offset of each term: from its kernel index (the kernel is a re-view of [N, G, KK, *O])
+  const jOf = (k: number, n: number, c: number, oFlat: number) => {
+    const base = kIndex(n, Math.floor(c / (C / G)), 0, oFlat);
+    const j = (k - base) / Oprod;
+    return Number.isInteger(j) && j >= 0 && j < KK ? j : -1;
+  };
+  // An output whose window lies inside X gives the kernel shape and dilation.
+  let interior: { x: number[] | null; k: number }[] | undefined, interiorO: number[] | undefined;
+  for (let oFlat = 0; oFlat < Oprod && !interior; oFlat++) {
+    const o = unravel(oFlat, O);
+    const t = termsAt(0, 0, o);
+    if (t && t.every((e) => e.x)) { interior = t; interiorO = o; }
+  }
+  if (!interior || !interiorO) return undefined;
+  const oFlatI = ravel(interiorO, O);
+  const pos = new Array<number[]>(KK);
+  for (const e of interior) {
+    const j = jOf(e.k, 0, 0, oFlatI);
+    if (j < 0 || pos[j] || e.x![0] !== 0 || e.x![1] !== 0) return undefined;
+    pos[j] = e.x!.slice(2);
+  }
+  const kernel: number[] = [], dilations: number[] = [];
+  for (let ax = 0; ax < r; ax++) {
+    const distinct = [...new Set(pos.map((p) => p[ax]))].sort((x, y) => x - y);
+    kernel.push(distinct.length);
+    dilations.push(distinct.length > 1 ? distinct[1] - distinct[0] : 1);
+  }
+  if (numel(kernel) !== KK) return undefined;
+  const offset = (j: number) => unravel(j, kernel).map((kj, ax) => kj * dilations[ax]);
+  // base(o) = position of kernel offset 0 for output o, per axis; from it upsample, stride and padding.
+  const baseAlong = (ax: number, oa: number): number | undefined => {
+    const o = [...interiorO];
+    o[ax] = oa;
+    const t = termsAt(0, 0, o);
+    const hit = t?.find((e) => e.x);
+    if (!hit) return undefined;
+    const j = jOf(hit.k, 0, 0, ravel(o, O));
+    return j < 0 ? undefined : hit.x![2 + ax] - offset(j)[ax];
+  };
+  const strides: number[] = [], padsBegin: number[] = [], ups: number[] = [];
+  for (let ax = 0; ax < r; ax++) {
+    const b0 = baseAlong(ax, 0);
+    if (b0 === undefined) return undefined;
+    let u = 1;
+    while (u < O[ax] && baseAlong(ax, u) === b0) u++;
+    const bu = u < O[ax] ? baseAlong(ax, u) : undefined;
+    ups.push(u);
+    strides.push(bu === undefined ? 1 : bu - b0);
+    padsBegin.push(-b0);
+  }
+  const upsample = ups[0];
+  if (ups.some((u) => u !== upsample) || strides.some((s) => s < 1) || padsBegin.some((p) => p < 0)) return undefined;
+  const padsEnd = D.map((d, ax) => Math.max(0, (O[ax] / upsample - 1) * strides[ax] + dilations[ax] * (kernel[ax] - 1) + 1 - d - padsBegin[ax]));
+  if (O.some((o, ax) => o % upsample !== 0 || Math.floor((D[ax] + padsBegin[ax] + padsEnd[ax] - dilations[ax] * (kernel[ax] - 1) - 1) / strides[ax]) + 1 !== o / upsample)) return undefined;
+  // Check every term of every output (or an even sample of them on large tensors).
+  const total = N * C * Oprod;
+  const step = Math.max(1, Math.floor((total * KK) / MAX_TERMS_CHECKED));
+  for (let e = 0; e < total; e += step) {
+    const [n, c, oFlat] = [Math.floor(e / (C * Oprod)), Math.floor(e / Oprod) % C, e % Oprod];
+    const o = unravel(oFlat, O);
+    const t = termsAt(n, c, o);
+    if (!t || t.length !== KK) return undefined;
+    const seen = new Uint8Array(KK);
+    for (const term of t) {
+      const j = jOf(term.k, n, c, oFlat);
+      if (j < 0 || seen[j]) return undefined;
+      seen[j] = 1;
+      const p = offset(j).map((off, ax) => Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + off);
+      const inside = p.every((q, ax) => q >= 0 && q < D[ax]);
+      if (!inside) { if (term.x) return undefined; continue; }
+      if (!term.x || term.x[0] !== n || term.x[1] !== c || term.x.slice(2).some((q, ax) => q !== p[ax])) return undefined;
+    }
+  }
+  void xStrides;
+  return { kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G };
+}
+
+function inverse(perm: number[]): number[] {
+  const inv = new Array(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}
+
+export function findPixelSites(model: Model, structural: Analysis): Site[] {
+  const candidates = [...model.graph.nodes].filter((n) => n.domain === '' && (n.opType === 'ReduceSum' || n.opType === 'MatMul' || n.opType === 'Einsum'));
+  if (!candidates.length) return [];
+  // Probes run at concrete sizes: symbolic dims get small sizes (batch 2, others 12).
+  const probeAnalysis = new Analysis(model, (sym, axis) => (axis === 0 && /^(n|b|batch|batch_size|bs)$/i.test(sym) ? 2 : 12));
+  const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
+  const sites: Site[] = [];
+  for (const node of candidates) {
+    let operands: Value[];
+    if (node.opType === 'ReduceSum') {
+      const mul = node.inputs[0]?.producer;
+      if (!mul || mul.opType !== 'Mul' || mul.domain !== '') continue;
+      operands = [mul.inputs[0]!, mul.inputs[1]!];
+    } else operands = [node.inputs[0]!, node.inputs[1]!];
+    if (operands.length !== 2 || operands.some((v) => !v || structural.label(v) !== 'data')) continue;
+    const site = matchPixel(node, operands, structural, probeAnalysis, order);
+    if (site) sites.push(site);
+  }
+  return sites;
+}
+
+function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Analysis, order: Map<Node, number>): Site | undefined {
+  const ra = movementRoot(operands[0], a), rb = movementRoot(operands[1], a);
+  if (!ra || !rb || ra.root === rb.root) return undefined;
+  // An unfold repeats input elements: one operand must come from a root with fewer elements than it has.
+  const grows = (r: { root: Value }, v: Value) => numel((a.shape(r.root) ?? [Infinity]) as number[]) < numel((a.shape(v) ?? [0]) as number[]);
+  if (!grows(ra, operands[0]) && !grows(rb, operands[1])) return undefined;
+  const site: Site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [] };
+  const fail = (why: string) => { site.notFused = why; site.explain.push(`not fused: ${why}`); return site; };
+  const A = probe(ra.root, operands[0], ra.nodes, a, order), B = probe(rb.root, operands[1], rb.nodes, a, order);
+  if (!A || !B) return fail('the unfold could not be evaluated at concrete sizes');
+  const contraction = node.opType === 'ReduceSum' ? node.inputs[0]!.producer! : node;
+  void contraction;
+  const terms = contractionTerms(node, A, B, a);
+  if (!terms) return fail('the contraction is too large or of an unsupported form');
+  // The output is read back through re-views: follow single-use movement ops.
+  let final = node.outputs[0];
+  const outNodes: Node[] = [];
+  while (!final.isGraphOutput && final.uses.length === 1 && isMovement(final.uses[0].node) && final.uses[0].index === 0 && final.uses[0].node.opType !== 'Concat') {
+    outNodes.push(final.uses[0].node);
+    final = final.uses[0].node.outputs[0];
+  }
+  // Walk back to the longest prefix that still evaluates.
+  let yMap: Float64Array | undefined, yValue = final;
+  for (let cut = outNodes.length; cut >= 0 && !yMap; cut--) {
+    const target = cut === 0 ? node.outputs[0] : outNodes[cut - 1].outputs[0];
+    const t = probe(node.outputs[0], target, outNodes.slice(0, cut), withShape(a, node.outputs[0], terms.outDims), order);
+    if (t && t.data.every((x) => x > 0)) { yMap = Float64Array.from(t.data, (x) => x - 1); yValue = target; }
+  }
+  if (!yMap) return fail('the output re-view could not be evaluated');
+  const yDims = a.shape(yValue) as number[];
+  for (const [xr, kr, swap] of [[ra, rb, false], [rb, ra, true]] as const) {
+    const xDims = a.shape(xr.root) as number[], kDims = a.shape(kr.root) as number[];
+    for (const xPerm of LAYOUTS[xDims.length] ?? []) {
+      for (const yPerm of LAYOUTS[yDims.length] ?? []) {
+        const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
+        if (!p) continue;
+        const r = xDims.length - 2;
+        site.params = { rank: r, kernel: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.groups, transpose: false, outputPadding: new Array(r).fill(0), upsample: p.upsample };
+        site.generator = generatorOf(kr.root, structural);
+        site.op = 'PixelConv';
+        site.bodyAttrs = { kernel_shape: p.kernel, upsample: p.upsample };
+        const kTarget = kernelReshape(kr.root, structural, xr.root, xPerm, p, yDims, yPerm);
+        if (!kTarget) return fail(`the kernel tensor ${JSON.stringify(kr.root.name)} is not laid out as [N, G, ${numel(p.kernel)}, *out] in memory`);
+        site.rewrite = () => rewritePixel(node, site, xr.root, xPerm, kr.root, kTarget, p, yValue, yPerm);
+        return site;
+      }
+    }
+  }
+  return fail('the terms do not match a per-pixel convolution in any supported layout (NCHW, NHWC, NCT, TBC, BTC)');
+}
+
+/** A view of the analysis that reports a given shape for one value (the contraction output at probe sizes). */
+function withShape(a: Analysis, v: Value, dims: number[]): Analysis {
+  return new Proxy(a, {
+    get(target, prop, receiver) {
+      if (prop === 'shape') return (x: Value | null | undefined) => (x === v ? dims : target.shape(x));
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+function generatorOf(root: Value, a: Analysis): Node[] {
+  const out: Node[] = [];
+  const seen = new Set<Node>();
+  const stack = [root];
+  while (stack.length && out.length < 64) {
+    const p = stack.shift()!.producer;
+    if (!p || seen.has(p)) continue;
+    seen.add(p);
+    out.push(p);
+    for (const i of p.inputs) if (i && a.label(i) === 'data' && i.producer && !['Relu', 'BatchNormalization'].includes('')) if (out.length < 8) stack.push(i);
+  }
+  return out;
+}
+
+type KernelTarget = { kind: 'as-is' } | { kind: 'split-channels'; g: number; kk: number } | { kind: 'static'; dims: number[] };
+
+/** How the kernel root becomes K [N, G, KK, *O]: already that, [N, G*KK, *O] split, or a static reshape. */
+function kernelReshape(root: Value, a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams, yDims: number[], yPerm: number[]): KernelTarget | undefined {
+  const s = a.shape(root);
+  const ys = yPerm.map((q) => a.shape(xRoot) && yDims[q]);
+  void ys; void xPerm;
+  const kk = numel(p.kernel);
+  const r = p.kernel.length;
+  if (!s) return undefined;
+  if (s.length === r + 3 && s[1] === p.groups && s[2] === kk) return { kind: 'as-is' };
+  if (s.length === r + 2 && s[1] === p.groups * kk) return { kind: 'split-channels', g: p.groups, kk };
+  if (s.every((d) => typeof d === 'number')) {
+    const N = yDims[yPerm[0]];
+    const O = yPerm.slice(2).map((q) => yDims[q]);
+    return { kind: 'static', dims: [N, p.groups, kk, ...O] };
+  }
+  return undefined;
+}
+
+function rewritePixel(node: Node, site: Site, xRoot: Value, xPerm: number[], kRoot: Value, kTarget: KernelTarget, p: PixelParams, replaced: Value, yPerm: number[]): Node {
+  const g = node.graph;
+  const identity = (perm: number[]) => perm.every((q, i) => q === i);
+  const x = identity(xPerm) ? xRoot : g.addNode('Transpose', [xRoot], 1, { before: node, attrs: { perm: xPerm } }).outputs[0];
+  let k = kRoot;
+  if (kTarget.kind !== 'as-is') {
+    const r = p.kernel.length;
+    let shapeValue: Value;
+    if (kTarget.kind === 'static') shapeValue = g.addInitializer('dynconv_kernel_shape', makeTensor(DataType.INT64, [kTarget.dims.length], kTarget.dims));
+    else {
+      // [N, G*KK, *O] -> [N, G, KK, *O], with N and O read from the tensor at run time
+      const shape = g.addNode('Shape', [kRoot], 1, { before: node }).outputs[0];
+      const slice = (start: number, end: number) => g.addNode('Slice', [shape, init(g, [start]), init(g, [end]), init(g, [0])], 1, { before: node }).outputs[0];
+      shapeValue = g.addNode('Concat', [slice(0, 1), init(g, [kTarget.g, kTarget.kk]), slice(2, 2 + r)], 1, { before: node, attrs: { axis: 0 } }).outputs[0];
+    }
+    k = g.addNode('Reshape', [kRoot, shapeValue], 1, { before: node, outputBase: `${kRoot.name}_per_pixel` }).outputs[0];
+  }
+  const fused = g.addNode('PixelConv', [x, k], 1, {
+    domain: DYNCONV_DOMAIN,
+    name: 'dynconv_PixelConv',
+    before: node,
+    outputBase: `${replaced.name}_fused`,
+    docString: `dynconv: per-pixel site fused by rule pixel-sites/PixelConv; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
+    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample },
+  });
+  let out = fused.outputs[0];
+  if (!identity(yPerm)) out = g.addNode('Transpose', [out], 1, { before: node, attrs: { perm: inverse(yPerm) } }).outputs[0];
+  replaced.replaceAllUsesWith(out);
+  void site;
+  return fused;
+}
+
+function init(g: Graph, values: number[]): Value {
+  return g.addInitializer('dynconv_ints', makeTensor(DataType.INT64, [values.length], values));
+}
+
+export { transposeTensor as _transposeForTests };

@@ -32,7 +32,11 @@ export class Analysis {
   private readonly facts = new Map<Value, ValueFacts>();
   private readonly consts = new Map<Value, Tensor | null>();
   readonly opset: number;
-  constructor(readonly model: Model) {
+  constructor(
+    readonly model: Model,
+    /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
+    readonly bind?: (symbol: string, axis: number) => number,
+  ) {
     this.opset = model.opsets.get('') ?? 1;
     this.analyzeGraph(model.graph);
   }
@@ -60,7 +64,11 @@ export class Analysis {
     if (v.initializer) {
       const dims = v.type?.shape;
       if (!dims || numel(dims as number[]) <= MAX_FOLD_ELEMENTS) result = this.model.initializerTensor(v);
-    } else if (v.producer && this.label(v) === 'constant' && v.producer.subgraphs.length === 0) {
+    } else if (v.producer && (v.producer.opType === 'Shape' || v.producer.opType === 'Size')) {
+      const sv = this.shapeValue(v);
+      if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: Float64Array.from(sv as number[]) };
+    } else if (v.producer && this.label(v) !== 'data' && v.producer.subgraphs.length === 0) {
+      // constants, and shape-only values once the shapes they come from are known
       const n = v.producer;
       const ins = n.inputs.map((i) => (i ? this.constValue(i) : undefined));
       if (n.inputs.every((i, k) => !i || ins[k])) {
@@ -68,9 +76,6 @@ export class Analysis {
         const t = outs?.[n.outputs.indexOf(v)];
         if (t && t.data.length <= MAX_FOLD_ELEMENTS) result = t;
       }
-    } else if (v.producer && (v.producer.opType === 'Shape' || v.producer.opType === 'Size')) {
-      const sv = this.shapeValue(v);
-      if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: Float64Array.from(sv as number[]) };
     }
     this.consts.set(v, result ?? null);
     return result;
@@ -86,7 +91,12 @@ export class Analysis {
 
   private analyzeGraph(g: Graph): void {
     for (const v of g.initializers) this.facts.set(v, { label: 'constant', type: v.type, shapeValue: this.smallIntShapeValue(v) });
-    for (const v of g.inputs) if (!v.initializer) this.facts.set(v, { label: 'data', type: v.type });
+    for (const v of g.inputs) {
+      if (v.initializer) continue;
+      const bind = this.bind;
+      const type = bind && v.type?.shape ? { ...v.type, shape: v.type.shape.map((d, i) => (typeof d === 'string' ? bind(d, i) : d)) } : v.type;
+      this.facts.set(v, { label: 'data', type });
+    }
     for (const n of g.nodes) {
       for (const sg of n.subgraphs) this.analyzeGraph(sg);
       this.analyzeNode(n);

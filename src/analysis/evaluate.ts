@@ -402,6 +402,47 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       const shifted = z ? binary(q, z, (a, b) => a - b, DataType.FLOAT) : castTo(q, DataType.FLOAT);
       return shifted ? one(binary(shifted, s, (a, b) => a * b, DataType.FLOAT)) : undefined;
     }
+    case 'Resize': case 'Upsample': {
+      // nearest, asymmetric, floor: the form torch exports for nn.Upsample(mode='nearest')
+      if (!x) return undefined;
+      if ((node.attrString('mode') ?? 'nearest') !== 'nearest') return undefined;
+      if (op === 'Resize' && opset >= 11) {
+        if ((node.attrString('coordinate_transformation_mode') ?? 'half_pixel') !== 'asymmetric') return undefined;
+        if ((node.attrString('nearest_mode') ?? 'round_prefer_floor') !== 'floor') return undefined;
+      }
+      const scalesT = op === 'Resize' ? (opset >= 11 ? ins[2] : ins[1]) : ins[1];
+      const sizesT = op === 'Resize' && opset >= 11 ? ins[3] : undefined;
+      const dims = sizesT && sizesT.data.length ? Array.from(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
+      if (!dims) return undefined;
+      const scale = dims.map((d, i) => (sizesT && sizesT.data.length ? d / x.dims[i] : scalesT!.data[i]));
+      const inS = strides(x.dims), outS = strides(dims);
+      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      for (let i = 0; i < out.length; i++) {
+        let src = 0;
+        for (let k = 0; k < dims.length; k++) src += Math.min(x.dims[k] - 1, Math.floor((Math.floor(i / outS[k]) % dims[k]) / scale[k])) * inS[k];
+        out[i] = x.data[src];
+      }
+      return [{ dtype: x.dtype, dims, data: out }];
+    }
+    case 'DepthToSpace': {
+      if (!x || x.dims.length !== 4) return undefined;
+      const b = node.attrInt('blocksize', 1), [n, c, h, w] = x.dims;
+      const crd = (node.attrString('mode') ?? 'DCR') === 'CRD';
+      const r = crd ? { ...x, dims: [n, c / (b * b), b, b, h, w] } : { ...x, dims: [n, b, b, c / (b * b), h, w] };
+      const t = transpose(r, crd ? [0, 1, 4, 2, 5, 3] : [0, 3, 4, 1, 5, 2]);
+      return [{ ...t, dims: [n, c / (b * b), h * b, w * b] }];
+    }
+    case 'Split': {
+      if (!x) return undefined;
+      const axis = normAxis(node.attrInt('axis', 0), x.dims.length);
+      const parts = (opset >= 13 ? ints(ins[1]) : node.attrInts('split')) ?? new Array(node.outputs.length).fill(x.dims[axis] / node.outputs.length);
+      let start = 0;
+      return parts.map((len) => {
+        const t = slice(x, [start], [start + len], [axis], [1]);
+        start += len;
+        return t;
+      });
+    }
     case 'Clip': {
       if (!x) return undefined;
       const lo = opset >= 11 ? (ins[1]?.data[0] ?? -Infinity) : node.attrFloat('min', -Infinity);

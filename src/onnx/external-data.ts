@@ -16,10 +16,11 @@ export function isExternal(t: TensorProto): boolean {
   return t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL;
 }
 
-export function externalRef(t: TensorProto): ExternalRef {
+/** `source` (the model file) prefixes error messages. */
+export function externalRef(t: TensorProto, source?: string): ExternalRef {
   const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = entries.get('location');
-  const where = `tensor ${quoteName(t.name)}`;
+  const where = tensorWhere(t, source);
   if (!location) throw badInput(where, 'external data has no location');
   const offset = entries.has('offset') ? Number(entries.get('offset')) : 0;
   const length = entries.has('length') ? Number(entries.get('length')) : undefined;
@@ -66,15 +67,19 @@ export function tensorElementCount(t: TensorProto): number {
   return n;
 }
 
+function tensorWhere(t: TensorProto, source?: string): string {
+  return `${source ? `${source}: ` : ''}tensor ${quoteName(t.name)}`;
+}
+
 /** Reads a tensor's external bytes. The caller has validated locations at load time. */
-export function readExternal(modelDir: string, t: TensorProto): Uint8Array {
-  const ref = externalRef(t);
-  const where = `tensor ${quoteName(t.name)}`;
+export function readExternal(modelDir: string, t: TensorProto, source?: string): Uint8Array {
+  const ref = externalRef(t, source);
+  const where = tensorWhere(t, source);
   const file = resolveLocation(modelDir, ref.location, where);
   const size = fs.statSync(file).size;
   const eb = elementBytes(t.dataType ?? 0);
-  const length = ref.length ?? (eb ? eb * tensorElementCount(t) : size - ref.offset);
-  if (ref.offset + length > size) throw badInput(where, `external data [${ref.offset}, ${ref.offset + length}) lies past the end of ${quoteName(ref.location)} (${size} bytes)`);
+  const length = ref.length ?? (eb ? eb * tensorElementCount(t) : Math.max(0, size - ref.offset));
+  if (ref.offset > size || ref.offset + length > size) throw badInput(where, `external data [${ref.offset}, ${ref.offset + length}) lies past the end of ${quoteName(ref.location)} (${size} bytes)`);
   const out = new Uint8Array(length);
   const fd = fs.openSync(file, 'r');
   try {

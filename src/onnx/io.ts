@@ -59,7 +59,7 @@ export function loadModelFromBytes(bytes: Uint8Array, where = '<bytes>', dir = p
   // Refuse escaping external data up front, before any command reads a byte of it.
   forEachTensor(proto, (t) => {
     if (!isExternal(t)) return;
-    const ref = externalRef(t);
+    const ref = externalRef(t, where);
     resolveLocation(dir, ref.location, `${where}: tensor ${quoteName(t.name)}`);
   });
   return loaded;
@@ -88,7 +88,7 @@ export function loadModel(file: string): LoadedModel {
 
 /** The bytes of a tensor's data, wherever they are stored (inline raw_data or external). Typed fields give undefined. */
 export function tensorRawBytes(model: LoadedModel, t: TensorProto): Uint8Array | undefined {
-  if (isExternal(t)) return readExternal(model.dir, t);
+  if (isExternal(t)) return readExternal(model.dir, t, model.path);
   if (t.rawData && t.rawData.length) return t.rawData;
   return undefined;
 }
@@ -166,7 +166,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
     } else if (mode.kind === 'inline') {
       for (const t of tensors) {
         if (!isExternal(t)) continue;
-        t.rawData = readExternal(model.dir, t);
+        t.rawData = readExternal(model.dir, t, model.path);
         t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
         t.externalData = [];
       }
@@ -175,7 +175,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
       const chunks: Uint8Array[] = [];
       let offset = 0;
       for (const t of tensors) {
-        const bytes = isExternal(t) ? readExternal(model.dir, t) : t.rawData && t.rawData.length ? t.rawData : undefined;
+        const bytes = isExternal(t) ? readExternal(model.dir, t, model.path) : t.rawData && t.rawData.length ? t.rawData : undefined;
         if (!bytes) continue;
         if (bytes.length < threshold) {
           if (isExternal(t)) { t.rawData = bytes; t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT; t.externalData = []; }
@@ -216,7 +216,7 @@ export function saveModelToBytes(model: LoadedModel): Uint8Array {
   forEachTensor(model.proto, (t) => {
     if (!isExternal(t)) return;
     restore.push(snapshot(t));
-    t.rawData = readExternal(model.dir, t);
+    t.rawData = readExternal(model.dir, t, model.path);
     t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
     t.externalData = [];
   });
