@@ -152,11 +152,17 @@ const LAYOUTS: Record<number, number[][]> = {
   5: [[0, 1, 2, 3, 4]],
 };
 
-interface PixelParams { kernel: number[]; strides: number[]; pads: number[]; dilations: number[]; upsample: number; groups: number; }
+interface PixelParams {
+  kernel: number[]; strides: number[]; pads: number[]; dilations: number[]; upsample: number; groups: number;
+  /** Where K[n, g, a (kernel offset per axis), o] lies in the kernel root: offset + sum of coordinate * stride. */
+  kStrides: { n: number; g: number; a: number[]; o: number[] };
+  N: number; O: number[];
+}
 
 /**
  * Infers PixelConv parameters from the terms, for one assignment of operands and layouts, and checks
  * them against every term. `yMap[i]` is the contraction output element behind final output element i.
+ * The kernel root may hold K in any axis order: its layout is learned as strides per logical axis.
  */
 function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: Float64Array, swap: boolean): PixelParams | undefined {
   const X = xPerm.map((p) => xDims[p]); // [N, C, *D]
@@ -164,16 +170,15 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
   const r = X.length - 2;
   if (Yp.length !== r + 2 || Yp[0] !== X[0] || Yp[1] !== X[1]) return undefined;
   const [N, C] = X, D = X.slice(2), O = Yp.slice(2);
-  const xStrides = xDims.map((_, i) => numel(xDims.slice(i + 1)));
   const yStrides = yDims.map((_, i) => numel(yDims.slice(i + 1)));
   const Oprod = numel(O);
-  // terms of Y' element (n, c, o)
-  const termsAt = (n: number, c: number, o: number[]) => {
+  type Term = { x: number[] | null; k: number };
+  const termsAt = (n: number, c: number, o: number[]): Term[] | undefined => {
     const yc = [n, c, ...o];
     let flat = 0;
     yPerm.forEach((p, i) => (flat += yc[i] * yStrides[p]));
     const pr = terms.pairs[yMap[flat]];
-    const list: { x: number[] | null; k: number }[] = [];
+    const list: Term[] = [];
     for (let t = 0; t < pr.length; t += 2) {
       const xi = swap ? pr[t + 1] : pr[t], ki = swap ? pr[t] : pr[t + 1];
       if (ki < 0) return undefined; // the kernel side is never zero-filled
@@ -183,50 +188,65 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     }
     return list;
   };
-  const first = termsAt(0, 0, O.map(() => 0));
-  if (!first || first.length < 1) return undefined;
-  const KK = first.length;
-  const G = numel(kDims) / (N * KK * Oprod);
-  if (!Number.isInteger(G) || G < 1 || C % G !== 0) return undefined;
-  const kIndex = (n: number, g: number, j: number, oFlat: number) => ((n * G + g) * KK + j) * Oprod + oFlat;
-  // kernel offset of each term: from its kernel index (the kernel is a re-view of [N, G, KK, *O])
-  const jOf = (k: number, n: number, c: number, oFlat: number) => {
-    const base = kIndex(n, Math.floor(c / (C / G)), 0, oFlat);
-    const j = (k - base) / Oprod;
-    return Number.isInteger(j) && j >= 0 && j < KK ? j : -1;
-  };
+  const minK = (t: Term[] | undefined) => (t && t.length ? t.reduce((m, e) => Math.min(m, e.k), Infinity) : undefined);
   // An output whose window lies inside X gives the kernel shape and dilation.
-  let interior: { x: number[] | null; k: number }[] | undefined, interiorO: number[] | undefined;
+  let interior: Term[] | undefined, oStar: number[] | undefined;
   for (let oFlat = 0; oFlat < Oprod && !interior; oFlat++) {
     const o = unravel(oFlat, O);
     const t = termsAt(0, 0, o);
-    if (t && t.every((e) => e.x)) { interior = t; interiorO = o; }
+    if (t && t.length && t.every((e) => e.x && e.x[0] === 0 && e.x[1] === 0)) { interior = t; oStar = o; }
   }
-  if (!interior || !interiorO) return undefined;
-  const oFlatI = ravel(interiorO, O);
-  const pos = new Array<number[]>(KK);
-  for (const e of interior) {
-    const j = jOf(e.k, 0, 0, oFlatI);
-    if (j < 0 || pos[j] || e.x![0] !== 0 || e.x![1] !== 0) return undefined;
-    pos[j] = e.x!.slice(2);
-  }
-  const kernel: number[] = [], dilations: number[] = [];
+  if (!interior || !oStar) return undefined;
+  const KK = interior.length;
+  const kernel: number[] = [], dilations: number[] = [], lo: number[] = [];
   for (let ax = 0; ax < r; ax++) {
-    const distinct = [...new Set(pos.map((p) => p[ax]))].sort((x, y) => x - y);
+    const distinct = [...new Set(interior.map((e) => e.x![2 + ax]))].sort((x, y) => x - y);
     kernel.push(distinct.length);
     dilations.push(distinct.length > 1 ? distinct[1] - distinct[0] : 1);
+    lo.push(distinct[0]);
   }
   if (numel(kernel) !== KK) return undefined;
-  const offset = (j: number) => unravel(j, kernel).map((kj, ax) => kj * dilations[ax]);
+  // Kernel-root strides: per kernel-offset axis from the interior terms, per output axis, sample and group
+  // from the smallest kernel index of neighbouring outputs.
+  const offsetOf = (e: Term) => e.x!.slice(2).map((p, ax) => (p - lo[ax]) / dilations[ax]);
+  const k0 = minK(interior)!;
+  const aStrides = kernel.map((_, ax) => {
+    if (kernel[ax] === 1) return 0;
+    const hit = interior!.find((e) => offsetOf(e).every((v, b) => v === (b === ax ? 1 : 0)));
+    return hit ? hit.k - k0 : NaN;
+  });
+  const oStrides = O.map((size, ax) => {
+    if (size === 1) return 0;
+    const o = [...oStar!];
+    o[ax] = oStar![ax] + 1 < size ? oStar![ax] + 1 : oStar![ax] - 1;
+    const m = minK(termsAt(0, 0, o));
+    return m === undefined ? NaN : (m - k0) / (o[ax] - oStar![ax]);
+  });
+  const nStride = N > 1 ? (minK(termsAt(1, 0, oStar)) ?? NaN) - k0 : 0;
+  let G = 1;
+  const groupBase: number[] = [];
+  for (let c = 0; c < C; c++) groupBase.push(minK(termsAt(0, c, oStar)) ?? NaN);
+  for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
+  if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return undefined;
+  const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;
+  if ([...aStrides, ...oStrides, nStride, gStride].some((v) => !Number.isInteger(v) || v < 0)) return undefined;
+  const kBase = k0 - oStar.reduce((acc, o, ax) => acc + o * oStrides[ax], 0);
+  const aOfRemainder = new Map<number, number[]>();
+  for (let j = 0; j < KK; j++) {
+    const a = unravel(j, kernel);
+    const rem = a.reduce((acc, v, ax) => acc + v * aStrides[ax], 0);
+    if (aOfRemainder.has(rem)) return undefined;
+    aOfRemainder.set(rem, a);
+  }
+  const offsetFromK = (k: number, n: number, c: number, o: number[]) => aOfRemainder.get(k - kBase - n * nStride - Math.floor(c / (C / G)) * gStride - o.reduce((acc, v, ax) => acc + v * oStrides[ax], 0));
   // base(o) = position of kernel offset 0 for output o, per axis; from it upsample, stride and padding.
   const baseAlong = (ax: number, oa: number): number | undefined => {
-    const o = [...interiorO];
+    const o = [...oStar!];
     o[ax] = oa;
     const t = termsAt(0, 0, o);
     const hit = t?.find((e) => e.x);
-    if (!hit) return undefined;
-    const j = jOf(hit.k, 0, 0, ravel(o, O));
-    return j < 0 ? undefined : hit.x![2 + ax] - offset(j)[ax];
+    const a = hit && offsetFromK(hit.k, 0, 0, o);
+    return a ? hit!.x![2 + ax] - a[ax] * dilations[ax] : undefined;
   };
   const strides: number[] = [], padsBegin: number[] = [], ups: number[] = [];
   for (let ax = 0; ax < r; ax++) {
@@ -243,6 +263,12 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
   if (ups.some((u) => u !== upsample) || strides.some((s) => s < 1) || padsBegin.some((p) => p < 0)) return undefined;
   const padsEnd = D.map((d, ax) => Math.max(0, (O[ax] / upsample - 1) * strides[ax] + dilations[ax] * (kernel[ax] - 1) + 1 - d - padsBegin[ax]));
   if (O.some((o, ax) => o % upsample !== 0 || Math.floor((D[ax] + padsBegin[ax] + padsEnd[ax] - dilations[ax] * (kernel[ax] - 1) - 1) / strides[ax]) + 1 !== o / upsample)) return undefined;
+  // The kernel root must be exactly K in some axis order: strides of a permuted contiguous layout.
+  const logical = [{ size: N, stride: nStride }, { size: G, stride: gStride }, ...kernel.map((size, ax) => ({ size, stride: aStrides[ax] })), ...O.map((size, ax) => ({ size, stride: oStrides[ax] }))];
+  const sorted = logical.filter((l) => l.size > 1).sort((x, y) => y.stride - x.stride);
+  let expect = 1;
+  for (let i = sorted.length - 1; i >= 0; i--) { if (sorted[i].stride !== expect) return undefined; expect *= sorted[i].size; }
+  if (expect !== numel(kDims) || kBase !== 0) return undefined;
   // Check every term of every output (or an even sample of them on large tensors).
   const total = N * C * Oprod;
   const step = Math.max(1, Math.floor((total * KK) / MAX_TERMS_CHECKED));
@@ -251,19 +277,20 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     const o = unravel(oFlat, O);
     const t = termsAt(n, c, o);
     if (!t || t.length !== KK) return undefined;
-    const seen = new Uint8Array(KK);
+    const seen = new Set<number>();
     for (const term of t) {
-      const j = jOf(term.k, n, c, oFlat);
-      if (j < 0 || seen[j]) return undefined;
-      seen[j] = 1;
-      const p = offset(j).map((off, ax) => Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + off);
+      const a = offsetFromK(term.k, n, c, o);
+      if (!a) return undefined;
+      const j = ravel(a, kernel);
+      if (seen.has(j)) return undefined;
+      seen.add(j);
+      const p = a.map((v, ax) => Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + v * dilations[ax]);
       const inside = p.every((q, ax) => q >= 0 && q < D[ax]);
       if (!inside) { if (term.x) return undefined; continue; }
       if (!term.x || term.x[0] !== n || term.x[1] !== c || term.x.slice(2).some((q, ax) => q !== p[ax])) return undefined;
     }
   }
-  void xStrides;
-  return { kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G };
+  return { kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G, kStrides: { n: nStride, g: gStride, a: aStrides, o: oStrides }, N, O };
 }
 
 function inverse(perm: number[]): number[] {
@@ -334,9 +361,9 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
         site.generator = generatorOf(kr.root, structural);
         site.op = 'PixelConv';
         site.bodyAttrs = { kernel_shape: p.kernel, upsample: p.upsample };
-        const kTarget = kernelReshape(kr.root, structural, xr.root, xPerm, p, yDims, yPerm);
-        if (!kTarget) return fail(`the kernel tensor ${JSON.stringify(kr.root.name)} is not laid out as [N, G, ${numel(p.kernel)}, *out] in memory`);
-        site.rewrite = () => rewritePixel(node, site, xr.root, xPerm, kr.root, kTarget, p, yValue, yPerm);
+        const sizes = runtimeSizes(structural, xr.root, xPerm, p);
+        if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)');
+        site.rewrite = () => rewritePixel(node, xr.root, xPerm, kr.root, p, sizes, yValue, yPerm);
         return site;
       }
     }
@@ -369,43 +396,57 @@ function generatorOf(root: Value, a: Analysis): Node[] {
   return out;
 }
 
-type KernelTarget = { kind: 'as-is' } | { kind: 'split-channels'; g: number; kk: number } | { kind: 'static'; dims: number[] };
+/** A size at run time: a constant, or an axis of the input's shape times a factor. */
+type SizeSpec = { value: number } | { xAxis: number; times: number };
 
-/** How the kernel root becomes K [N, G, KK, *O]: already that, [N, G*KK, *O] split, or a static reshape. */
-function kernelReshape(root: Value, a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams, yDims: number[], yPerm: number[]): KernelTarget | undefined {
-  const s = a.shape(root);
-  const ys = yPerm.map((q) => a.shape(xRoot) && yDims[q]);
-  void ys; void xPerm;
-  const kk = numel(p.kernel);
-  const r = p.kernel.length;
-  if (!s) return undefined;
-  if (s.length === r + 3 && s[1] === p.groups && s[2] === kk) return { kind: 'as-is' };
-  if (s.length === r + 2 && s[1] === p.groups * kk) return { kind: 'split-channels', g: p.groups, kk };
-  if (s.every((d) => typeof d === 'number')) {
-    const N = yDims[yPerm[0]];
-    const O = yPerm.slice(2).map((q) => yDims[q]);
-    return { kind: 'static', dims: [N, p.groups, kk, ...O] };
+/** Sizes of N and of each output axis: constants where the model is static, else read from X's shape. */
+function runtimeSizes(a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams): { n: SizeSpec; o: SizeSpec[] } | undefined {
+  const xs = a.shape(xRoot);
+  if (!xs) return undefined;
+  const nDim = xs[xPerm[0]];
+  const n: SizeSpec = typeof nDim === 'number' ? { value: nDim } : { xAxis: xPerm[0], times: 1 };
+  const o: SizeSpec[] = [];
+  for (let ax = 0; ax < p.kernel.length; ax++) {
+    const d = xs[xPerm[2 + ax]];
+    if (typeof d === 'number') o.push({ value: p.O[ax] });
+    else if (p.strides[ax] === 1 && p.pads[ax] + p.pads[ax + p.kernel.length] === p.dilations[ax] * (p.kernel[ax] - 1)) o.push({ xAxis: xPerm[2 + ax], times: p.upsample });
+    else return undefined;
   }
-  return undefined;
+  return { n, o };
 }
 
-function rewritePixel(node: Node, site: Site, xRoot: Value, xPerm: number[], kRoot: Value, kTarget: KernelTarget, p: PixelParams, replaced: Value, yPerm: number[]): Node {
+/**
+ * Builds K [N, G, KK, *O] from the kernel root, whose memory holds K's logical axes (n, g, kernel offsets,
+ * outputs) in some order: reshape to that order, transpose to the logical one, merge the kernel axes.
+ */
+function buildKernel(g: Graph, before: Node, kRoot: Value, xRoot: Value, p: PixelParams, sizes: { n: SizeSpec; o: SizeSpec[] }): Value {
+  const specs: SizeSpec[] = [sizes.n, { value: p.groups }, ...p.kernel.map((k) => ({ value: k })), ...sizes.o];
+  const strides = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
+  const memOrder = specs.map((_, i) => i).sort((i, j) => strides[j] - strides[i] || i - j);
+  let xShape: Value | undefined;
+  const sizeValue = (spec: SizeSpec): Value => {
+    if ('value' in spec) return init(g, [spec.value]);
+    xShape ??= g.addNode('Shape', [xRoot], 1, { before }).outputs[0];
+    const dim = g.addNode('Slice', [xShape, init(g, [spec.xAxis]), init(g, [spec.xAxis + 1]), init(g, [0])], 1, { before }).outputs[0];
+    return spec.times === 1 ? dim : g.addNode('Mul', [dim, init(g, [spec.times])], 1, { before }).outputs[0];
+  };
+  const concat = (vals: Value[]) => g.addNode('Concat', vals, 1, { before, attrs: { axis: 0 } }).outputs[0];
+  const reshape = (v: Value, shape: Value) => g.addNode('Reshape', [v, shape], 1, { before, outputBase: `${kRoot.name}_per_pixel` }).outputs[0];
+  const target = () => concat([sizeValue(specs[0]), init(g, [p.groups, numel(p.kernel)]), ...sizes.o.map(sizeValue)]);
+  // Axes of size 1 can sit anywhere; when the others are already in logical order, one reshape does.
+  const nonUnit = memOrder.filter((i) => !('value' in specs[i] && specs[i].value === 1));
+  if (nonUnit.every((m, i) => i === 0 || m > nonUnit[i - 1])) return reshape(kRoot, target());
+  const k1 = reshape(kRoot, concat(memOrder.map((i) => sizeValue(specs[i]))));
+  const perm = specs.map((_, i) => memOrder.indexOf(i));
+  const k2 = g.addNode('Transpose', [k1], 1, { before, attrs: { perm } }).outputs[0];
+  return reshape(k2, target());
+}
+
+function rewritePixel(node: Node, xRoot: Value, xPerm: number[], kRoot: Value, p: PixelParams, sizes: { n: SizeSpec; o: SizeSpec[] }, replaced: Value, yPerm: number[]): Node {
   const g = node.graph;
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   const x = identity(xPerm) ? xRoot : g.addNode('Transpose', [xRoot], 1, { before: node, attrs: { perm: xPerm } }).outputs[0];
-  let k = kRoot;
-  if (kTarget.kind !== 'as-is') {
-    const r = p.kernel.length;
-    let shapeValue: Value;
-    if (kTarget.kind === 'static') shapeValue = g.addInitializer('dynconv_kernel_shape', makeTensor(DataType.INT64, [kTarget.dims.length], kTarget.dims));
-    else {
-      // [N, G*KK, *O] -> [N, G, KK, *O], with N and O read from the tensor at run time
-      const shape = g.addNode('Shape', [kRoot], 1, { before: node }).outputs[0];
-      const slice = (start: number, end: number) => g.addNode('Slice', [shape, init(g, [start]), init(g, [end]), init(g, [0])], 1, { before: node }).outputs[0];
-      shapeValue = g.addNode('Concat', [slice(0, 1), init(g, [kTarget.g, kTarget.kk]), slice(2, 2 + r)], 1, { before: node, attrs: { axis: 0 } }).outputs[0];
-    }
-    k = g.addNode('Reshape', [kRoot, shapeValue], 1, { before: node, outputBase: `${kRoot.name}_per_pixel` }).outputs[0];
-  }
+  const k = buildKernel(g, node, kRoot, xRoot, p, sizes);
   const fused = g.addNode('PixelConv', [x, k], 1, {
     domain: DYNCONV_DOMAIN,
     name: 'dynconv_PixelConv',
@@ -417,7 +458,6 @@ function rewritePixel(node: Node, site: Site, xRoot: Value, xPerm: number[], kRo
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = g.addNode('Transpose', [out], 1, { before: node, attrs: { perm: inverse(yPerm) } }).outputs[0];
   replaced.replaceAllUsesWith(out);
-  void site;
   return fused;
 }
 
