@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // The dynconv command line. Exit codes: 0 ok, 1 a check failed, 2 bad input or usage.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DynconvError, EXIT_BAD_INPUT } from '../errors.js';
@@ -59,7 +58,3 @@ export async function main(argv: string[]): Promise<number> {
     return 3;
   }
 }
-
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
