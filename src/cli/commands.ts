@@ -128,7 +128,7 @@ export function parseSizes(v: string[] | undefined): Record<string, number> {
 }
 
 export function formatValidate(r: ValidateResult): string {
-  const lines = [`${r.original} vs ${r.fused}: ${r.ok ? 'OK' : 'MISMATCH'}`, `  inputs: ${Object.entries(r.inputs).map(([k, d]) => `${JSON.stringify(k)} [${d.join(', ')}]`).join(', ')}`];
+  const lines = [`${r.original} vs ${r.fused}: ${r.ok ? 'OK' : 'MISMATCH'}${r.reference === 'original' ? '' : ' (compared with the outputs stored beside the inputs: the original cannot run at these sizes)'}`, `  inputs: ${Object.entries(r.inputs).map(([k, d]) => `${JSON.stringify(k)} [${d.join(', ')}]`).join(', ')}`];
   for (const o of r.outputs) lines.push(`  ${o.ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(o.name)} [${o.dims.join(', ')}] max-abs ${o.maxAbs.toExponential(2)} rel-L2 ${o.relL2.toExponential(2)}`);
   return lines.join('\n');
 }

@@ -85,3 +85,20 @@ export function readFeedsFromDir(dir: string, model: Model): Feeds {
   });
   return feeds;
 }
+
+/** The expected outputs stored beside inputs (output_N.pb), by name; empty when there are none. */
+export function readOutputsFromDir(dir: string): Record<string, { dims: number[]; data: Float32Array }> {
+  const out: Record<string, { dims: number[]; data: Float32Array }> = {};
+  for (const f of fs.readdirSync(dir).filter((x) => /^output_\d+\.pb$/.test(x))) {
+    const file = path.join(dir, f);
+    let t;
+    try {
+      t = onnx.TensorProto.decode(fs.readFileSync(file));
+    } catch {
+      throw badInput(file, 'is not a serialized TensorProto');
+    }
+    const d = decodeTensor(t, t.rawData?.length ? t.rawData : undefined);
+    if (d && t.name) out[t.name] = { dims: d.dims, data: Float32Array.from(d.data) };
+  }
+  return out;
+}

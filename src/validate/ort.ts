@@ -7,7 +7,11 @@ const require = createRequire(import.meta.url);
 type Ort = typeof import('onnxruntime-node');
 let ortModule: Ort | undefined;
 export function ort(): Ort {
-  return (ortModule ??= require('onnxruntime-node') as Ort);
+  if (!ortModule) {
+    ortModule = require('onnxruntime-node') as Ort;
+    ortModule.env.logLevel = 'fatal'; // failures come back as errors; the native log would only repeat them
+  }
+  return ortModule;
 }
 
 export interface RunOptions {
@@ -25,6 +29,7 @@ export async function runOrt(modelPath: string, feeds: Feeds, opts: RunOptions =
       interOpNumThreads: 1,
       executionProviders: (opts.executionProviders ?? ['cpu']) as never,
       graphOptimizationLevel: 'all',
+      logSeverityLevel: 4,
     });
   } catch (e) {
     throw new DynconvError(`${modelPath}: ONNX Runtime cannot load the model: ${firstLine(e)}`, 1);
