@@ -17,7 +17,7 @@ import { readFeedsFromDir } from '../src/validate/feeds.js';
 import { runOrt } from '../src/validate/ort.js';
 import { FIXTURES, ROOT } from './helpers/paths.js';
 
-interface Fixture { name: string; sites: number; families: string[]; negative: boolean; dynamic_axes: unknown; unfused_fails?: number[] }
+interface Fixture { name: string; sites: number; fusable: number; families: string[]; negative: boolean; dynamic_axes: unknown; unfused_fails?: number[] }
 const manifest: Fixture[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'fixtures', 'manifest.json'), 'utf8'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-fuse-test-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -52,6 +52,18 @@ for (const fx of manifest) {
   });
 
   if (fx.negative) continue;
+
+  if (fx.fusable < fx.sites) {
+    test.serial(`${fx.name}: the site that has no per-sample form is reported, with the reason, and left alone`, (t) => {
+      const model = buildModel(loadModel(modelPath));
+      const result = fuseModel(model);
+      t.is(result.fused.length, fx.fusable);
+      t.is(result.notFused.length, fx.sites - fx.fusable);
+      for (const s of result.notFused) t.regex(s.notFused ?? '', /\w/);
+      t.false(result.changed && fx.fusable === 0);
+    });
+    continue;
+  }
 
   test.serial(`${fx.name}: fuses every site; the fused model reproduces PyTorch's outputs`, async (t) => {
     const fusedPath = path.join(tmp, `${fx.name}.onnx`);
