@@ -13,7 +13,8 @@ const require = createRequire(import.meta.url);
 // The protobufjs instance that onnx-proto's generated code uses (it has its own nested copy).
 const protobuf = require(require.resolve('protobufjs/minimal', { paths: [require.resolve('onnx-proto')] }));
 
-export const onnx = onnxProto.onnx;
+// A namespace alias: `onnx.ModelProto` is both the class and the type, as in onnx-proto itself.
+export import onnx = onnxProto.onnx;
 export type Long = { low: number; high: number; unsigned: boolean; toNumber(): number; toString(): string };
 export const LongClass: { fromNumber(n: number): Long; isLong(x: unknown): boolean } = protobuf.util.Long;
 
