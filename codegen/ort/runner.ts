@@ -108,8 +108,12 @@ let runnerPromise: Promise<string> | undefined;
 function exec(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}) {
   return new Promise<{ stdout: string; stderr: string; code: number }>((res) => {
     execFile(file, args, { cwd: opts.cwd, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 0 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-      res({ stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 ? err.message : ''), code });
+      const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
+      const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
+      let errText = String(stderr);
+      if (e && e.signal) errText += `\n${file} was killed by ${e.signal}`;
+      else if (e && !errText) errText = e.message;
+      res({ stdout: String(stdout), stderr: errText, code });
     });
   });
 }
@@ -169,7 +173,12 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
     if (opts.optLevel) args.push('--opt-level', opts.optLevel);
     const r = await exec(exe, args);
     if (r.code !== 0) {
-      const msg = r.stderr.trim().replace(/^dynconv-ort-runner: /, '') || `exit code ${r.code}`;
+      // The runner's own line carries ONNX Runtime's message; anything else on stderr is ORT's log.
+      const lines = r.stderr.split('\n');
+      const own = lines.findIndex((l) => l.startsWith('dynconv-ort-runner: '));
+      const msg =
+        (own >= 0 ? lines.slice(own).join('\n').replace(/^dynconv-ort-runner: /, '') : r.stderr).trim() ||
+        `exit code ${r.code}`;
       throw new OrtRunError(`ONNX Runtime failed on ${opts.modelPath}: ${msg}`);
     }
     const line = r.stdout.trim().split('\n').pop() ?? '';

@@ -1,0 +1,316 @@
+// dynconv: com.dynconv.PixelConv — a kernel per output position (involution, CARAFE, per-pixel dynamic filters,
+// fairseq dynamic 1-D conv) (docs/ops.md).
+// Inputs X [N, C, *D], K [N, G, prod(kernel_shape), *O]; output Y [N, C, *O];
+//   Y[n,c,o] = sum_j K[n, c/(C/G), j, o] * X[n, c, (o / upsample) * s + k_j * dil - pb]   (zero outside X).
+//
+// A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
+// Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
+// computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
+// it is reused by the C/G channels.
+// Fast path (x stride 1, no upsampling, output rows of >= 16): X is first copied with its x padding made
+// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding), so every tap reads a
+// full row; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
+// staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
+// a row overlaps the previous one instead of running a remainder loop.
+// Other cases: simple loops over output x with the valid range of each tap precomputed.
+// The hot functions are compiled for x86-64-v4 (AVX-512), -v3 (AVX2+FMA) and the baseline, picked at load
+// time (target_clones), so the library runs on any x86-64 and uses what the machine has.
+#include <algorithm>
+
+#include "common.h"
+
+namespace dynconv {
+namespace {
+
+struct PixelGeometry {
+  int64_t N = 0, C = 0, G = 0, Cg = 0, KK = 0, up = 1;
+  // Axes z, y, x (a rank-r problem uses the last r).
+  int64_t D[3] = {1, 1, 1}, O[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1},
+          pb[3] = {0, 0, 0};
+  // Per kernel column tx: offset into the input row and the valid output x range [x0, x1).
+  std::vector<int64_t> off, x0, x1;
+  // Input x of output x, without the tap offset: (x / up) * s. Only used when not (up == 1 && s == 1).
+  std::vector<int64_t> xin;
+  bool unit_x = true;
+  // Fast path: X with explicit x padding (row length Dxp, the output x = 0 reads column tx * dx).
+  bool fast = false;
+  const float* xp = nullptr;
+  int64_t Dxp = 0;
+};
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DYNCONV_NO_CLONES)
+#define DYNCONV_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DYNCONV_CLONES
+#endif
+
+typedef float V16 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) V16 Load16(const float* p) {
+  V16 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline __attribute__((always_inline)) void Store16(float* p, V16 v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// 16 output columns [x0, x0 + 16) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
+template <int CB>
+static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
+                                                             const float* __restrict kbase, float* __restrict y0,
+                                                             int64_t bz, int64_t by, int64_t x0) {
+  const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
+  const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
+  const int64_t kx = p.k[2], dx = p.d[2];
+  V16 acc[CB];
+  for (int c = 0; c < CB; ++c) acc[c] = V16{};
+  for (int64_t tz = 0; tz < p.k[0]; ++tz) {
+    const int64_t iz = bz + tz * p.d[0];
+    if (iz < 0 || iz >= Dz) continue;
+    for (int64_t ty = 0; ty < p.k[1]; ++ty) {
+      const int64_t iy = by + ty * p.d[1];
+      if (iy < 0 || iy >= Dy) continue;
+      const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
+      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * plane_o + x0;
+      for (int64_t tx = 0; tx < kx; ++tx, kr += plane_o, xr += dx) {
+        const V16 kv = Load16(kr);
+        for (int c = 0; c < CB; ++c) acc[c] += kv * Load16(xr + c * plane_xp);
+      }
+    }
+  }
+  for (int c = 0; c < CB; ++c) Store16(y0 + c * plane_o + x0, acc[c]);
+}
+
+template <int CB>
+static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
+                                                             const float* kbase, float* y0, int64_t bz, int64_t by) {
+  const int64_t Ox = p.O[2];
+  for (int64_t x0 = 0;; x0 += 16) {
+    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
+    PixelChunk<CB>(p, xc0, kbase, y0, bz, by, xs);
+    if (x0 + 16 >= Ox) break;
+  }
+}
+
+// The fast path of one task (see PixelRow).
+DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* __restrict K, float* __restrict Y,
+                                 int64_t task) {
+  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
+  const int64_t oy = task % Oy;
+  int64_t t = task / Oy;
+  const int64_t oz = t % Oz;
+  t /= Oz;
+  const int64_t g = t % p.G;
+  const int64_t n = t / p.G;
+  const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
+  const int64_t row_o = (oz * Oy + oy) * Ox;
+  const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
+  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
+  int64_t c = g * p.Cg;
+  const int64_t ce = (g + 1) * p.Cg;
+  for (; c + 8 <= ce; c += 8)
+    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, Y + (n * p.C + c) * plane_o + row_o, bz, by);
+  const float* xc = p.xp + (n * p.C + c) * plane_xp;
+  float* yc = Y + (n * p.C + c) * plane_o + row_o;
+  switch (ce - c) {
+    case 7: PixelBlock<7>(p, xc, kbase, yc, bz, by); break;
+    case 6: PixelBlock<6>(p, xc, kbase, yc, bz, by); break;
+    case 5: PixelBlock<5>(p, xc, kbase, yc, bz, by); break;
+    case 4: PixelBlock<4>(p, xc, kbase, yc, bz, by); break;
+    case 3: PixelBlock<3>(p, xc, kbase, yc, bz, by); break;
+    case 2: PixelBlock<2>(p, xc, kbase, yc, bz, by); break;
+    case 1: PixelBlock<1>(p, xc, kbase, yc, bz, by); break;
+    default: break;
+  }
+}
+
+// Copies rows of X into rows of length Dxp with pb zeros before and the rest after.
+DYNCONV_CLONES void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
+                            int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* src = X + r * Dx;
+    float* dst = XP + r * Dxp;
+    for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
+    for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
+    for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
+  }
+}
+
+// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] for task = ((n * G + g) * Oz + oz) * Oy + oy.
+DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __restrict K,
+                             float* __restrict Y, int64_t task) {
+  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
+  const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
+  const int64_t oy = task % Oy;
+  int64_t t = task / Oy;
+  const int64_t oz = t % Oz;
+  t /= Oz;
+  const int64_t g = t % p.G;
+  const int64_t n = t / p.G;
+  const int64_t plane_o = Oz * Oy * Ox, plane_x = Dz * Dy * Dx;
+  const int64_t row_o = (oz * Oy + oy) * Ox;
+  const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
+  const int64_t kx = p.k[2];
+  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
+  for (int64_t c = g * p.Cg; c < (g + 1) * p.Cg; ++c) {
+    float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
+    for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
+    const float* xc = X + (n * p.C + c) * plane_x;
+    for (int64_t tz = 0; tz < p.k[0]; ++tz) {
+      const int64_t iz = bz + tz * p.d[0];
+      if (iz < 0 || iz >= Dz) continue;
+      for (int64_t ty = 0; ty < p.k[1]; ++ty) {
+        const int64_t iy = by + ty * p.d[1];
+        if (iy < 0 || iy >= Dy) continue;
+        const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
+        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * plane_o;
+        for (int64_t tx = 0; tx < kx; ++tx, kj += plane_o) {
+          const float* __restrict kr = kj;
+          const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
+          if (p.unit_x) {
+            const float* __restrict xs = xr + off;
+            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[x];
+          } else {
+            const int64_t* __restrict xi = p.xin.data();
+            const float* __restrict xs = xr + off;
+            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[xi[x]];
+          }
+        }
+      }
+    }
+  }
+}
+
+struct PixelConvKernel {
+  static constexpr const char* kName = "PixelConv";
+  static constexpr size_t kInputs = 2;
+  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  int64_t upsample = 1;
+
+  OrtStatus* Init(const OrtKernelInfo* info) {
+    if (!AttrInts(info, "kernel_shape", &kernel_shape) || kernel_shape.empty())
+      return Error("attribute kernel_shape is required");
+    const size_t r = kernel_shape.size();
+    if (r > static_cast<size_t>(kMaxRank)) return Error("spatial rank %zu is not supported (1 to 3)", r);
+    for (int64_t k : kernel_shape)
+      if (k < 1) return Error("kernel_shape must be >= 1");
+    if (!AttrInts(info, "strides", &strides)) strides.assign(r, 1);
+    if (!AttrInts(info, "dilations", &dilations)) dilations.assign(r, 1);
+    if (!AttrInts(info, "pads", &pads)) pads.assign(2 * r, 0);
+    if (strides.size() != r || dilations.size() != r || pads.size() != 2 * r)
+      return Error("strides, dilations and pads must have %zu, %zu and %zu values", r, r, 2 * r);
+    for (size_t i = 0; i < r; ++i)
+      if (strides[i] < 1 || dilations[i] < 1) return Error("strides and dilations must be >= 1");
+    for (int64_t p : pads)
+      if (p < 0) return Error("pads must be >= 0");
+    int64_t up = 1;
+    if (AttrInt(info, "upsample", &up)) upsample = up;
+    if (upsample < 1) return Error("upsample must be >= 1");
+    int64_t group = 1, transpose = 0;
+    if (AttrInt(info, "group", &group) && group != 1) return Error("PixelConv has no group attribute");
+    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("PixelConv has no transpose form");
+    return nullptr;
+  }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, Kt, Y;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+    const int r = static_cast<int>(kernel_shape.size());
+    if (X.Rank() != r + 2)
+      return Error("X must have rank %d for a %d-D kernel_shape, got shape %s", r + 2, r, DimsString(X.dims).c_str());
+    PixelGeometry p;
+    p.N = X.dims[0];
+    p.C = X.dims[1];
+    p.up = upsample;
+    p.KK = 1;
+    for (int i = 0; i < r; ++i) {
+      const int a = 3 - r + i;
+      p.D[a] = X.dims[2 + i];
+      p.k[a] = kernel_shape[i];
+      p.s[a] = strides[i];
+      p.d[a] = dilations[i];
+      p.pb[a] = pads[i];
+      const int64_t span = p.D[a] + pads[i] + pads[i + r] - p.d[a] * (p.k[a] - 1) - 1;
+      if (span < 0)
+        return Error("output size on spatial axis %d is empty (input %lld, kernel %lld)", i,
+                     static_cast<long long>(p.D[a]), static_cast<long long>(p.k[a]));
+      p.O[a] = (span / p.s[a] + 1) * upsample;
+      p.KK *= p.k[a];
+    }
+    if (Kt.Rank() != r + 3 || Kt.dims[0] != p.N || Kt.dims[2] != p.KK)
+      return Error("K must be [N, G, %lld, *O] with N = %lld, got shape %s", static_cast<long long>(p.KK),
+                   static_cast<long long>(p.N), DimsString(Kt.dims).c_str());
+    p.G = Kt.dims[1];
+    if (p.G < 1 || p.C % p.G != 0)
+      return Error("K has %lld kernel groups, which must divide the %lld channels", static_cast<long long>(p.G),
+                   static_cast<long long>(p.C));
+    p.Cg = p.C / p.G;
+    std::vector<int64_t> y_dims = {p.N, p.C};
+    for (int i = 0; i < r; ++i) {
+      const int a = 3 - r + i;
+      if (Kt.dims[3 + i] != p.O[a])
+        return Error("K must be [N, G, %lld, *O] with O[%d] = %lld, got shape %s", static_cast<long long>(p.KK), i,
+                     static_cast<long long>(p.O[a]), DimsString(Kt.dims).c_str());
+      y_dims.push_back(p.O[a]);
+    }
+    DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
+
+    // x tables (the same for every row).
+    const int64_t Ox = p.O[2], Dx = p.D[2], sx = p.s[2];
+    p.unit_x = p.up == 1 && sx == 1;
+    if (!p.unit_x) {
+      p.xin.resize(static_cast<size_t>(Ox));
+      for (int64_t x = 0; x < Ox; ++x) p.xin[x] = (x / p.up) * sx;
+    }
+    const int64_t kx = p.k[2];
+    p.off.resize(kx);
+    p.x0.resize(kx);
+    p.x1.resize(kx);
+    for (int64_t tx = 0; tx < kx; ++tx) {
+      const int64_t off = tx * p.d[2] - p.pb[2];
+      p.off[tx] = off;
+      // Valid base positions b = x / up: 0 <= b * sx + off < Dx.
+      const int64_t b_lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
+      const int64_t b_hi = Dx - off <= 0 ? 0 : (Dx - off + sx - 1) / sx;
+      p.x0[tx] = std::min(b_lo * p.up, Ox);
+      p.x1[tx] = std::max(p.x0[tx], std::min(b_hi * p.up, Ox));
+    }
+
+    const int64_t tasks = p.N * p.G * p.O[0] * p.O[1];
+    const float* x = X.data;
+    const float* k = Kt.data;
+    float* y = Y.data;
+    if (tasks == 0 || Ox == 0) return nullptr;
+    p.fast = p.unit_x && Ox >= 16;
+    FloatBuffer padded;
+    if (p.fast) {
+      const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
+      p.Dxp = Dx + pl + pr;
+      if (pl == 0 && pr == 0) {
+        p.xp = x;
+      } else {
+        const int64_t rows = p.N * p.C * p.D[0] * p.D[1];
+        DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
+        float* xp = padded.get();
+        const int64_t dxp = p.Dxp;
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { PadRows(x, xp, Dx, dxp, pl, r0, r1); }));
+        p.xp = xp;
+      }
+      // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
+      p.pb[2] = 0;
+      return ParallelFor(ctx, static_cast<size_t>(tasks),
+                         [&](size_t t) { PixelRowFast(p, k, y, static_cast<int64_t>(t)); });
+    }
+    return ParallelFor(ctx, static_cast<size_t>(tasks),
+                       [&](size_t t) { PixelRow(p, x, k, y, static_cast<int64_t>(t)); });
+  }
+};
+
+}  // namespace
+
+const OrtCustomOp* PixelConvOp() {
+  static CustomOp<PixelConvKernel> op;
+  return &op;
+}
+
+}  // namespace dynconv

@@ -1,0 +1,196 @@
+// The com.dynconv ONNX Runtime kernels (codegen/ort): each op kind over a spread of attributes, run through the
+// native runner with the emitted library, against the same computation written with standard ONNX ops and run
+// by onnxruntime-node.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
+import { OrtRunError, runWithOrtLibrary } from '../codegen/ort/runner.js';
+import {
+  caseDesc,
+  caseFeeds,
+  ensureOrtHeaders,
+  fusedModel,
+  referenceModel,
+  relL2,
+  runReference,
+  testCacheDir,
+  writeModel,
+  type OpCase,
+} from './ort-helpers.js';
+
+const CASES: OpCase[] = [
+  // DynamicConv: W [N, M, C/g, *K] (or transposed [N, C, M/g, *K]), B [N, M] or [M]
+  { name: 'dyn 2d pad1', op: 'DynamicConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[2, 4, 7, 8], [2, 6, 4, 3, 3], [2, 6]] },
+  {
+    name: 'dyn 2d groups stride2 dil2 asym pads, shared bias',
+    op: 'DynamicConv',
+    raw: { group: 2, strides: [2, 2], dilations: [2, 2], pads: [0, 1, 2, 1] },
+    shapes: [[3, 4, 11, 9], [3, 6, 2, 3, 3], [6]],
+  },
+  { name: 'dyn depthwise', op: 'DynamicConv', raw: { group: 8, pads: [1, 1, 1, 1] }, shapes: [[2, 8, 9, 9], [2, 8, 1, 3, 3], [2, 8]] },
+  { name: 'dyn 1d stride2', op: 'DynamicConv', raw: { strides: [2], pads: [2, 1] }, shapes: [[3, 4, 17], [3, 5, 4, 5], [3, 5]] },
+  {
+    name: 'dyn transpose 2d groups stride2 output_padding',
+    op: 'DynamicConv',
+    raw: { transpose: 1, group: 2, strides: [2, 2], pads: [1, 0, 1, 1], output_padding: [1, 1] },
+    shapes: [[2, 4, 5, 6], [2, 4, 3, 3, 3], [2, 6]],
+  },
+  { name: 'dyn transpose 1d dil2', op: 'DynamicConv', raw: { transpose: 1, dilations: [2], strides: [3], pads: [1, 2] }, shapes: [[2, 3, 7], [2, 3, 4, 3], [4]] },
+  { name: 'dyn transpose 3d stride2', op: 'DynamicConv', raw: { transpose: 1, strides: [2, 2, 2], pads: [1, 0, 1, 0, 1, 1], output_padding: [1, 1, 0] }, shapes: [[2, 3, 3, 4, 3], [2, 3, 2, 3, 3, 3], [2, 2]] },
+  { name: 'dyn 3d', op: 'DynamicConv', raw: { pads: [1, 1, 1, 1, 1, 1] }, shapes: [[2, 3, 4, 5, 6], [2, 4, 3, 3, 3, 3], [2, 4]] },
+  // channel counts that take ONNX Runtime's NCHWc kernels (block 8 or 16): blocked input, padded M, depthwise, groups
+  { name: 'dyn nchwc C32 M20 stride2', op: 'DynamicConv', raw: { strides: [2, 2], pads: [1, 0, 1, 2] }, shapes: [[2, 32, 9, 10], [2, 20, 32, 3, 3], [2, 20]] },
+  { name: 'dyn nchwc depthwise 32', op: 'DynamicConv', raw: { group: 32, pads: [2, 2, 2, 2], dilations: [2, 2] }, shapes: [[2, 32, 8, 9], [2, 32, 1, 3, 3], [2, 32]] },
+  { name: 'dyn nchwc groups 2 (16 per group)', op: 'DynamicConv', raw: { group: 2, pads: [1, 1, 1, 1] }, shapes: [[2, 32, 7, 7], [2, 32, 16, 3, 3], [32]] },
+  { name: 'dyn 1x1 default attrs', op: 'DynamicConv', raw: {}, shapes: [[2, 5, 4, 4], [2, 3, 5, 1, 1], [2, 3]] },
+  // MixtureConv: R [N, E], W [E, *layout], B [E, M]
+  { name: 'mix 2d E4', op: 'MixtureConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[3, 4, 8, 7], [3, 4], [4, 6, 4, 3, 3], [4, 6]] },
+  {
+    name: 'mix transpose groups stride2',
+    op: 'MixtureConv',
+    raw: { transpose: 1, group: 2, strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 0] },
+    shapes: [[2, 4, 5, 5], [2, 3], [3, 4, 2, 3, 3], [3, 4]],
+  },
+  { name: 'mix nchwc C16 M48', op: 'MixtureConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[3, 16, 6, 7], [3, 4], [4, 48, 16, 3, 3], [4, 48]] },
+  { name: 'mix 1d depthwise dil2', op: 'MixtureConv', raw: { group: 6, dilations: [2], pads: [2, 2] }, shapes: [[2, 6, 15], [2, 5], [5, 6, 1, 3], [5, 6]] },
+  // ModulatedConv: S [N, C], W [layout], B [M]
+  { name: 'mod demod 2d', op: 'ModulatedConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[2, 4, 8, 8], [2, 4], [6, 4, 3, 3], [6]] },
+  {
+    name: 'mod no-demod groups stride2',
+    op: 'ModulatedConv',
+    raw: { demodulate: 0, group: 2, strides: [2, 2], pads: [0, 0, 1, 1] },
+    shapes: [[2, 4, 9, 8], [2, 4], [6, 2, 3, 3], [6]],
+  },
+  {
+    name: 'mod demod transpose groups stride2 output_padding',
+    op: 'ModulatedConv',
+    raw: { transpose: 1, group: 2, strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1], epsilon: 1e-6 },
+    shapes: [[2, 4, 5, 4], [2, 4], [4, 3, 3, 3], [6]],
+  },
+  { name: 'mod demod nchwc C32', op: 'ModulatedConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[2, 32, 6, 6], [2, 32], [32, 32, 3, 3], [32]] },
+  { name: 'mod demod 1d dil2', op: 'ModulatedConv', raw: { dilations: [2], pads: [2, 2] }, shapes: [[3, 5, 16], [3, 5], [4, 5, 3], [4]] },
+  // PixelConv: K [N, G, prod(kernel_shape), *O]
+  { name: 'pix involution k3', op: 'PixelConv', raw: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, shapes: [[2, 8, 9, 10], [2, 2, 9, 9, 10]] },
+  {
+    name: 'pix stride2 dil2 asym pads',
+    op: 'PixelConv',
+    raw: { kernel_shape: [3, 3], strides: [2, 2], dilations: [2, 2], pads: [2, 1, 0, 2] },
+    shapes: [[2, 4, 11, 12], [2, 4, 9, 5, 6]],
+  },
+  {
+    name: 'pix upsample2 (CARAFE) k5',
+    op: 'PixelConv',
+    raw: { kernel_shape: [5, 5], pads: [2, 2, 2, 2], upsample: 2 },
+    shapes: [[2, 3, 6, 7], [2, 1, 25, 12, 14]],
+  },
+  { name: 'pix upsample2 stride2', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], upsample: 2 }, shapes: [[1, 2, 7, 8], [1, 2, 9, 8, 8]] },
+  { name: 'pix 1d causal (fairseq)', op: 'PixelConv', raw: { kernel_shape: [4], pads: [3, 0] }, shapes: [[2, 6, 13], [2, 3, 4, 13]] },
+  // rows of >= 16 outputs with x stride 1 take the register-blocked path (channel blocks of 8 and a remainder)
+  { name: 'pix fast k7 Cg11 padded', op: 'PixelConv', raw: { kernel_shape: [7, 7], pads: [3, 3, 3, 3] }, shapes: [[2, 22, 5, 37], [2, 2, 49, 5, 37]] },
+  { name: 'pix fast 1d dil2 causal', op: 'PixelConv', raw: { kernel_shape: [3], dilations: [2], pads: [4, 0] }, shapes: [[2, 12, 40], [2, 3, 3, 40]] },
+  { name: 'pix fast y-stride2, no x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [2, 1], pads: [1, 0, 1, 0] }, shapes: [[1, 8, 9, 20], [1, 1, 9, 5, 18]] },
+  { name: 'pix fast 3d asym x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 0, 1, 1, 2] }, shapes: [[1, 4, 3, 4, 17], [1, 2, 27, 3, 4, 17]] },
+  { name: 'pix 3d', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 2, 27, 4, 5, 6]] },
+];
+
+let libPromise: Promise<string> | undefined;
+function library(): Promise<string> {
+  libPromise ??= (async () => {
+    ensureOrtHeaders();
+    const dir = testCacheDir('ort-test-lib');
+    emitOrtLibrary(CASES.map(caseDesc), dir);
+    return buildOrtLibrary(dir);
+  })();
+  return libPromise;
+}
+
+const modelDir = testCacheDir('ort-test-models');
+
+CASES.forEach((c, i) => {
+  test.serial(`${c.op}: ${c.name}`, async (t) => {
+    const lib = await library();
+    const feeds = caseFeeds(c, 1000 + i);
+    const fused = writeModel(modelDir, `case${i}_fused`, fusedModel(c).bytes);
+    const got = await runWithOrtLibrary({ modelPath: fused, libraryPath: lib, feeds, threads: 2 });
+    const want = await runReference(referenceModel(c), feeds);
+    const y = got.outputs.Y;
+    t.truthy(y, 'output Y');
+    t.deepEqual(y.dims, want.dims);
+    const err = relL2(y.data, want.data);
+    t.true(err <= 1e-5, `relative L2 error ${err}`);
+  });
+});
+
+test.serial('the library exports RegisterCustomOps only, and holds only the op kinds it was emitted for', async (t) => {
+  ensureOrtHeaders();
+  const dir = testCacheDir('ort-test-lib-pixel');
+  const pix = CASES.filter((c) => c.op === 'PixelConv').map(caseDesc);
+  const { files, buildCommand } = emitOrtLibrary(pix, dir);
+  t.true(files.some((f) => f.endsWith('pixel_conv.cc')));
+  t.false(readdirSync(dir).some((f) => /dynamic_conv|mixture_conv|modulated_conv|sample_conv/.test(f)));
+  t.true(existsSync(join(dir, 'CMakeLists.txt')) && existsSync(join(dir, 'build.sh')));
+  t.regex(buildCommand, /-fvisibility=hidden/);
+  const lib = await buildOrtLibrary(dir);
+  const syms = execFileSync('nm', ['-D', '--defined-only', lib], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((p) => p.length >= 3 && /[TDBRVW]/.test(p[1]))
+    .map((p) => p[2]);
+  t.deepEqual(syms, ['RegisterCustomOps']);
+  // A PixelConv-only library runs PixelConv...
+  const c = CASES.find((x) => x.op === 'PixelConv')!;
+  const feeds = caseFeeds(c, 7);
+  const model = writeModel(modelDir, 'pix_only', fusedModel(c).bytes);
+  const got = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds });
+  t.true(relL2(got.outputs.Y.data, (await runReference(referenceModel(c), feeds)).data) <= 1e-5);
+  // ...and has no DynamicConv.
+  const d = CASES[0];
+  const dm = writeModel(modelDir, 'dyn_needs_lib', fusedModel(d).bytes);
+  await t.throwsAsync(runWithOrtLibrary({ modelPath: dm, libraryPath: lib, feeds: caseFeeds(d, 1) }), { instanceOf: OrtRunError });
+});
+
+test.serial('a registered kernel takes precedence over the model-local function of the same op', async (t) => {
+  const lib = await library();
+  const c = CASES.find((x) => x.name === 'pix involution k3')!; // O = D, so the zero body has Y's shape
+  const feeds = caseFeeds(c, 11);
+  const bytes = fusedModel(c, { zeroFunction: true }).bytes;
+  const model = writeModel(modelDir, 'with_function', bytes);
+  const want = await runReference(referenceModel(c), feeds);
+  const got = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds });
+  t.true(relL2(got.outputs.Y.data, want.data) <= 1e-5, 'the custom kernel ran');
+  // Without the library the function body runs (stock ONNX Runtime).
+  const fallback = await runReference(bytes, feeds);
+  t.true(fallback.data.every((v) => v === 0), 'the function ran');
+});
+
+test.serial('two threads running one session concurrently get the same outputs', async (t) => {
+  const lib = await library();
+  const names = ['dyn 2d pad1', 'dyn nchwc C32 M20 stride2', 'mix 2d E4', 'mod demod transpose groups stride2 output_padding', 'pix involution k3'];
+  for (const [idx, c] of CASES.entries()) {
+    if (!names.includes(c.name)) continue;
+    const feeds = caseFeeds(c, 77 + idx);
+    const model = writeModel(modelDir, `conc${idx}`, fusedModel(c).bytes);
+    const r = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds, threads: 2, repeat: 3, concurrent: 2 });
+    t.true((r.concurrentMaxAbsDiff ?? Infinity) <= 1e-5, `${c.name}: concurrent outputs differ by ${r.concurrentMaxAbsDiff}`);
+    t.true(typeof r.medianMs === 'number' && typeof r.peakRssBytes === 'number' && r.peakRssBytes > 0);
+  }
+});
+
+test.serial('errors from ONNX Runtime and from the kernels come back as clear messages', async (t) => {
+  const lib = await library();
+  const c = CASES[0];
+  const model = writeModel(modelDir, 'err_shape', fusedModel(c, { dynamicShapes: true }).bytes);
+  const feeds = caseFeeds(c, 3);
+  // W for the wrong number of input channels: the kernel names itself and the mismatch.
+  feeds.W = { dims: [2, 6, 3, 3, 3], data: new Float32Array(2 * 6 * 3 * 3 * 3) };
+  const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds }), { instanceOf: OrtRunError });
+  t.regex(e!.message, /com\.dynconv\.DynamicConv: .*weight/);
+  // Without the library, ONNX Runtime does not know the op.
+  const e2 = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, feeds: caseFeeds(c, 3) }), { instanceOf: OrtRunError });
+  t.regex(e2!.message, /DynamicConv|com\.dynconv/);
+  // A model file that does not exist.
+  await t.throwsAsync(runWithOrtLibrary({ modelPath: join(modelDir, 'nope.onnx'), feeds: {} }), { instanceOf: OrtRunError });
+});
