@@ -7,7 +7,7 @@
 # The headers are git-ignored (/third_party/); never commit them.
 #
 # Usage: scripts/fetch-ort-headers.sh [dest]      (dest defaults to <repo>/third_party/onnxruntime)
-# Env:   DYNCONV_ORT_DEB_MIRROR (default http://deb.debian.org/debian)
+# Env:   DYNCONV_ORT_DEB_MIRROR (default: the Debian archive this machine's own apt sources use)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +19,17 @@ if [ -f "$dest/$header_rel" ]; then
   exit 0
 fi
 
-mirror="${DYNCONV_ORT_DEB_MIRROR:-http://deb.debian.org/debian}"
+# The archive this machine already uses for Debian's main suite (deb822 .sources or a one-line sources.list).
+machine_mirror() {
+  { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+    grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | sed -E 's/^deb (\[[^]]*\] )?//' | awk '{print $1}'
+  } | grep -v -- '-security' | head -n 1 || true
+}
+mirror="${DYNCONV_ORT_DEB_MIRROR:-$(machine_mirror)}"
+if [ -z "$mirror" ]; then
+  echo "fetch-ort-headers: no Debian archive found in this machine's apt sources; set DYNCONV_ORT_DEB_MIRROR" >&2
+  exit 1
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/dynconv-ort-headers.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
