@@ -13,6 +13,7 @@ import { formatSite, siteJson } from './site-report.js';
 import { validateModels, type ValidateResult } from '../validate/validate.js';
 import { checkModels, formatCheck, junitReport } from './check.js';
 import { writeFileAtomically } from '../util/atomic-write.js';
+import { emitKernels, type EmitResult, type Target } from '../emit/emit-kernels.js';
 
 export type Options = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
@@ -59,23 +60,41 @@ export const commands: Record<string, Command> = {
     },
   },
   fuse: {
-    usage: 'fuse MODEL -o OUT [--json] [--in-place] [--external-data MODE]',
+    usage: 'fuse MODEL -o OUT [--emit wgsl|ort --out-dir DIR [--build]] [--json]',
     summary: 'replace each site by one com.dynconv op (with a function fallback)',
-    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' } },
-    optionHelp: { output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data' },
+    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' }, emit: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' } },
+    optionHelp: { output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data', emit: 'also write kernels: wgsl or ort (see emit)', 'out-dir': 'where --emit writes', build: 'with --emit ort: compile the library', clean: 'replace the contents of an existing --out-dir' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('fuse', 'expects exactly one MODEL');
       const out = opts.output as string | undefined;
       if (!out) throw usageError('fuse', 'needs -o OUT');
       checkOutputPath(pos[0], out, !!opts['in-place']);
+      const emitTarget = opts.emit !== undefined ? parseTarget(opts.emit) : undefined;
+      if (emitTarget && !opts['out-dir']) throw usageError('fuse', '--emit needs --out-dir DIR');
       const loaded = loadModel(pos[0]);
       const model = buildModel(loaded);
       const result = fuseModel(model);
       model.toProto();
       saveModel(loaded, out, { externalData: externalDataMode(opts['external-data'] as string | undefined, out), onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
       const sites = [...result.fused, ...result.notFused].map(siteJson);
-      if (opts.json) print(JSON.stringify({ file: pos[0], output: out, fused: result.fused.length, sites }, null, 2));
-      else print([`${pos[0]} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false))].join('\n'));
+      const emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
+      if (opts.json) print(JSON.stringify({ file: pos[0], output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
+      else print([`${pos[0]} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
+      return 0;
+    },
+  },
+  emit: {
+    usage: 'emit FUSED --target wgsl|ort --out-dir DIR [--build] [--clean] [--json]',
+    summary: 'write kernels for the com.dynconv ops of a fused model',
+    options: { target: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, json: { type: 'boolean' } },
+    optionHelp: { target: 'wgsl (WebGPU shaders + ES modules) or ort (ONNX Runtime custom-op library, C++)', 'out-dir': 'the folder to write (created; refused if not empty unless --clean)', build: 'ort: also compile the library', clean: 'replace the contents of an existing --out-dir', json: 'print what was written as JSON' },
+    async run(pos, opts) {
+      if (pos.length !== 1) throw usageError('emit', 'expects exactly one FUSED model');
+      const target = parseTarget(opts.target);
+      if (!opts['out-dir']) throw usageError('emit', 'needs --out-dir DIR');
+      const model = buildModel(loadModel(pos[0]));
+      const r = await emitKernels(model, target, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean });
+      print(opts.json ? JSON.stringify(r, null, 2) : formatEmit(r));
       return 0;
     },
   },
@@ -110,6 +129,15 @@ export const commands: Record<string, Command> = {
     },
   },
 };
+
+function parseTarget(v: unknown): Target {
+  if (v === 'wgsl' || v === 'ort') return v;
+  throw new DynconvError(`--target: expected wgsl or ort${v === undefined ? '' : `, got ${JSON.stringify(v)}`}`);
+}
+
+function formatEmit(r: EmitResult): string {
+  return [`${r.target} kernels for ${r.nodes.length} fused op${r.nodes.length === 1 ? '' : 's'} -> ${r.outDir}`, ...r.files.map((f) => `  ${f}`), ...(r.library ? [`built ${r.library}`] : r.buildCommand ? [`build: (cd ${JSON.stringify(r.outDir)} && sh build.sh)`] : [])].join('\n');
+}
 
 export function parseKernels(v: unknown): 'wgsl' | 'ort' | undefined {
   if (v === undefined) return undefined;

@@ -1,0 +1,53 @@
+// `emit`: kernels for the fused ops of a model, by back end.
+import path from 'node:path';
+import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/index.js';
+import { fusedNodes, type FusedNode } from '../../codegen/fused-nodes.js';
+import { DynconvError } from '../errors.js';
+import type { Model } from '../ir/graph.js';
+import { writeOutDir } from './out-dir.js';
+
+export type Target = 'wgsl' | 'ort';
+
+export interface EmitResult {
+  target: Target;
+  outDir: string;
+  nodes: { id: string; node: string; op: string }[];
+  files: string[];
+  library?: string;
+  buildCommand?: string;
+}
+
+export async function emitKernels(model: Model, target: Target, outDir: string, opts: { build?: boolean; clean?: boolean } = {}): Promise<EmitResult> {
+  const nodes = fusedNodes(model);
+  if (!nodes.length) throw new DynconvError(`${model.source}: the model has no ${'com.dynconv'} ops to emit kernels for (run 'dynconv fuse' first)`, 1);
+  const summary = nodes.map((n) => ({ id: n.id, node: n.node.name, op: n.node.opType }));
+  return writeOutDir(outDir, !!opts.clean, async (tmp) => {
+    const rel = (files: string[]) => files.map((f) => path.relative(tmp, f));
+    if (target === 'ort') {
+      const { files, buildCommand } = emitOrtLibrary(nodes.map((n) => n.desc), tmp);
+      let library: string | undefined;
+      if (opts.build) library = path.join(path.resolve(outDir), path.relative(tmp, await buildChecked(tmp)));
+      return { target, outDir, nodes: summary, files: rel(files), library, buildCommand };
+    }
+    const { files } = await emitWgslFor(nodes, tmp);
+    return { target, outDir, nodes: summary, files: rel(files) };
+  });
+}
+
+async function buildChecked(dir: string): Promise<string> {
+  try {
+    return await buildOrtLibrary(dir);
+  } catch (e) {
+    throw new DynconvError(`building the ONNX Runtime kernels failed: ${(e as Error).message}`, 1);
+  }
+}
+
+/** The WGSL back end, loaded on demand (it pulls in the WebGPU types and code generators). */
+async function emitWgslFor(nodes: FusedNode[], dir: string): Promise<{ files: string[] }> {
+  const modulePath = '../../codegen/wgsl/emit.js'; // WIP: typed import once the WGSL back end lands
+  const wgsl = (await import(modulePath)) as { emitWgsl: (nodes: unknown[], dir: string) => { files: string[] } };
+  return wgsl.emitWgsl(
+    nodes.map((n) => ({ id: n.id, nodeName: n.node.name, desc: n.desc, inputNames: n.node.inputs.map((v) => v?.name ?? ''), outputNames: n.node.outputs.map((v) => v.name) })),
+    dir,
+  );
+}
