@@ -9,139 +9,105 @@
 // groups from that, and checks the inference against every term. Only what verifies is fused.
 import { DYNCONV_DOMAIN } from '../codegen/op-desc.js';
 import { Analysis } from '../src/analysis/analyze.js';
-import { evaluateNode, transpose as transposeTensor } from '../src/analysis/evaluate.js';
+import { isMovement, movementRoot, ravel, Tracer, unravel, ZERO } from './provenance.js';
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
-import { makeTensor, numel, type Tensor } from '../src/ir/tensor.js';
+import { makeTensor, numel } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
 import type { Site } from './site.js';
 
-/** Ops that only move, copy or zero-fill elements. */
-const MOVEMENT = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Transpose', 'Gather', 'Slice', 'Concat', 'Pad', 'Expand', 'Tile', 'Resize', 'Upsample', 'DepthToSpace', 'SpaceToDepth', 'Split', 'Cast']);
-const MAX_PROBE_ELEMENTS = 1 << 23;
-const MAX_TERMS_CHECKED = 1 << 22;
+const MAX_TERMS_CHECKED = 1 << 18;
 
-function isMovement(n: Node | null): boolean {
-  return !!n && n.domain === '' && MOVEMENT.has(n.opType) && !(n.opType === 'Pad' && (n.attrString('mode') ?? 'constant') !== 'constant');
-}
-
-/** The single data-dependent value an operand is moved from, and the movement nodes in between. */
-function movementRoot(v: Value, a: Analysis): { root: Value; nodes: Node[] } | undefined {
-  const nodes = new Set<Node>();
-  const roots = new Set<Value>();
-  const stack = [v];
-  while (stack.length) {
-    const cur = stack.pop()!;
-    if (a.label(cur) !== 'data') continue;
-    const p = cur.producer;
-    if (!isMovement(p)) { roots.add(cur); continue; }
-    if (nodes.has(p!)) continue;
-    nodes.add(p!);
-    for (const i of p!.inputs) if (i) stack.push(i);
-  }
-  if (roots.size !== 1) return undefined;
-  return { root: [...roots][0], nodes: [...nodes] };
-}
-
-/** Runs the movement nodes with the root replaced by a probe: element i holds i + 1 (0 marks zero fill). */
-function probe(root: Value, target: Value, nodes: Node[], a: Analysis, order: Map<Node, number>): Tensor | undefined {
-  const shape = a.shape(root);
-  if (!shape || shape.some((d) => typeof d !== 'number') || numel(shape as number[]) > MAX_PROBE_ELEMENTS) return undefined;
-  const values = new Map<Value, Tensor>();
-  const n = numel(shape as number[]);
-  values.set(root, { dtype: DataType.DOUBLE, dims: shape as number[], data: Float64Array.from({ length: n }, (_, i) => i + 1) });
-  for (const node of [...nodes].sort((x, y) => order.get(x)! - order.get(y)!)) {
-    const ins = node.inputs.map((i) => (i ? values.get(i) ?? (a.label(i) !== 'data' ? a.constValue(i) : undefined) : undefined));
-    if (node.inputs.some((i, k) => i && !ins[k])) return undefined;
-    const outs = evaluateNode(node.opType === 'Cast' ? Object.assign(Object.create(Object.getPrototypeOf(node)), node, { proto: { ...node.proto, opType: 'Identity', attribute: [] } }) : node, ins, a.opset);
-    if (!outs) return undefined;
-    node.outputs.forEach((o, k) => { if (outs[k]) values.set(o, outs[k]); });
-  }
-  return values.get(target);
-}
-
+/** The terms of a contraction, computed per output element on demand. */
 interface Terms {
-  /** Per output element: pairs of (root-A flat index or -1 for zero fill, root-B flat index or -1). */
   outDims: number[];
-  pairs: Int32Array[]; // pairs[o] = [a0, b0, a1, b1, ...]
+  /** Pairs (operand-0 root index or ZERO, operand-1 root index or ZERO) of one output element. */
+  termsAt(outFlat: number): number[] | undefined;
 }
 
-function unravel(i: number, dims: number[]): number[] {
-  const out = new Array(dims.length);
-  for (let k = dims.length - 1; k >= 0; k--) { out[k] = i % dims[k]; i = Math.floor(i / dims[k]); }
-  return out;
-}
-function ravel(c: number[], dims: number[]): number {
-  let i = 0;
-  for (let k = 0; k < dims.length; k++) i = i * dims[k] + c[k];
-  return i;
-}
-function bcastIndex(c: number[], dims: number[]): number {
+function broadcastCoord(c: number[], dims: number[]): number[] {
   const off = c.length - dims.length;
-  let i = 0;
-  for (let k = 0; k < dims.length; k++) i = i * dims[k] + (dims[k] === 1 ? 0 : c[k + off]);
-  return i;
+  return dims.map((d, i) => (d === 1 ? 0 : c[i + off]));
 }
 
 /** The terms of a contraction node (ReduceSum of a Mul, MatMul, or two-operand Einsum). */
-function contractionTerms(node: Node, A: Tensor, B: Tensor, a: Analysis): Terms | undefined {
-  const pairsOf = (count: number) => Array.from({ length: count }, () => [] as number[]);
-  const idx = (t: Tensor, i: number) => t.data[i] - 1;
+function contractionTerms(node: Node, operands: Value[], tracers: Tracer[], a: Analysis): Terms | undefined {
+  const dimsOf = (v: Value) => a.shape(v) as number[] | undefined;
+  const Ad = dimsOf(operands[0]), Bd = dimsOf(operands[1]);
+  if (!Ad || !Bd || Ad.some((d) => typeof d !== 'number') || Bd.some((d) => typeof d !== 'number')) return undefined;
+  const pair = (ca: number[], cb: number[], out: number[]) => {
+    const ia = tracers[0].trace(operands[0], ca), ib = tracers[1].trace(operands[1], cb);
+    if (ia === undefined || ib === undefined) return false;
+    out.push(ia, ib);
+    return true;
+  };
   if (node.opType === 'ReduceSum') {
-    const r = Math.max(A.dims.length, B.dims.length);
-    const pa = [...new Array(r - A.dims.length).fill(1), ...A.dims], pb = [...new Array(r - B.dims.length).fill(1), ...B.dims];
-    const full = pa.map((d, i) => Math.max(d, pb[i]));
+    const r = Math.max(Ad.length, Bd.length);
+    const full = Array.from({ length: r }, (_, i) => Math.max(Ad[i - (r - Ad.length)] ?? 1, Bd[i - (r - Bd.length)] ?? 1));
     const axesRaw = a.opset >= 13 ? a.intsOf(node.inputs[1]) : node.attrInts('axes');
     if (!axesRaw || !axesRaw.length) return undefined;
-    const axes = new Set(axesRaw.map((x) => (x < 0 ? x + r : x)));
+    const axes = [...new Set(axesRaw.map((x) => (x < 0 ? x + r : x)))].sort((x, y) => x - y);
+    const keptAxes = full.map((_, i) => i).filter((i) => !axes.includes(i));
+    const reducedDims = axes.map((i) => full[i]);
+    const nReduced = reducedDims.reduce((p, d) => p * d, 1);
     const keep = node.attrInt('keepdims', 1) === 1;
-    const outDims = full.map((d, i) => (axes.has(i) ? 1 : d));
-    const pairs = pairsOf(numel(outDims));
-    const total = numel(full);
-    if (total > MAX_TERMS_CHECKED * 2) return undefined;
-    for (let e = 0; e < total; e++) {
-      const c = unravel(e, full);
-      const o = ravel(c.map((x, i) => (axes.has(i) ? 0 : x)), outDims);
-      pairs[o].push(idx(A, bcastIndex(c, pa)), idx(B, bcastIndex(c, pb)));
-    }
-    return { outDims: keep ? outDims : full.filter((_, i) => !axes.has(i)), pairs: pairs.map((p) => Int32Array.from(p)) };
+    const outDims = keep ? full.map((d, i) => (axes.includes(i) ? 1 : d)) : keptAxes.map((i) => full[i]);
+    return {
+      outDims,
+      termsAt(o) {
+        const oc = unravel(o, keptAxes.map((i) => full[i]));
+        const res: number[] = [];
+        for (let t = 0; t < nReduced; t++) {
+          const rc = unravel(t, reducedDims);
+          const c = full.map((_, i) => (axes.includes(i) ? rc[axes.indexOf(i)] : oc[keptAxes.indexOf(i)]));
+          if (!pair(broadcastCoord(c, Ad), broadcastCoord(c, Bd), res)) return undefined;
+        }
+        return res;
+      },
+    };
   }
   if (node.opType === 'MatMul') {
-    if (A.dims.length < 2 || B.dims.length < 2) return undefined;
-    const m = A.dims[A.dims.length - 2], k = A.dims[A.dims.length - 1], n = B.dims[B.dims.length - 1];
-    const ba = A.dims.slice(0, -2), bb = B.dims.slice(0, -2);
+    if (Ad.length < 2 || Bd.length < 2) return undefined;
+    const m = Ad[Ad.length - 2], k = Ad[Ad.length - 1], n = Bd[Bd.length - 1];
+    const ba = Ad.slice(0, -2), bb = Bd.slice(0, -2);
     const r = Math.max(ba.length, bb.length);
-    const pa = [...new Array(r - ba.length).fill(1), ...ba], pb = [...new Array(r - bb.length).fill(1), ...bb];
-    const batch = pa.map((d, i) => Math.max(d, pb[i]));
-    const nb = numel(batch);
-    if (nb * m * n * k > MAX_TERMS_CHECKED * 2) return undefined;
-    const pairs = pairsOf(nb * m * n);
-    for (let t = 0; t < nb; t++) {
-      const c = unravel(t, batch);
-      const aoff = bcastIndex(c, pa) * m * k, boff = bcastIndex(c, pb) * k * n;
-      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) pairs[(t * m + i) * n + j].push(idx(A, aoff + i * k + p), idx(B, boff + p * n + j));
-    }
-    return { outDims: [...batch, m, n], pairs: pairs.map((p) => Int32Array.from(p)) };
+    const batch = Array.from({ length: r }, (_, i) => Math.max(ba[i - (r - ba.length)] ?? 1, bb[i - (r - bb.length)] ?? 1));
+    return {
+      outDims: [...batch, m, n],
+      termsAt(o) {
+        const c = unravel(o, [...batch, m, n]);
+        const bc = c.slice(0, r), i = c[r], j = c[r + 1];
+        const res: number[] = [];
+        for (let p = 0; p < k; p++) if (!pair([...broadcastCoord(bc, ba), i, p], [...broadcastCoord(bc, bb), p, j], res)) return undefined;
+        return res;
+      },
+    };
   }
   if (node.opType === 'Einsum') {
     const eq = (node.attrString('equation') ?? '').replace(/\s/g, '');
     const [lhs, rhs] = eq.split('->');
     const terms = lhs?.split(',');
-    if (!rhs || !terms || terms.length !== 2 || eq.includes('.')) return undefined;
+    if (rhs === undefined || !terms || terms.length !== 2 || eq.includes('.')) return undefined;
     const size = new Map<string, number>();
-    [...terms[0]].forEach((ch, i) => size.set(ch, A.dims[i]));
-    [...terms[1]].forEach((ch, i) => size.set(ch, Math.max(size.get(ch) ?? 1, B.dims[i])));
-    const letters = [...size.keys()];
-    const dims = letters.map((l) => size.get(l)!);
+    [...terms[0]].forEach((ch, i) => size.set(ch, Ad[i]));
+    [...terms[1]].forEach((ch, i) => size.set(ch, Math.max(size.get(ch) ?? 1, Bd[i])));
+    const summed = [...size.keys()].filter((l) => !rhs.includes(l));
     const outDims = [...rhs].map((l) => size.get(l)!);
-    const total = numel(dims);
-    if (total > MAX_TERMS_CHECKED * 2) return undefined;
-    const pairs = pairsOf(numel(outDims));
-    const pos = (term: string, c: number[], td: number[]) => ravel([...term].map((l, i) => (td[i] === 1 ? 0 : c[letters.indexOf(l)])), td);
-    for (let e = 0; e < total; e++) {
-      const c = unravel(e, dims);
-      pairs[ravel([...rhs].map((l) => c[letters.indexOf(l)]), outDims)].push(idx(A, pos(terms[0], c, A.dims)), idx(B, pos(terms[1], c, B.dims)));
-    }
-    return { outDims, pairs: pairs.map((p) => Int32Array.from(p)) };
+    const sumDims = summed.map((l) => size.get(l)!);
+    const nSum = sumDims.reduce((p, d) => p * d, 1);
+    return {
+      outDims,
+      termsAt(o) {
+        const oc = unravel(o, outDims);
+        const res: number[] = [];
+        for (let t = 0; t < nSum; t++) {
+          const sc = unravel(t, sumDims);
+          const val = (l: string) => (rhs.includes(l) ? oc[rhs.indexOf(l)] : sc[summed.indexOf(l)]);
+          const coord = (term: string, dims: number[]) => [...term].map((l, i) => (dims[i] === 1 ? 0 : val(l)));
+          if (!pair(coord(terms[0], Ad), coord(terms[1], Bd), res)) return undefined;
+        }
+        return res;
+      },
+    };
   }
   return undefined;
 }
@@ -164,7 +130,7 @@ interface PixelParams {
  * them against every term. `yMap[i]` is the contraction output element behind final output element i.
  * The kernel root may hold K in any axis order: its layout is learned as strides per logical axis.
  */
-function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: Float64Array, swap: boolean): PixelParams | undefined {
+function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: (flat: number) => number | undefined, swap: boolean): PixelParams | undefined {
   const X = xPerm.map((p) => xDims[p]); // [N, C, *D]
   const Yp = yPerm.map((p) => yDims[p]); // [N, C, *O]
   const r = X.length - 2;
@@ -177,7 +143,9 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     const yc = [n, c, ...o];
     let flat = 0;
     yPerm.forEach((p, i) => (flat += yc[i] * yStrides[p]));
-    const pr = terms.pairs[yMap[flat]];
+    const src = yMap(flat);
+    const pr = src === undefined ? undefined : terms.termsAt(src);
+    if (!pr) return undefined;
     const list: Term[] = [];
     for (let t = 0; t < pr.length; t += 2) {
       const xi = swap ? pr[t + 1] : pr[t], ki = swap ? pr[t] : pr[t + 1];
@@ -304,7 +272,6 @@ export function findPixelSites(model: Model, structural: Analysis): Site[] {
   if (!candidates.length) return [];
   // Probes run at concrete sizes: symbolic dims get small sizes (batch 2, others 12).
   const probeAnalysis = new Analysis(model, (sym, axis) => (axis === 0 && /^(n|b|batch|batch_size|bs)$/i.test(sym) ? 2 : 12));
-  const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
   const sites: Site[] = [];
   for (const node of candidates) {
     let operands: Value[];
@@ -314,56 +281,53 @@ export function findPixelSites(model: Model, structural: Analysis): Site[] {
       operands = [mul.inputs[0]!, mul.inputs[1]!];
     } else operands = [node.inputs[0]!, node.inputs[1]!];
     if (operands.length !== 2 || operands.some((v) => !v || structural.label(v) !== 'data')) continue;
-    const site = matchPixel(node, operands, structural, probeAnalysis, order);
+    const site = matchPixel(node, operands, structural, probeAnalysis);
     if (site) sites.push(site);
   }
   return sites;
 }
 
-function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Analysis, order: Map<Node, number>): Site | undefined {
-  const ra = movementRoot(operands[0], a), rb = movementRoot(operands[1], a);
-  if (!ra || !rb || ra.root === rb.root) return undefined;
-  // An unfold repeats input elements: one operand must come from a root with fewer elements than it has.
-  const grows = (r: { root: Value }, v: Value) => numel((a.shape(r.root) ?? [Infinity]) as number[]) < numel((a.shape(v) ?? [0]) as number[]);
-  if (!grows(ra, operands[0]) && !grows(rb, operands[1])) return undefined;
+function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Analysis): Site | undefined {
+  const rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+  if (!rootA || !rootB || rootA === rootB) return undefined;
+  const size = (v: Value) => { const s = a.shape(v); return s && s.every((d) => typeof d === 'number') ? numel(s as number[]) : undefined; };
+  // An unfold repeats input elements: one operand must have more elements than the root it is moved from.
+  const grows = (root: Value, v: Value) => (size(root) ?? Infinity) < (size(v) ?? 0);
+  if (!grows(rootA, operands[0]) && !grows(rootB, operands[1])) return undefined;
   const site: Site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [] };
   const fail = (why: string) => { site.notFused = why; site.explain.push(`not fused: ${why}`); return site; };
-  const A = probe(ra.root, operands[0], ra.nodes, a, order), B = probe(rb.root, operands[1], rb.nodes, a, order);
-  if (!A || !B) return fail('the unfold could not be evaluated at concrete sizes');
-  const contraction = node.opType === 'ReduceSum' ? node.inputs[0]!.producer! : node;
-  void contraction;
-  const terms = contractionTerms(node, A, B, a);
-  if (!terms) return fail('the contraction is too large or of an unsupported form');
-  // The output is read back through re-views: follow single-use movement ops.
-  let final = node.outputs[0];
-  const outNodes: Node[] = [];
+  const terms = contractionTerms(node, operands, [new Tracer(a, rootA), new Tracer(a, rootB)], a);
+  if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes');
+  // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
+  const contracted = node.outputs[0];
+  const outTracer = new Tracer(withShape(a, contracted, terms.outDims), contracted);
+  let final = contracted;
+  const chain: Value[] = [contracted];
   while (!final.isGraphOutput && final.uses.length === 1 && isMovement(final.uses[0].node) && final.uses[0].index === 0 && final.uses[0].node.opType !== 'Concat') {
-    outNodes.push(final.uses[0].node);
     final = final.uses[0].node.outputs[0];
+    chain.push(final);
   }
-  // Walk back to the longest prefix that still evaluates.
-  let yMap: Float64Array | undefined, yValue = final;
-  for (let cut = outNodes.length; cut >= 0 && !yMap; cut--) {
-    const target = cut === 0 ? node.outputs[0] : outNodes[cut - 1].outputs[0];
-    const t = probe(node.outputs[0], target, outNodes.slice(0, cut), withShape(a, node.outputs[0], terms.outDims), order);
-    if (t && t.data.every((x) => x > 0)) { yMap = Float64Array.from(t.data, (x) => x - 1); yValue = target; }
+  let yValue = contracted;
+  for (const v of chain.reverse()) {
+    const d = v === contracted ? terms.outDims : (a.shape(v) as number[] | undefined);
+    if (d && d.every((x) => typeof x === 'number') && outTracer.trace(v, d.map(() => 0)) !== undefined) { yValue = v; break; }
   }
-  if (!yMap) return fail('the output re-view could not be evaluated');
-  const yDims = a.shape(yValue) as number[];
-  for (const [xr, kr, swap] of [[ra, rb, false], [rb, ra, true]] as const) {
-    const xDims = a.shape(xr.root) as number[], kDims = a.shape(kr.root) as number[];
+  const yDims = yValue === contracted ? terms.outDims : (a.shape(yValue) as number[]);
+  const yMap = (flat: number) => { const t = outTracer.trace(yValue, unravel(flat, yDims)); return t === ZERO ? undefined : t; };
+  for (const [xr, kr, swap] of [[rootA, rootB, false], [rootB, rootA, true]] as const) {
+    const xDims = a.shape(xr) as number[], kDims = a.shape(kr) as number[];
     for (const xPerm of LAYOUTS[xDims.length] ?? []) {
       for (const yPerm of LAYOUTS[yDims.length] ?? []) {
         const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
         if (!p) continue;
         const r = xDims.length - 2;
         site.params = { rank: r, kernel: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.groups, transpose: false, outputPadding: new Array(r).fill(0), upsample: p.upsample };
-        site.generator = generatorOf(kr.root, structural);
+        site.generator = generatorOf(kr, structural);
         site.op = 'PixelConv';
         site.bodyAttrs = { kernel_shape: p.kernel, upsample: p.upsample };
-        const sizes = runtimeSizes(structural, xr.root, xPerm, p);
+        const sizes = runtimeSizes(structural, xr, xPerm, p);
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)');
-        site.rewrite = () => rewritePixel(node, xr.root, xPerm, kr.root, p, sizes, yValue, yPerm);
+        site.rewrite = () => rewritePixel(node, xr, xPerm, kr, p, sizes, yValue, yPerm);
         return site;
       }
     }
@@ -464,5 +428,3 @@ function rewritePixel(node: Node, xRoot: Value, xPerm: number[], kRoot: Value, p
 function init(g: Graph, values: number[]): Value {
   return g.addInitializer('dynconv_ints', makeTensor(DataType.INT64, [values.length], values));
 }
-
-export { transposeTensor as _transposeForTests };
