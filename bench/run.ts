@@ -1,0 +1,36 @@
+// `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
+//   npm run bench [-- io|ort|wgsl ...]   (default: all)
+import { runOrtBench } from './ort.js';
+
+type Bench = () => Promise<string>;
+
+const BENCHES: Record<string, Bench> = {
+  io: async () => {
+    const io = './io.js'; // WIP: typed import once bench/io.ts lands
+    const { runIoBench, formatIoBench } = await import(io);
+    return formatIoBench(await runIoBench());
+  },
+  ort: () => runOrtBench(),
+  wgsl: async () => {
+    const wgsl = './wgsl.js'; // WIP: typed import once bench/wgsl.ts lands
+    const { runWgslBench } = await import(wgsl);
+    return runWgslBench();
+  },
+};
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2).filter((a) => a in BENCHES);
+  const names = wanted.length ? wanted : Object.keys(BENCHES);
+  let failed = false;
+  for (const name of names) {
+    try {
+      console.log(await BENCHES[name]());
+    } catch (e) {
+      failed = true;
+      console.log(`\n${name}: the benchmark could not run: ${(e as Error).message}`);
+    }
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+main();
