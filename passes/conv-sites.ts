@@ -8,12 +8,11 @@
 import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
 import type { Analysis } from '../src/analysis/analyze.js';
 import { divDim, dimsEqual, formatShape, mulDim, productDims } from '../src/analysis/dims.js';
-import { mulTensors } from '../src/analysis/evaluate.js';
-import type { Dim, Graph, Node, Value } from '../src/ir/graph.js';
+import { mulTensors, transpose as transposeTensor } from '../src/analysis/evaluate.js';
+import { floatAttr, type Dim, type Graph, type Node, type Value } from '../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
-import { transpose as transposeTensor } from '../src/analysis/evaluate.js';
-import { isReshapeLike, mulFactors, nodesBetween, producerIs, reshapeChainBack, reshapeChainForward } from './match.js';
+import { exclusiveGenerator, isReshapeLike, mulFactors, nodesBetween, producerIs, reshapeChainBack, reshapeChainForward } from './match.js';
 import type { Family, Site, SiteParams } from './site.js';
 
 interface Unbatched {
@@ -294,24 +293,8 @@ function isKernelHead(v: Value): boolean {
   return false;
 }
 
-/** Generator nodes: everything between the activations' sources and the conv weight, nearest first. */
-function generatorNodes(conv: Node, a: Analysis): Node[] {
-  const seen = new Set<Node>();
-  const out: Node[] = [];
-  const stack = [conv.inputs[1]!, ...(conv.inputs[2] ? [conv.inputs[2]] : [])];
-  while (stack.length && out.length < 256) {
-    const v = stack.shift()!;
-    const p = v.producer;
-    if (!p || seen.has(p) || a.label(v) !== 'data') continue;
-    seen.add(p);
-    out.push(p);
-    for (const i of p.inputs) if (i && a.label(i) === 'data') stack.push(i);
-  }
-  return out;
-}
-
 export function matchConvSite(conv: Node, a: Analysis): Site {
-  const site: Site = { family: 'generic', anchor: conv, generator: generatorNodes(conv, a), perSample: true, perPixel: false, batch: 'unknown', explain: [] };
+  const site: Site = { family: 'generic', anchor: conv, generator: exclusiveGenerator(conv, conv.inputs.slice(1).filter((v): v is Value => !!v), a), perSample: true, perPixel: false, batch: 'unknown', explain: [] };
   let u: Unbatched;
   try {
     u = unbatch(conv, a);
@@ -394,7 +377,7 @@ export function matchConvSite(conv: Node, a: Analysis): Site {
         ...(op === 'ModulatedConv' ? { demodulate: modulated!.demodulate ? 1 : 0 } : {}),
       },
     });
-    if (op === 'ModulatedConv') fused.proto.attribute!.push(floatAttribute('epsilon', modulated!.epsilon));
+    if (op === 'ModulatedConv') fused.proto.attribute!.push(floatAttr('epsilon', modulated!.epsilon));
     let out = fused.outputs[0];
     if (op === 'MixtureConv' && u.bias.kind === 'const') {
       const b = reshapeTo(g, g.addInitializer('dynconv_bias', u.bias.values), [1, u.m, ...new Array(p.rank).fill(1)], conv);
@@ -415,8 +398,6 @@ function transposedSource(wsrc: Value, a: Analysis): Value | undefined {
   // The [N, M, C, *K] tensor may be re-viewed a few times before the Transpose: find the Mul behind them.
   return reshapeChainBack(t.inputs[0]!, a).find((v) => producerIs(v, 'Mul')) ?? t.inputs[0]!;
 }
-
-import { floatAttr as floatAttribute } from '../src/ir/graph.js';
 
 /** Reshape(v, shape) with a constant target. */
 export function reshapeTo(g: Graph, v: Value, shape: number[], before: Node): Value {

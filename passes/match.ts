@@ -74,3 +74,28 @@ export function producerIs(v: Value | null | undefined, ...ops: string[]): Node 
   const p = v?.producer;
   return p && p.domain === '' && ops.includes(p.opType) ? p : undefined;
 }
+
+/**
+ * The generator of a site: the nodes that compute `starts` (the weight, bias or kernel tensors) from
+ * activations and feed nothing else. A node whose output is also used elsewhere (a routing vector shared
+ * by several convs, the backbone) is not part of it: fusing must leave it in place.
+ */
+export function exclusiveGenerator(anchor: Node, starts: Value[], a: Analysis, limit = 512): Node[] {
+  const order = new Map(anchor.graph.nodes.map((n, i) => [n, i]));
+  const candidates = new Set<Node>();
+  const stack = [...starts];
+  while (stack.length && candidates.size < limit) {
+    const p = stack.pop()!.producer;
+    if (!p || candidates.has(p) || p.graph !== anchor.graph) continue;
+    candidates.add(p);
+    for (const i of p.inputs) if (i && a.label(i) === 'data') stack.push(i);
+  }
+  const inGenerator = new Set<Node>([anchor]);
+  const sorted = [...candidates].sort((x, y) => (order.get(y) ?? 0) - (order.get(x) ?? 0));
+  for (const n of sorted) {
+    const usedOnlyHere = n.outputs.every((o) => !o.isGraphOutput && o.uses.length > 0 && o.uses.every((u) => inGenerator.has(u.node)));
+    if (usedOnlyHere) inGenerator.add(n);
+  }
+  inGenerator.delete(anchor);
+  return sorted.filter((n) => inGenerator.has(n));
+}

@@ -13,6 +13,7 @@ import { isMovement, movementRoot, ravel, Tracer, unravel, ZERO } from './proven
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
 import { makeTensor, numel } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
+import { exclusiveGenerator } from './match.js';
 import type { Site } from './site.js';
 
 const MAX_TERMS_CHECKED = 1 << 18;
@@ -322,7 +323,7 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
         if (!p) continue;
         const r = xDims.length - 2;
         site.params = { rank: r, kernel: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.groups, transpose: false, outputPadding: new Array(r).fill(0), upsample: p.upsample };
-        site.generator = generatorOf(kr, structural);
+        site.generator = exclusiveGenerator(node, node.inputs.filter((v): v is Value => !!v && structural.label(v) === 'data'), structural);
         site.op = 'PixelConv';
         site.bodyAttrs = { kernel_shape: p.kernel, upsample: p.upsample };
         const sizes = runtimeSizes(structural, xr, xPerm, p);
@@ -344,20 +345,6 @@ function withShape(a: Analysis, v: Value, dims: number[]): Analysis {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-}
-
-function generatorOf(root: Value, a: Analysis): Node[] {
-  const out: Node[] = [];
-  const seen = new Set<Node>();
-  const stack = [root];
-  while (stack.length && out.length < 64) {
-    const p = stack.shift()!.producer;
-    if (!p || seen.has(p)) continue;
-    seen.add(p);
-    out.push(p);
-    for (const i of p.inputs) if (i && a.label(i) === 'data' && i.producer && !['Relu', 'BatchNormalization'].includes('')) if (out.length < 8) stack.push(i);
-  }
-  return out;
 }
 
 /** A size at run time: a constant, or an axis of the input's shape times a factor. */
