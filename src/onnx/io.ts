@@ -154,7 +154,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
       mode = { kind: 'external', threshold: 1024, location };
     }
     if (mode.kind === 'keep') {
-      const sameDir = fs.realpathSync(model.dir) === fs.realpathSync(fs.existsSync(outDir) ? outDir : model.dir) && fs.existsSync(outDir);
+      const sameDir = fs.existsSync(outDir) && fs.realpathSync(outDir) === fs.realpathSync(model.dir);
       if (!sameDir) {
         const locations = new Set<string>();
         for (const t of tensors) if (isExternal(t)) locations.add(externalRef(t).location);
