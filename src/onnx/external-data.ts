@@ -61,9 +61,14 @@ export function elementBytes(dataType: number): number {
   }
 }
 
+/** The number of elements a tensor's dims say it has; a dim that is not a size (negative) is bad input. */
 export function tensorElementCount(t: TensorProto): number {
   let n = 1;
-  for (const d of t.dims ?? []) n *= toNumber(d);
+  (t.dims ?? []).forEach((d, i) => {
+    const v = toNumber(d);
+    if (!Number.isSafeInteger(v) || v < 0) throw badInput(`tensor ${quoteName(t.name)}`, `dimension ${i} is ${v}, which is not a size`);
+    n *= v;
+  });
   return n;
 }
 

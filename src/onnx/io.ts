@@ -4,7 +4,7 @@ import path from 'node:path';
 import { badInput, DynconvError, quoteName } from '../errors.js';
 import { writeFilesAtomically, type PendingFile } from '../util/atomic-write.js';
 import { elementBytes, externalRef, isExternal, readExternal, resolveLocation, tensorElementCount } from './external-data.js';
-import { decodeModel, encodeModel, encodedLength, onnx, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
+import { decodeModel, encodeModel, modelWriter, onnx, writeModelTo, type ModelWriter, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
 
 export interface LoadedModel {
   proto: ModelProto;
@@ -145,14 +145,23 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
   let mode = options.externalData ?? { kind: 'keep' };
   const tensors: TensorProto[] = [];
   forEachTensor(model.proto, (t) => tensors.push(t));
-  const saved: TensorState[] = tensors.map(snapshot);
+  let saved: TensorState[] = [];
   const pending: PendingFile[] = [];
+  // The model is encoded once (the writer knows its length before any byte is copied); only a keep-layout
+  // model found to be over 2 GiB is encoded again, after its tensors moved out.
+  let writer: ModelWriter | undefined;
   try {
-    if (mode.kind === 'keep' && encodedLength(model.proto) > PROTOBUF_LIMIT) {
-      const location = `${path.basename(file)}.data`;
-      options.onWarning?.(`the model is over 2 GiB inline; tensors of 1 KiB and more are written to ${location}`);
-      mode = { kind: 'external', threshold: 1024, location };
+    if (mode.kind === 'keep') {
+      writer = modelWriter(model.proto);
+      if (writer.len > PROTOBUF_LIMIT) {
+        writer = undefined;
+        const location = `${path.basename(file)}.data`;
+        options.onWarning?.(`the model is over 2 GiB inline; tensors of 1 KiB and more are written to ${location}`);
+        mode = { kind: 'external', threshold: 1024, location };
+      }
     }
+    // Only the modes that rewrite tensors need them put back afterwards.
+    if (mode.kind !== 'keep') saved = tensors.map(snapshot);
     if (mode.kind === 'keep') {
       const sameDir = fs.existsSync(outDir) && fs.realpathSync(outDir) === fs.realpathSync(model.dir);
       if (!sameDir) {
@@ -201,9 +210,16 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
         },
       });
     }
-    if (encodedLength(model.proto) > PROTOBUF_LIMIT) throw new DynconvError(`${file}: the model would be over 2 GiB inline; save it with external data (--external-data)`);
-    const bytes = encodeModel(model.proto);
-    pending.push({ target: path.resolve(file), write: (tmp) => fs.writeFileSync(tmp, bytes) });
+    const encoding = (writer ??= modelWriter(model.proto));
+    if (encoding.len > PROTOBUF_LIMIT) throw new DynconvError(`${file}: the model would be over 2 GiB inline; save it with external data (--external-data)`);
+    // Streamed to the file: the encoded model is never in memory whole beside the loaded one.
+    pending.push({
+      target: path.resolve(file),
+      write: (tmp) => {
+        const fd = fs.openSync(tmp, 'w');
+        try { writeModelTo(encoding, fd); } finally { fs.closeSync(fd); }
+      },
+    });
     writeFilesAtomically(pending);
   } finally {
     for (const s of saved) restoreTensor(s);

@@ -6,6 +6,7 @@
 // encode so that skipped fields are kept, as raw bytes, on the message (`$unknown`) and written back
 // verbatim after the known fields. Field order inside a message may change on a round trip; the content
 // does not.
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import onnxProto from 'onnx-proto';
 
@@ -98,6 +99,67 @@ export function encodeModel(model: onnxProto.onnx.IModelProto): Uint8Array {
 /** Size in bytes a message will take when encoded, without allocating it. */
 export function encodedLength(model: onnxProto.onnx.IModelProto): number {
   return onnx.ModelProto.encode(model).len;
+}
+
+/** A model encoding in progress: its length is known, its bytes are allocated and copied by finish(). */
+export interface ModelWriter {
+  readonly len: number;
+  finish(): Uint8Array;
+}
+
+export function modelWriter(model: onnxProto.onnx.IModelProto): ModelWriter {
+  return onnx.ModelProto.encode(model);
+}
+
+/** One queued write of a protobufjs Writer (its internal linked list, stable across protobufjs 6). */
+interface WriterOp {
+  fn: (val: unknown, buf: Uint8Array, pos: number) => void;
+  len: number;
+  val: unknown;
+  next: WriterOp | null;
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length; ) done += fs.writeSync(fd, bytes, done, bytes.length - done);
+}
+
+/**
+ * Writes an encoding to a file without ever holding all of it: small fields are gathered in a chunk, large
+ * byte fields (weights) go to the file straight from the tensors. The bytes are those finish() would give.
+ */
+export function writeModelTo(writer: ModelWriter, fd: number, chunkSize = 1 << 20): void {
+  const head = (writer as unknown as { head?: WriterOp }).head;
+  if (!head || typeof head.fn !== 'function' || !('next' in head)) {
+    writeAll(fd, writer.finish()); // not the protobufjs writer this was written for: the plain way
+    return;
+  }
+  const chunk: Uint8Array = protobuf.util.Buffer ? protobuf.util.Buffer.allocUnsafe(chunkSize) : new Uint8Array(chunkSize);
+  let pos = 0;
+  let written = 0;
+  const flush = () => {
+    writeAll(fd, chunk.subarray(0, pos));
+    written += pos;
+    pos = 0;
+  };
+  for (let op = head.next; op; op = op.next) {
+    if (op.len > chunkSize - pos) {
+      flush();
+      if (op.len > chunkSize) {
+        if (op.val instanceof Uint8Array && op.val.length === op.len) writeAll(fd, op.val); // a bytes field, as is
+        else {
+          const big: Uint8Array = protobuf.util.Buffer ? protobuf.util.Buffer.allocUnsafe(op.len) : new Uint8Array(op.len);
+          op.fn(op.val, big, 0);
+          writeAll(fd, big);
+        }
+        written += op.len;
+        continue;
+      }
+    }
+    op.fn(op.val, chunk, pos);
+    pos += op.len;
+  }
+  flush();
+  if (written !== writer.len) throw new Error(`internal: streamed ${written} bytes of a ${writer.len}-byte encoding`);
 }
 
 export function toNumber(v: number | Long | null | undefined): number {

@@ -1,0 +1,70 @@
+// Where things are, from a compiled test (dist/test/...) or a source file alike.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'dynconv') return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('test helpers: cannot find the dynconv package root');
+    dir = up;
+  }
+}
+
+export const ROOT = findRoot();
+export const FIXTURES = path.join(ROOT, 'fixtures', 'models');
+export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'bin.js');
+
+export interface FixtureEntry {
+  name: string;
+  sites: number;
+  families: string[];
+  opset: number;
+  dynamic_axes: Record<string, Record<string, string>> | null;
+  negative: boolean;
+  keep_initializers_as_inputs: boolean;
+  inputs: Record<string, number[]>;
+  outputs: Record<string, number[]>;
+}
+
+/** Fixtures listed in the manifest whose model file exists (another helper may still be adding some). */
+export function fixtureEntries(): FixtureEntry[] {
+  const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'fixtures', 'manifest.json'), 'utf8')) as FixtureEntry[];
+  return manifest.filter((e) => fs.existsSync(fixturePath(e.name)));
+}
+
+/** Every fixtures/models/NAME/model.onnx on disk, manifest or not. */
+export function fixtureNames(): string[] {
+  return fs.readdirSync(FIXTURES).filter((n) => fs.existsSync(fixturePath(n))).sort();
+}
+
+export function fixturePath(name: string): string {
+  return path.join(FIXTURES, name, 'model.onnx');
+}
+
+/** A fresh temporary folder, removed when the process exits. */
+const temps: string[] = [];
+export function tempDir(prefix = 'dynconv-test-'): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (temps.length === 0) process.on('exit', () => { for (const t of temps) fs.rmSync(t, { recursive: true, force: true }); });
+  temps.push(d);
+  return d;
+}
+
+/** Every file under a folder (relative paths, sorted), for checking that nothing was written. */
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(path.relative(dir, p));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
