@@ -95,7 +95,7 @@ test('insert a node and reroute one use', async (t) => {
 // Known bug (reported, src/ir/graph.ts Value.replaceAllUsesWith): a use from inside a subgraph (index -1) is
 // not moved, so the If node keeps the old value in outerUses; topoSort then puts it before the new producer
 // and the old producer is never swept. `failing` until fixed.
-test.failing('replace a node: a new producer, replaceAllUsesWith (subgraph reads included), sweep the old one', async (t) => {
+test('replace a node: a new producer, replaceAllUsesWith (subgraph reads included), sweep the old one', async (t) => {
   const m = baseModel();
   const g = m.graph;
   const a = g.values.get('a')!;
@@ -150,7 +150,7 @@ test('sweepDeadNodes removes dead chains and unused initializers, nothing else',
 
 // Known bug (reported, src/ir/graph.ts Graph.removeNode): the uses that the removed node's branches made of
 // outer values stay behind, pointing at nodes no longer in the model, so those values never become dead.
-test.failing('removing a node with subgraphs drops the uses its branches made', (t) => {
+test('removing a node with subgraphs drops the uses its branches made', (t) => {
   const m = baseModel();
   const g = m.graph;
   const f = g.values.get('f')!;
@@ -165,7 +165,7 @@ test.failing('removing a node with subgraphs drops the uses its branches made', 
 });
 
 // Same bug as above, through sweepDeadNodes.
-test.failing('sweepDeadNodes removes a dead If node and what only it read', (t) => {
+test('sweepDeadNodes removes a dead If node and what only it read', (t) => {
   const m = baseModel();
   const g = m.graph;
   const zero = g.addInitializer('zeros', { dtype: DataType.FLOAT, dims: [2, 3], data: new Float32Array(6) });

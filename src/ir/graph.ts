@@ -41,7 +41,19 @@ export class Value {
   /** Redirects every use (node inputs, subgraph uses, graph outputs) to `other`. */
   replaceAllUsesWith(other: Value): void {
     for (const use of [...this.uses]) {
-      if (use.index >= 0) use.node.setInput(use.index, other);
+      if (use.index >= 0) {
+        use.node.setInput(use.index, other);
+        continue;
+      }
+      // A node reading this value from inside its subgraphs: the inner readers were redirected above
+      // (they are uses too); move the node's own outer-scope use across.
+      const owner = use.node;
+      this.uses.splice(this.uses.indexOf(use), 1);
+      owner.outerUses = owner.outerUses.filter((v) => v !== this);
+      if (!owner.outerUses.includes(other)) {
+        owner.outerUses.push(other);
+        other.uses.push({ node: owner, index: -1 });
+      }
     }
     const outs = this.graph.outputs;
     for (let i = 0; i < outs.length; i++) {
@@ -202,7 +214,12 @@ export class Graph {
   }
 
   removeNode(node: Node): void {
-    node.inputs.forEach((_, i) => node.setInput(i, null));
+    // Nodes inside its subgraphs go too: their reads of outer values must not keep those alive.
+    const detach = (n: Node) => {
+      for (const sg of n.subgraphs) for (const inner of sg.nodes) detach(inner);
+      n.inputs.forEach((_, i) => n.setInput(i, null));
+    };
+    detach(node);
     for (const v of node.outerUses) {
       const k = v.uses.findIndex((u) => u.node === node && u.index === -1);
       if (k >= 0) v.uses.splice(k, 1);
