@@ -1,6 +1,7 @@
 // `emit`: kernels for the fused ops of a model, by back end.
 import path from 'node:path';
 import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/index.js';
+import { emitWgsl, type WgslNode } from '../../codegen/wgsl/emit.js';
 import { fusedNodes, type FusedNode } from '../../codegen/fused-nodes.js';
 import { DynconvError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
@@ -42,12 +43,11 @@ async function buildChecked(dir: string): Promise<string> {
   }
 }
 
-/** The WGSL back end, loaded on demand (it pulls in the WebGPU types and code generators). */
+/** The WGSL back end's view of the fused nodes: ids for file names, the node's names as data. */
+export function wgslNodes(nodes: FusedNode[]): WgslNode[] {
+  return nodes.map((n) => ({ id: n.id, nodeName: n.node.name, desc: n.desc, inputNames: n.node.inputs.map((v) => v?.name ?? ''), outputNames: n.node.outputs.map((v) => v.name) }));
+}
+
 async function emitWgslFor(nodes: FusedNode[], dir: string): Promise<{ files: string[] }> {
-  const modulePath = '../../codegen/wgsl/emit.js'; // WIP: typed import once the WGSL back end lands
-  const wgsl = (await import(modulePath)) as { emitWgsl: (nodes: unknown[], dir: string) => { files: string[] } };
-  return wgsl.emitWgsl(
-    nodes.map((n) => ({ id: n.id, nodeName: n.node.name, desc: n.desc, inputNames: n.node.inputs.map((v) => v?.name ?? ''), outputNames: n.node.outputs.map((v) => v.name) })),
-    dir,
-  );
+  return emitWgsl(wgslNodes(nodes), dir);
 }
