@@ -6,14 +6,12 @@ type Bench = () => Promise<string>;
 
 const BENCHES: Record<string, Bench> = {
   io: async () => {
-    const io = './io.js'; // WIP: typed import once bench/io.ts lands
-    const { runIoBench, formatIoBench } = await import(io);
+    const { runIoBench, formatIoBench } = await import('./io.js');
     return formatIoBench(await runIoBench());
   },
   ort: () => runOrtBench(),
   wgsl: async () => {
-    const wgsl = './wgsl.js'; // WIP: typed import once bench/wgsl.ts lands
-    const { runWgslBench } = await import(wgsl);
+    const { runWgslBench } = await import('./wgsl.js');
     return runWgslBench();
   },
 };
