@@ -92,7 +92,9 @@ export class Node {
   }
   /** A label for messages: name and op. */
   get label(): string {
-    return `node ${quoteName(this.name || this.outputs[0]?.name || '?')} (${this.domain ? this.domain + '.' : ''}${this.opType})`;
+    // Op type and domain come from the model too: shown as they are only when they look like identifiers.
+    const plain = (s: string) => (/^[\w.:-]{0,64}$/.test(s) ? s : quoteName(s));
+    return `node ${quoteName(this.name || this.outputs[0]?.name || '?')} (${this.domain ? plain(this.domain) + '.' : ''}${plain(this.opType)})`;
   }
 
   input(i: number): Value | null {
@@ -259,7 +261,8 @@ export class Graph {
       const deps = new Set<Node>();
       for (const v of [...n.inputs, ...n.outerUses]) {
         const p = v ? this.localProducer(v) : undefined;
-        if (p && p !== n) deps.add(p);
+        if (p === n) throw badInput(this.model.source, `${this.where} has a cycle: ${n.label} reads its own output ${quoteName(v!.name)}`);
+        if (p) deps.add(p);
       }
       pending.set(n, deps.size);
       for (const d of deps) (users.get(d) ?? users.set(d, []).get(d)!).push(n);
@@ -344,6 +347,11 @@ export class Graph {
     g.initializer = this.initializers.map((v) => {
       v.initializer!.name = v.name;
       return v.initializer!;
+    });
+    g.input = this.inputs.map((v, i) => {
+      const info = g.input?.[i] ?? onnx.ValueInfoProto.create({ name: v.name });
+      info.name = v.name;
+      return info;
     });
     g.output = this.outputs.map((v, i) => {
       const info = g.output?.[i] ?? onnx.ValueInfoProto.create({ name: v.name });
