@@ -9,7 +9,8 @@
 // groups from that, and checks the inference against every term. Only what verifies is fused.
 import { DYNCONV_DOMAIN } from '../codegen/op-desc.js';
 import { Analysis } from '../src/analysis/analyze.js';
-import { isMovement, movementRoot, ravel, Tracer, unravel, ZERO } from './provenance.js';
+import { isStatic } from '../src/analysis/dims.js';
+import { isMovement, movementRoot, ProbeBudgetExceeded, ravel, Tracer, unravel, ZERO, type ProbeBudget } from './provenance.js';
 import type { Graph, Model, Node, Value } from '../src/ir/graph.js';
 import { makeTensor, numel } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
@@ -17,6 +18,12 @@ import { exclusiveGenerator } from './match.js';
 import type { Site } from './site.js';
 
 const MAX_TERMS_CHECKED = 1 << 18;
+/**
+ * Element traces one candidate may take in all (the final check takes up to 2 * MAX_TERMS_CHECKED of
+ * them; the heaviest fixture candidate takes about 900 000): past it the candidate is reported as too large
+ * to verify.
+ */
+const MAX_TRACES = 1 << 21;
 
 /** The terms of a contraction, computed per output element on demand. */
 interface Terms {
@@ -282,7 +289,14 @@ export function findPixelSites(model: Model, structural: Analysis): Site[] {
       operands = [mul.inputs[0]!, mul.inputs[1]!];
     } else operands = [node.inputs[0]!, node.inputs[1]!];
     if (operands.length !== 2 || operands.some((v) => !v || structural.label(v) !== 'data')) continue;
-    const site = matchPixel(node, operands, structural, probeAnalysis);
+    let site: Site | undefined;
+    try {
+      site = matchPixel(node, operands, structural, probeAnalysis);
+    } catch (e) {
+      if (!(e instanceof ProbeBudgetExceeded)) throw e;
+      const why = `the tensors are too large to verify the site by probing (more than ${MAX_TRACES} element traces)`;
+      site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [`not fused: ${why}`], notFused: why };
+    }
     if (site) sites.push(site);
   }
   return sites;
@@ -297,11 +311,12 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
   if (!grows(rootA, operands[0]) && !grows(rootB, operands[1])) return undefined;
   const site: Site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [] };
   const fail = (why: string) => { site.notFused = why; site.explain.push(`not fused: ${why}`); return site; };
-  const terms = contractionTerms(node, operands, [new Tracer(a, rootA), new Tracer(a, rootB)], a);
+  const budget: ProbeBudget = { left: MAX_TRACES };
+  const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes');
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
   const contracted = node.outputs[0];
-  const outTracer = new Tracer(withShape(a, contracted, terms.outDims), contracted);
+  const outTracer = new Tracer(withShape(a, contracted, terms.outDims), contracted, budget);
   let final = contracted;
   const chain: Value[] = [contracted];
   while (!final.isGraphOutput && final.uses.length === 1 && isMovement(final.uses[0].node) && final.uses[0].index === 0 && final.uses[0].node.opType !== 'Concat') {
@@ -316,7 +331,8 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
   const yDims = yValue === contracted ? terms.outDims : (a.shape(yValue) as number[]);
   const yMap = (flat: number) => { const t = outTracer.trace(yValue, unravel(flat, yDims)); return t === ZERO ? undefined : t; };
   for (const [xr, kr, swap] of [[rootA, rootB, false], [rootB, rootA, true]] as const) {
-    const xDims = a.shape(xr) as number[], kDims = a.shape(kr) as number[];
+    const xDims = a.shape(xr), kDims = a.shape(kr);
+    if (!isStatic(xDims) || !isStatic(kDims)) continue; // a root of unknown shape at probe sizes: nothing to infer from
     for (const xPerm of LAYOUTS[xDims.length] ?? []) {
       for (const yPerm of LAYOUTS[yDims.length] ?? []) {
         const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);

@@ -26,6 +26,17 @@ export function ravel(c: readonly number[], dims: readonly number[]): number {
 export const ZERO = -1;
 
 /**
+ * Thrown when the traces of one match run past their budget: the shapes are too large to verify by
+ * probing (a corrupt static dim of 2^24 makes every loop over positions take minutes).
+ */
+export class ProbeBudgetExceeded extends Error {}
+
+/** How many traces a match may take in all, shared by its tracers. */
+export interface ProbeBudget {
+  left: number;
+}
+
+/**
  * Traces elements of values back to `root`. `trace(v, coord)` gives the root's flat index, ZERO for
  * zero fill, or undefined when the path holds something that is not pure data movement.
  */
@@ -33,18 +44,33 @@ export class Tracer {
   constructor(
     private readonly a: Analysis,
     readonly root: Value,
+    private readonly budget?: ProbeBudget,
   ) {}
 
+  // Shapes and constant operands are read at every step of every trace: once per value is enough (the
+  // analysis does not change while a match runs).
+  private readonly dimsMemo = new Map<Value, number[] | undefined>();
+  private readonly intsMemo = new Map<Value, number[] | undefined>();
+
   private dims(v: Value | null | undefined): number[] | undefined {
+    if (!v) return undefined;
+    if (this.dimsMemo.has(v)) return this.dimsMemo.get(v);
     const s = this.a.shape(v);
-    return s && s.every((d) => typeof d === 'number') ? (s as number[]) : undefined;
+    const d = s && s.every((x) => typeof x === 'number') ? (s as number[]) : undefined;
+    this.dimsMemo.set(v, d);
+    return d;
   }
 
   private ints(v: Value | null | undefined): number[] | undefined {
-    return this.a.intsOf(v);
+    if (!v) return undefined;
+    if (this.intsMemo.has(v)) return this.intsMemo.get(v);
+    const i = this.a.intsOf(v);
+    this.intsMemo.set(v, i);
+    return i;
   }
 
   trace(v: Value, c: number[]): number | undefined {
+    if (this.budget && --this.budget.left < 0) throw new ProbeBudgetExceeded();
     for (let depth = 0; depth < 256; depth++) {
       if (v === this.root) return ravel(c, this.dims(v)!);
       const n = v.producer;

@@ -8,7 +8,7 @@ import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
 import { divDim, mulDim, productDims } from './dims.js';
-import { evaluateNode, MAX_FOLD_ELEMENTS } from './evaluate.js';
+import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
 
 export type Label = 'constant' | 'shape-only' | 'data';
 const RANK: Record<Label, number> = { constant: 0, 'shape-only': 1, data: 2 };
@@ -36,6 +36,8 @@ export class Analysis {
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
     readonly bind?: (symbol: string, axis: number) => number,
+    /** Concrete shapes of top-level graph inputs, by name: they replace the declared shapes (and bind). */
+    readonly inputShapes?: Readonly<Record<string, readonly number[]>>,
   ) {
     this.opset = model.opsets.get('') ?? 1;
     this.analyzeGraph(model.graph);
@@ -86,7 +88,8 @@ export class Analysis {
     const sv = this.shapeValue(v);
     if (sv && sv.every((d) => typeof d === 'number')) return sv as number[];
     const c = this.constValue(v);
-    return c ? Array.from(c.data) : undefined;
+    // Shapes, axes, pads and the like have a handful of elements; a big constant read as one is not one.
+    return c && c.data.length <= MAX_INTS ? Array.from(c.data) : undefined;
   }
 
   private analyzeGraph(g: Graph): void {
@@ -94,7 +97,8 @@ export class Analysis {
     for (const v of g.inputs) {
       if (v.initializer) continue;
       const bind = this.bind;
-      const type = bind && v.type?.shape ? { ...v.type, shape: v.type.shape.map((d, i) => (typeof d === 'string' ? bind(d, i) : d)) } : v.type;
+      const given = g === this.model.graph && this.inputShapes && Object.hasOwn(this.inputShapes, v.name) ? this.inputShapes[v.name] : undefined;
+      const type = given ? { elemType: v.type?.elemType ?? 0, shape: [...given] } : bind && v.type?.shape ? { ...v.type, shape: v.type.shape.map((d, i) => (typeof d === 'string' ? bind(d, i) : d)) } : v.type;
       this.facts.set(v, { label: 'data', type });
     }
     for (const n of g.nodes) {
@@ -131,10 +135,24 @@ export class Analysis {
     }
     n.outputs.forEach((out, i) => {
       const declared = out.type;
-      const type = mergeTypes(declared, inferred.types[i]);
+      const type = mergeTypes(declared, saneType(inferred.types[i]));
       this.facts.set(out, { label, type, shapeValue: inferred.shapeValues[i] });
     });
   }
+}
+
+/** The most axes an inferred shape may have; past it (an axis attribute of 4e9 makes a sparse array that long) it is unknown. */
+const MAX_RANK = 1024;
+
+/**
+ * An inferred type as far as it is believable: a shape longer than MAX_RANK (or with holes) is unknown, and
+ * so is a dim that is not a size (negative, fractional: a Pad by negative amounts, an uneven Split).
+ */
+function saneType(t: ValueType | undefined): ValueType | undefined {
+  if (!t?.shape) return t;
+  if (t.shape.length > MAX_RANK) return { elemType: t.elemType, shape: undefined };
+  const shape: Dim[] = Array.from(t.shape, (d) => (typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0) ? undefined : d));
+  return { elemType: t.elemType, shape };
 }
 
 function mergeTypes(declared: ValueType | undefined, inferred: ValueType | undefined): ValueType | undefined {
@@ -164,6 +182,8 @@ function broadcast(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefine
 }
 
 function convOut(d: Dim, k: Dim, s: number, pb: number, pe: number, dil: number): Dim {
+  // "same" padding at stride 1 keeps a symbolic size
+  if (typeof d === 'string' && typeof k === 'number' && s === 1 && pb + pe === dil * (k - 1)) return d;
   if (typeof d !== 'number' || typeof k !== 'number') return undefined;
   return Math.floor((d + pb + pe - dil * (k - 1) - 1) / s) + 1;
 }
@@ -314,7 +334,9 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
         else { st = Math.max(-1, Math.min(st, d - 1)); en = Math.max(-1, Math.min(en, d - 1)); }
         out[ax] = Math.max(0, Math.ceil((en - st) / step));
         const data = sv(0);
-        if (data && x.length === 1) {
+        // (only when the declared length agrees with the values, as a value_info may claim any length, and
+        // with a step that moves)
+        if (data && x.length === 1 && data.length === d && Number.isInteger(step) && step !== 0) {
           value = [];
           for (let k = st; step > 0 ? k < en : k > en; k += step) value.push(data[k]);
         }

@@ -12,8 +12,16 @@ function factors(d: string): { k: number; syms: string[] } {
   return { k, syms };
 }
 
+/**
+ * Symbolic products with more factors than this are not tracked: a product only grows that way when a
+ * value is multiplied by itself over and over (x*x, then (x*x)*(x*x), ...), and tracking it doubles the
+ * size of the string at each step.
+ */
+const MAX_FACTORS = 16;
+
 function fromFactors(k: number, syms: string[]): Dim {
   if (syms.length === 0) return k;
+  if (syms.length > MAX_FACTORS) return undefined;
   const sorted = [...syms].sort();
   return k === 1 ? sorted.join('*') : [String(k), ...sorted].join('*');
 }

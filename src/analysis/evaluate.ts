@@ -7,6 +7,27 @@ import type { Node } from '../ir/graph.js';
 import { decodeTensor, makeTensor, numel, type Tensor } from '../ir/tensor.js';
 
 export const MAX_FOLD_ELEMENTS = 1 << 24;
+/** Multiply-adds a folded MatMul may take. */
+const MAX_FOLD_WORK = 1 << 26;
+
+/** Thrown by `alloc` when a result would be too large to fold; evaluateNode turns it into "not foldable". */
+class TooLarge extends Error {}
+
+/**
+ * The output array of a folded op: `dims` must be sizes (whole, not negative) of at most MAX_FOLD_ELEMENTS
+ * elements in all. Every result of the evaluator is allocated here, so shapes taken from a model (a Tile by
+ * 2^30, a Pad of 2^40) never reach an allocation.
+ */
+function alloc(like: Tensor['data'] | Float32ArrayConstructor | Float64ArrayConstructor, dims: readonly number[]): Tensor['data'] {
+  let n = 1;
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new TooLarge();
+    n *= d;
+  }
+  if (n > MAX_FOLD_ELEMENTS) throw new TooLarge();
+  const C = (typeof like === 'function' ? like : like.constructor) as Float32ArrayConstructor;
+  return new C(n);
+}
 
 function strides(dims: readonly number[]): number[] {
   const s = new Array(dims.length).fill(1);
@@ -46,7 +67,7 @@ function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number, outTy
   if (!dims) return undefined;
   const n = numel(dims);
   const ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
-  const out = outType === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
+  const out = alloc(outType === DataType.FLOAT ? Float32Array : Float64Array, dims);
   const sameA = a.data.length === n, sameB = b.data.length === n;
   for (let i = 0; i < n; i++) out[i] = f(a.data[sameA ? i : ia(i)], b.data[sameB ? i : ib(i)]);
   if (outType !== DataType.FLOAT && outType !== DataType.DOUBLE && outType !== DataType.FLOAT16) for (let i = 0; i < n; i++) out[i] = Math.trunc(out[i]);
@@ -68,7 +89,8 @@ export function transpose(a: Tensor, perm: number[]): Tensor {
   const inS = strides(a.dims);
   const outS = strides(dims);
   const n = a.data.length;
-  const out = new (a.data.constructor as Float32ArrayConstructor)(n);
+  if (perm.length !== a.dims.length || !perm.every((p, i) => Number.isInteger(p) && p >= 0 && p < perm.length && perm.indexOf(p) === i)) throw new TooLarge();
+  const out = alloc(a.data, dims);
   const r = dims.length;
   for (let i = 0; i < n; i++) {
     let src = 0;
@@ -82,7 +104,7 @@ function gather(data: Tensor, idx: Tensor, axis: number): Tensor {
   const ax = normAxis(axis, data.dims.length);
   const outer = numel(data.dims.slice(0, ax)), inner = numel(data.dims.slice(ax + 1)), size = data.dims[ax];
   const dims = [...data.dims.slice(0, ax), ...idx.dims, ...data.dims.slice(ax + 1)];
-  const out = new (data.data.constructor as Float32ArrayConstructor)(numel(dims));
+  const out = alloc(data.data, dims);
   const m = idx.data.length;
   let o = 0;
   for (let a = 0; a < outer; a++)
@@ -109,8 +131,8 @@ function slice(data: Tensor, starts: number[], ends: number[], axes: number[], s
   });
   const dims = st.map((s, i) => Math.max(0, Math.ceil((en[i] - s) / sp[i])));
   const inS = strides(data.dims), outS = strides(dims);
-  const n = numel(dims);
-  const out = new (data.data.constructor as Float32ArrayConstructor)(n);
+  const out = alloc(data.data, dims);
+  const n = out.length;
   for (let i = 0; i < n; i++) {
     let src = 0;
     for (let k = 0; k < r; k++) src += (st[k] + (Math.floor(i / outS[k]) % dims[k]) * sp[k]) * inS[k];
@@ -124,7 +146,7 @@ function concat(ts: Tensor[], axis: number): Tensor | undefined {
   const dims = [...ts[0].dims];
   dims[ax] = ts.reduce((s, t) => s + t.dims[ax], 0);
   const outer = numel(dims.slice(0, ax)), inner = numel(dims.slice(ax + 1));
-  const out = new (ts[0].data.constructor as Float32ArrayConstructor)(numel(dims));
+  const out = alloc(ts[0].data, dims);
   let o = 0;
   for (let a = 0; a < outer; a++)
     for (const t of ts) {
@@ -157,7 +179,7 @@ function pad(a: Tensor, pads: number[], value: number): Tensor | undefined {
   const r = a.dims.length;
   if (pads.some((p) => p < 0)) return undefined;
   const dims = a.dims.map((d, i) => d + pads[i] + pads[i + r]);
-  const out = new (a.data.constructor as Float32ArrayConstructor)(numel(dims)).fill(value);
+  const out = alloc(a.data, dims).fill(value);
   const inS = strides(a.dims), outS = strides(dims);
   for (let i = 0; i < a.data.length; i++) {
     let o = 0;
@@ -177,7 +199,8 @@ function matmul(a: Tensor, b: Tensor): Tensor | undefined {
   if (!batch) return undefined;
   const nb = numel(batch);
   const ia = broadcastIndexer(A.dims.slice(0, -2), batch), ib = broadcastIndexer(B.dims.slice(0, -2), batch);
-  const out = new (a.data.constructor as Float32ArrayConstructor)(nb * m * n);
+  if (nb * m * n * k > MAX_FOLD_WORK) throw new TooLarge();
+  const out = alloc(a.data, [nb, m, n]);
   for (let t = 0; t < nb; t++) {
     const ao = ia(t) * m * k, bo = ib(t) * k * n, oo = t * m * n;
     for (let i = 0; i < m; i++)
@@ -193,7 +216,10 @@ function matmul(a: Tensor, b: Tensor): Tensor | undefined {
   return { dtype: a.dtype, dims, data: out };
 }
 
-const ints = (t: Tensor | undefined): number[] | undefined => (t ? Array.from(t.data) : undefined);
+/** The most elements a list of integers (a shape, axes, pads, repeats) is read from. */
+export const MAX_INTS = 4096;
+
+const ints = (t: Tensor | undefined): number[] | undefined => (t && t.data.length <= MAX_INTS ? Array.from(t.data) : undefined);
 
 function castTo(a: Tensor, to: number): Tensor {
   const isFloat = to === DataType.FLOAT || to === DataType.DOUBLE || to === DataType.FLOAT16;
@@ -206,6 +232,15 @@ function castTo(a: Tensor, to: number): Tensor {
  * ops take axes from). Returns undefined when the op or a case of it is not supported.
  */
 export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: number): Tensor[] | undefined {
+  try {
+    return evaluate(node, ins, opset);
+  } catch (e) {
+    if (e instanceof TooLarge) return undefined;
+    throw e;
+  }
+}
+
+function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tensor[] | undefined {
   if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
   const x = ins[0];
   const op = node.opType;
@@ -244,7 +279,7 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       const dims = ab && broadcastShape(c.dims, ab.dims);
       if (!dims) return undefined;
       const n = numel(dims), ic = broadcastIndexer(c.dims, dims), ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
-      const out = new (a.data.constructor as Float32ArrayConstructor)(n);
+      const out = alloc(a.data, dims);
       for (let i = 0; i < n; i++) out[i] = c.data[ic(i)] ? a.data[ia(i)] : b.data[ib(i)];
       return [{ dtype: a.dtype, dims, data: out }];
     }
@@ -337,7 +372,7 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       const dims = broadcastShape(x.dims, shape);
       if (!dims) return undefined;
       const idx = broadcastIndexer(x.dims, dims);
-      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      const out = alloc(x.data, dims);
       for (let i = 0; i < out.length; i++) out[i] = x.data[idx(i)];
       return [{ dtype: x.dtype, dims, data: out }];
     }
@@ -346,7 +381,7 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       if (!x || !reps) return undefined;
       const dims = x.dims.map((d, i) => d * reps[i]);
       const inS = strides(x.dims), outS = strides(dims);
-      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      const out = alloc(x.data, dims);
       for (let i = 0; i < out.length; i++) {
         let src = 0;
         for (let k = 0; k < dims.length; k++) src += ((Math.floor(i / outS[k]) % dims[k]) % x.dims[k]) * inS[k];
@@ -375,7 +410,7 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       if (!shape || numel(shape) > MAX_FOLD_ELEMENTS) return undefined;
       const t = node.attrTensor('value');
       const v = t ? decodeTensor(t, t.rawData ?? undefined) : undefined;
-      return [makeTensor(v?.dtype ?? DataType.FLOAT, shape, new Array(numel(shape)).fill(v?.data[0] ?? 0))];
+      return [{ dtype: v?.dtype ?? DataType.FLOAT, dims: shape, data: alloc(v?.dtype === DataType.FLOAT || !v ? Float32Array : Float64Array, shape).fill(v?.data[0] ?? 0) }];
     }
     case 'ReduceSum': case 'ReduceMean': case 'ReduceMax': case 'ReduceMin': case 'ReduceProd': case 'ReduceSumSquare': {
       if (!x) return undefined;
@@ -392,6 +427,18 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       return [reduce(x, axes, keep, 1, (a, b) => a * b)];
     }
     case 'MatMul': return x && ins[1] ? one(matmul(x, ins[1])) : undefined;
+    case 'QuantizeLinear': {
+      const [xf, scale, zp] = ins;
+      if (!xf || !scale) return undefined;
+      const axis = normAxis(node.attrInt('axis', 1), xf.dims.length);
+      const sdims = scale.dims.length === 0 ? [] : xf.dims.map((d, i) => (i === axis ? d : 1));
+      const outType = zp?.dtype ?? DataType.UINT8;
+      const [lo, hi] = outType === DataType.INT8 ? [-128, 127] : [0, 255];
+      const roundEven = (v: number) => { const r = Math.round(v); return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
+      const q = binary(xf, { ...scale, dims: sdims }, (a, b) => roundEven(a / b), DataType.DOUBLE);
+      const shifted = q && zp ? binary(q, { ...zp, dims: sdims }, (a, b) => a + b, DataType.DOUBLE) : q;
+      return shifted ? [{ dtype: outType, dims: shifted.dims, data: shifted.data.map((v) => Math.min(hi, Math.max(lo, v))) }] : undefined;
+    }
     case 'DequantizeLinear': {
       const [q, scale, zp] = ins;
       if (!q || !scale) return undefined;
@@ -412,11 +459,11 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
       }
       const scalesT = op === 'Resize' ? (opset >= 11 ? ins[2] : ins[1]) : ins[1];
       const sizesT = op === 'Resize' && opset >= 11 ? ins[3] : undefined;
-      const dims = sizesT && sizesT.data.length ? Array.from(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
+      const dims = sizesT && sizesT.data.length === x.dims.length ? Array.from(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
       if (!dims) return undefined;
-      const scale = dims.map((d, i) => (sizesT && sizesT.data.length ? d / x.dims[i] : scalesT!.data[i]));
+      const scale = dims.map((d, i) => (sizesT && sizesT.data.length === x.dims.length ? d / x.dims[i] : scalesT!.data[i]));
       const inS = strides(x.dims), outS = strides(dims);
-      const out = new (x.data.constructor as Float32ArrayConstructor)(numel(dims));
+      const out = alloc(x.data, dims);
       for (let i = 0; i < out.length; i++) {
         let src = 0;
         for (let k = 0; k < dims.length; k++) src += Math.min(x.dims[k] - 1, Math.floor((Math.floor(i / outS[k]) % dims[k]) / scale[k])) * inS[k];

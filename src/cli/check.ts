@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Analysis } from '../analysis/analyze.js';
-import { DynconvError, EXIT_BAD_INPUT } from '../errors.js';
+import { Worker } from 'node:worker_threads';
+import { asUserError, EXIT_BAD_INPUT } from '../errors.js';
+import { removeOnExit } from '../util/atomic-write.js';
 import { buildModel } from '../ir/build.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { fuseModel } from '../../passes/fuse.js';
@@ -30,13 +32,21 @@ export interface CheckReport {
 export interface CheckOptions {
   sizes?: Record<string, number>;
   kernels?: 'wgsl' | 'ort';
+  /** Refuse a validation run estimated to need more memory than this. */
+  maxBytes?: number;
+  /** Models checked at once, each on its own worker thread (1: in this thread). */
   jobs?: number;
+  /** Scratch space for the fused models (a folder per model is made in it); default: the system's. */
+  tmpDir?: string;
   onProgress?: (done: number, total: number, file: string) => void;
 }
 
-export async function checkModel(file: string, opts: CheckOptions): Promise<ModelCheck> {
+/** The options a check worker needs (functions do not cross threads). */
+type WorkerOptions = Omit<CheckOptions, 'onProgress' | 'jobs'>;
+
+export async function checkModel(file: string, opts: WorkerOptions): Promise<ModelCheck> {
   const result: ModelCheck = { file, ok: false, sites: [], fused: 0, unfused: 0 };
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-check-'));
+  const tmp = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'dynconv-check-'));
   try {
     const loaded = loadModel(file);
     const model = buildModel(loaded);
@@ -47,30 +57,113 @@ export async function checkModel(file: string, opts: CheckOptions): Promise<Mode
     model.toProto();
     const fusedPath = path.join(tmp, 'fused.onnx');
     saveModel(loaded, fusedPath);
-    result.validation = await validateModels(file, fusedPath, { sizes: opts.sizes, kernels: opts.kernels });
+    result.validation = await validateModels(file, fusedPath, { sizes: opts.sizes, kernels: opts.kernels, maxBytes: opts.maxBytes });
     result.ok = result.unfused === 0 && result.validation.ok;
   } catch (e) {
-    if (!(e instanceof DynconvError)) throw e;
-    result.error = e.message;
-    result.errorKind = e.exitCode === EXIT_BAD_INPUT ? 'input' : 'check';
+    const user = asUserError(e);
+    if (!user) throw e;
+    result.error = user.message;
+    result.errorKind = user.exitCode === EXIT_BAD_INPUT ? 'input' : 'check';
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   return result;
 }
 
+/** A bug (not a user error) in a worker, carried back to be reported as one. */
+export interface WorkerBug {
+  name: string;
+  message: string;
+  stack?: string;
+}
+export type CheckRequest = { index: number; file: string; opts: WorkerOptions };
+export type CheckReply = { index: number; result: ModelCheck } | { index: number; bug: WorkerBug };
+
+const CHECK_WORKER = new URL('./check-worker.js', import.meta.url);
+
+/**
+ * Checks every model and reports them in the order given. With jobs > 1 the models are spread over that
+ * many worker threads (scan, fuse and the ONNX Runtime runs are CPU-bound and synchronous in parts, so
+ * they need threads of their own to run side by side). The fused models go to one scratch folder that is
+ * removed at the end, on an error, and on Ctrl-C.
+ */
 export async function checkModels(files: string[], opts: CheckOptions): Promise<CheckReport> {
   const models: ModelCheck[] = new Array(files.length);
-  let next = 0, done = 0;
-  const worker = async () => {
-    while (next < files.length) {
-      const i = next++;
-      models[i] = await checkModel(files[i], opts);
-      opts.onProgress?.(++done, files.length, files[i]);
+  const tmpRoot = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'dynconv-check-'));
+  const removeTmp = removeOnExit(tmpRoot);
+  const wopts: WorkerOptions = { sizes: opts.sizes, kernels: opts.kernels, maxBytes: opts.maxBytes, tmpDir: tmpRoot };
+  let done = 0;
+  const finished = (i: number) => opts.onProgress?.(++done, files.length, files[i]);
+  try {
+    const jobs = Math.min(opts.jobs ?? 1, files.length);
+    if (jobs <= 1) {
+      for (let i = 0; i < files.length; i++) {
+        models[i] = await checkModel(files[i], wopts);
+        finished(i);
+      }
+    } else {
+      await runOnWorkers(files, wopts, jobs, (i, m) => { models[i] = m; finished(i); });
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(opts.jobs ?? 1, files.length) }, worker));
+  } finally {
+    removeTmp();
+  }
   return { ok: models.every((m) => m.ok), models };
+}
+
+function runOnWorkers(files: string[], opts: WorkerOptions, jobs: number, onResult: (index: number, m: ModelCheck) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let next = 0, running = 0, failed = false;
+    const workers = new Set<Worker>();
+    const stopAll = () => { for (const w of workers) void w.terminate(); workers.clear(); };
+    const fail = (e: Error) => {
+      if (failed) return;
+      failed = true;
+      stopAll();
+      reject(e);
+    };
+    const start = () => {
+      const w = new Worker(CHECK_WORKER);
+      workers.add(w);
+      let current: number | undefined;
+      const feed = () => {
+        if (failed) return;
+        if (next >= files.length) {
+          workers.delete(w);
+          void w.terminate();
+          if (--running === 0) resolve();
+          return;
+        }
+        current = next++;
+        w.postMessage({ index: current, file: files[current], opts } satisfies CheckRequest);
+      };
+      w.on('message', (reply: CheckReply) => {
+        if ('bug' in reply) {
+          const e = new Error(reply.bug.message);
+          e.name = reply.bug.name;
+          e.stack = reply.bug.stack;
+          fail(e);
+          return;
+        }
+        current = undefined;
+        onResult(reply.index, reply.result);
+        feed();
+      });
+      // A worker that dies (out of memory) fails its model, not the run: the rest go on a fresh worker.
+      w.on('error', (e: Error & { code?: string }) => {
+        if (failed || current === undefined) return fail(e);
+        const i = current;
+        current = undefined;
+        workers.delete(w);
+        const memory = e.code === 'ERR_WORKER_OUT_OF_MEMORY';
+        onResult(i, { file: files[i], ok: false, sites: [], fused: 0, unfused: 0, error: memory ? 'ran out of memory while checking this model' : `the check of this model failed: ${e.message}`, errorKind: 'check' });
+        running--;
+        start();
+      });
+      running++;
+      feed();
+    };
+    for (let k = 0; k < jobs; k++) start();
+  });
 }
 
 export function formatCheck(r: CheckReport): string {

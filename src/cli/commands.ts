@@ -1,11 +1,12 @@
 // The commands of the CLI: each parses its own positionals and options and returns an exit code.
 import type { ParseArgsConfig } from 'node:util';
-import { DynconvError } from '../errors.js';
+import { DynconvError, quoteName } from '../errors.js';
 import path from 'node:path';
 import fs from 'node:fs';
 import { Analysis } from '../analysis/analyze.js';
 import { buildModel } from '../ir/build.js';
-import { loadModel, saveModel } from '../onnx/io.js';
+import { forEachTensor, loadModel, saveModel, type LoadedModel } from '../onnx/io.js';
+import { externalRef, isExternal, resolveLocation } from '../onnx/external-data.js';
 import { scanModel } from '../../passes/scan.js';
 import { fuseModel } from '../../passes/fuse.js';
 import { formatInspect, inspectModel } from './inspect.js';
@@ -13,7 +14,9 @@ import { formatSite, siteJson } from './site-report.js';
 import { validateModels, type ValidateResult } from '../validate/validate.js';
 import { checkModels, formatCheck, junitReport } from './check.js';
 import { writeFileAtomically } from '../util/atomic-write.js';
+import { DEFAULT_MAX_BYTES, formatBytes, parseBytes } from '../validate/budget.js';
 import { emitKernels, type EmitResult, type Target } from '../emit/emit-kernels.js';
+import { checkOutDir } from '../emit/out-dir.js';
 
 export type Options = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
@@ -31,6 +34,8 @@ export function usageError(command: string, what: string): DynconvError {
 function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : text + '\n');
 }
+
+const MAX_BYTES_HELP = `refuse a run estimated to need more memory (default ${formatBytes(DEFAULT_MAX_BYTES)}; e.g. 512M, 8G)`;
 
 export const commands: Record<string, Command> = {
   inspect: {
@@ -72,12 +77,30 @@ export const commands: Record<string, Command> = {
       const emitTarget = opts.emit !== undefined ? parseTarget(opts.emit) : undefined;
       if (emitTarget && !opts['out-dir']) throw usageError('fuse', '--emit needs --out-dir DIR');
       const loaded = loadModel(pos[0]);
+      const dataMode = externalDataMode(opts['external-data'] as string | undefined, out);
+      // The model's own files are never replaced by an output (unless --in-place for the model itself), nor
+      // deleted by --clean.
+      const reads = inputFiles(loaded);
+      if (!opts['in-place']) refuseOverwriting([out, `${out}.data`], reads);
+      if (emitTarget) checkOutDir(opts['out-dir'] as string, !!opts.clean);
+      if (emitTarget && opts.clean) refuseCleaning(opts['out-dir'] as string, [...reads, out, `${out}.data`]);
       const model = buildModel(loaded);
       const result = fuseModel(model);
       model.toProto();
-      saveModel(loaded, out, { externalData: externalDataMode(opts['external-data'] as string | undefined, out), onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
+      // What the save may write, and which of those are there already (a rollback removes only new files).
+      const outDir = path.dirname(path.resolve(out));
+      const mayWrite = [out, `${out}.data`, ...externalLocations(loaded).map((l) => path.resolve(outDir, l))].map((f) => path.resolve(f));
+      const existed = new Set(mayWrite.filter((f) => fs.existsSync(f)));
+      const written = saveModel(loaded, out, { externalData: dataMode, onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
       const sites = [...result.fused, ...result.notFused].map(siteJson);
-      const emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
+      let emitted: EmitResult | undefined;
+      try {
+        emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
+      } catch (e) {
+        // A failed run leaves no output: the fused model goes too.
+        for (const f of written) if (!existed.has(path.resolve(f))) fs.rmSync(f, { force: true });
+        throw e;
+      }
       if (opts.json) print(JSON.stringify({ file: pos[0], output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
       else print([`${pos[0]} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
       return 0;
@@ -92,7 +115,9 @@ export const commands: Record<string, Command> = {
       if (pos.length !== 1) throw usageError('emit', 'expects exactly one FUSED model');
       const target = parseTarget(opts.target);
       if (!opts['out-dir']) throw usageError('emit', 'needs --out-dir DIR');
-      const model = buildModel(loadModel(pos[0]));
+      const loaded = loadModel(pos[0]);
+      if (opts.clean) refuseCleaning(opts['out-dir'] as string, inputFiles(loaded));
+      const model = buildModel(loaded);
       const r = await emitKernels(model, target, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean });
       print(opts.json ? JSON.stringify(r, null, 2) : formatEmit(r));
       return 0;
@@ -101,13 +126,13 @@ export const commands: Record<string, Command> = {
   validate: {
     usage: 'validate ORIGINAL FUSED [--json] [--inputs DIR] [--dim N=S]',
     summary: 'run both models on the same inputs and compare every output',
-    options: { json: { type: 'boolean' }, inputs: { type: 'string' }, dim: { type: 'string', multiple: true }, seed: { type: 'string' }, rtol: { type: 'string' }, kernels: { type: 'string' } },
-    optionHelp: { json: 'print {"ok": bool, "outputs": [...]}', inputs: 'a folder of input_N.pb TensorProto files (ONNX test_data_set layout)', dim: 'size for a symbolic dim, e.g. --dim batch=4 (repeatable)', seed: 'seed of the random inputs (default 1)', rtol: 'relative L2 tolerance (default 1e-4)', kernels: 'also run the emitted kernels: wgsl or ort' },
+    options: { json: { type: 'boolean' }, inputs: { type: 'string' }, dim: { type: 'string', multiple: true }, seed: { type: 'string' }, rtol: { type: 'string' }, kernels: { type: 'string' }, 'max-bytes': { type: 'string' } },
+    optionHelp: { json: 'print {"ok": bool, "outputs": [...]}', inputs: 'a folder of input_N.pb TensorProto files (ONNX test_data_set layout)', dim: 'size for a symbolic dim, e.g. --dim batch=4 (repeatable)', seed: 'seed of the random inputs (default 1)', rtol: 'relative L2 tolerance (default 1e-4)', kernels: 'also run the emitted kernels: wgsl or ort', 'max-bytes': MAX_BYTES_HELP },
     async run(pos, opts) {
       if (pos.length !== 2) throw usageError('validate', 'expects ORIGINAL and FUSED');
       const rtol = opts.rtol !== undefined ? Number(opts.rtol) : undefined;
       if (rtol !== undefined && !(rtol > 0)) throw new DynconvError('--rtol: expected a positive number');
-      const r = await validateModels(pos[0], pos[1], { inputsDir: opts.inputs as string | undefined, sizes: parseSizes(opts.dim as string[] | undefined), seed: opts.seed ? Number(opts.seed) : 1, rtol, kernels: parseKernels(opts.kernels) });
+      const r = await validateModels(pos[0], pos[1], { inputsDir: opts.inputs as string | undefined, sizes: parseSizes(opts.dim as string[] | undefined), seed: opts.seed ? Number(opts.seed) : 1, rtol, kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']) });
       print(opts.json ? JSON.stringify(r, null, 2) : formatValidate(r));
       return r.ok ? 0 : 1;
     },
@@ -115,13 +140,20 @@ export const commands: Record<string, Command> = {
   check: {
     usage: 'check MODEL... [--json] [--junit FILE] [--kernels wgsl|ort]',
     summary: 'scan, fuse and validate each model; exit 1 if a site is left unfused or wrong',
-    options: { json: { type: 'boolean' }, junit: { type: 'string' }, dim: { type: 'string', multiple: true }, kernels: { type: 'string' }, jobs: { type: 'string' } },
-    optionHelp: { json: 'print {"ok": bool, "models": [...]}', junit: 'write a JUnit XML report', dim: 'size for a symbolic dim (repeatable)', kernels: 'also emit and run kernels: wgsl or ort', jobs: 'models checked at once (default 1)' },
+    options: { json: { type: 'boolean' }, junit: { type: 'string' }, dim: { type: 'string', multiple: true }, kernels: { type: 'string' }, jobs: { type: 'string' }, 'max-bytes': { type: 'string' } },
+    optionHelp: { json: 'print {"ok": bool, "models": [...]}', junit: 'write a JUnit XML report', dim: 'size for a symbolic dim (repeatable)', kernels: 'also emit and run kernels: wgsl or ort', jobs: 'models checked at once, each on its own thread (default 1)', 'max-bytes': MAX_BYTES_HELP },
     async run(pos, opts) {
       if (pos.length < 1) throw usageError('check', 'expects at least one MODEL');
       const jobs = opts.jobs !== undefined ? Number(opts.jobs) : 1;
       if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new DynconvError('--jobs: expected a whole number from 1 to 64');
-      const report = await checkModels(pos, { sizes: parseSizes(opts.dim as string[] | undefined), kernels: parseKernels(opts.kernels), jobs });
+      if (opts.junit) refuseOverwriting([opts.junit as string], pos.filter((f) => fs.existsSync(f)).map((f) => fs.realpathSync(f)));
+      const progress = process.stderr.isTTY ? progressLine('check') : undefined;
+      let report;
+      try {
+        report = await checkModels(pos, { sizes: parseSizes(opts.dim as string[] | undefined), kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']), jobs, onProgress: progress?.update });
+      } finally {
+        progress?.clear();
+      }
       if (opts.junit) writeFileAtomically(opts.junit as string, junitReport(report));
       print(opts.json ? JSON.stringify(report, null, 2) : formatCheck(report));
       if (report.ok) return 0;
@@ -137,6 +169,25 @@ function parseTarget(v: unknown): Target {
 
 function formatEmit(r: EmitResult): string {
   return [`${r.target} kernels for ${r.nodes.length} fused op${r.nodes.length === 1 ? '' : 's'} -> ${r.outDir}`, ...r.files.map((f) => `  ${f}`), ...(r.library ? [`built ${r.library}`] : r.buildCommand ? [`build: (cd ${JSON.stringify(r.outDir)} && sh build.sh)`] : [])].join('\n');
+}
+
+export function parseMaxBytes(v: unknown): number {
+  return v === undefined ? DEFAULT_MAX_BYTES : parseBytes(String(v));
+}
+
+/** A progress line on stderr (for a terminal only): "check: 3/40 models/foo.onnx", rewritten in place. */
+function progressLine(what: string): { update: (done: number, total: number, item: string) => void; clear: () => void } {
+  let shown = false;
+  return {
+    update(done, total, item) {
+      const width = process.stderr.columns || 80;
+      process.stderr.write(`\r\x1b[K${`${what}: ${done}/${total} ${item}`.slice(0, width - 1)}`);
+      shown = true;
+    },
+    clear() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
 }
 
 export function parseKernels(v: unknown): 'wgsl' | 'ort' | undefined {
@@ -157,7 +208,7 @@ export function parseSizes(v: string[] | undefined): Record<string, number> {
 
 export function formatValidate(r: ValidateResult): string {
   const lines = [`${r.original} vs ${r.fused}: ${r.ok ? 'OK' : 'MISMATCH'}${r.reference === 'original' ? '' : ' (compared with the outputs stored beside the inputs: the original cannot run at these sizes)'}`, `  inputs: ${Object.entries(r.inputs).map(([k, d]) => `${JSON.stringify(k)} [${d.join(', ')}]`).join(', ')}`];
-  for (const o of r.outputs) lines.push(`  ${o.ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(o.name)} [${o.dims.join(', ')}] max-abs ${o.maxAbs.toExponential(2)} rel-L2 ${o.relL2.toExponential(2)}`);
+  for (const o of [...r.outputs, ...(r.kernels ?? [])]) lines.push(`  ${o.ok ? 'ok  ' : 'FAIL'} ${JSON.stringify(o.name)} [${o.dims.join(', ')}] max-abs ${o.maxAbs.toExponential(2)} rel-L2 ${o.relL2.toExponential(2)}`);
   return lines.join('\n');
 }
 
@@ -168,6 +219,41 @@ export function checkOutputPath(input: string, output: string, inPlace: boolean)
   const dir = path.dirname(path.resolve(output));
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DynconvError(`${output}: the folder ${dir} does not exist`);
   if (fs.existsSync(output) && fs.statSync(output).isDirectory()) throw new DynconvError(`${output}: is a directory`);
+}
+
+/** The files a loaded model is read from: the model file and the files its external data lives in (real paths). */
+export function inputFiles(loaded: LoadedModel): string[] {
+  const files = new Set<string>();
+  if (loaded.path) files.add(fs.realpathSync(loaded.path));
+  forEachTensor(loaded.proto, (t) => {
+    if (isExternal(t)) files.add(resolveLocation(loaded.dir, externalRef(t).location, `tensor ${quoteName(t.name)}`));
+  });
+  return [...files];
+}
+
+function externalLocations(loaded: LoadedModel): string[] {
+  const locations = new Set<string>();
+  forEachTensor(loaded.proto, (t) => { if (isExternal(t)) locations.add(externalRef(t).location); });
+  return [...locations];
+}
+
+/** Refuses outputs that would replace one of `inputs` (real paths): a file the run reads is never lost. */
+export function refuseOverwriting(outputs: string[], inputs: string[]): void {
+  for (const o of outputs) {
+    if (!fs.existsSync(o)) continue;
+    const real = fs.realpathSync(o);
+    if (inputs.includes(real)) throw new DynconvError(`${o}: refusing to overwrite ${real === inputs[0] ? 'the input model' : `${real}, which the input model reads its tensor data from`}`);
+  }
+}
+
+/** --clean replaces a folder as a whole: refused when the folder holds a file of this run. */
+export function refuseCleaning(outDir: string, keep: string[]): void {
+  if (!fs.existsSync(outDir)) return;
+  const dir = fs.realpathSync(outDir);
+  for (const f of keep) {
+    const real = fs.existsSync(f) ? fs.realpathSync(f) : path.resolve(f);
+    if (real === dir || real.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep)) throw new DynconvError(`${outDir}: --clean would delete ${real}, which this run reads or writes; choose another --out-dir`);
+  }
 }
 
 function externalDataMode(v: string | undefined, out: string) {

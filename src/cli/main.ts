@@ -1,6 +1,6 @@
 // The dynconv command line. Exit codes: 0 ok, 1 a check failed, 2 bad input or usage.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DynconvError, EXIT_BAD_INPUT } from '../errors.js';
+import { asUserError, DynconvError, EXIT_BAD_INPUT } from '../errors.js';
 import { commands, type Command } from './commands.js';
 
 const USAGE = `usage: dynconv <command> [options]
@@ -42,17 +42,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(parsed.positionals, parsed.values as Record<string, string | boolean | string[] | undefined>);
   } catch (e) {
-    if (e instanceof DynconvError) {
-      process.stderr.write(`dynconv ${name}: ${e.message}\n`);
-      if (debug) process.stderr.write(`${e.stack}\n`);
-      return e.exitCode;
+    const user = asUserError(e);
+    if (user) {
+      process.stderr.write(`dynconv ${name}: ${user.message}\n`);
+      if (debug) process.stderr.write(`${user.stack}\n`);
+      return user.exitCode;
     }
     const err = e as Error;
-    if (err instanceof RangeError && /Maximum call stack|Invalid array length|Array buffer allocation/.test(err.message)) {
-      process.stderr.write(`dynconv ${name}: the model is too large or too deeply nested to process (${err.message})\n`);
-      if (debug) process.stderr.write(`${err.stack}\n`);
-      return EXIT_BAD_INPUT;
-    }
     process.stderr.write(`dynconv ${name}: internal error: ${err?.message ?? e} (this is a bug in dynconv; rerun with --debug for details)\n`);
     if (debug) process.stderr.write(`${err?.stack}\n`);
     return 3;

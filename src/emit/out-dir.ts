@@ -4,8 +4,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DynconvError } from '../errors.js';
+import { removeOnExit } from '../util/atomic-write.js';
 
-export async function writeOutDir<T>(outDir: string, clean: boolean, fill: (tmpDir: string) => Promise<T>): Promise<T> {
+/** Refuses an --out-dir that cannot be written as a whole (checked again when writing; callers may check first). */
+export function checkOutDir(outDir: string, clean: boolean): void {
   const target = path.resolve(outDir);
   const exists = fs.existsSync(target);
   if (exists && !fs.statSync(target).isDirectory()) throw new DynconvError(`${outDir}: --out-dir is a file, not a folder`);
@@ -14,7 +16,15 @@ export async function writeOutDir<T>(outDir: string, clean: boolean, fill: (tmpD
   }
   const parent = path.dirname(target);
   if (!fs.existsSync(parent)) throw new DynconvError(`${outDir}: the folder ${parent} does not exist`);
+}
+
+export async function writeOutDir<T>(outDir: string, clean: boolean, fill: (tmpDir: string) => Promise<T>): Promise<T> {
+  checkOutDir(outDir, clean);
+  const target = path.resolve(outDir);
+  const exists = fs.existsSync(target);
+  const parent = path.dirname(target);
   const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(target)}.tmp-`));
+  const removeTmp = removeOnExit(tmp); // Ctrl-C while the kernels are written or built leaves nothing behind
   try {
     const result = await fill(tmp);
     if (exists) {
@@ -25,6 +35,6 @@ export async function writeOutDir<T>(outDir: string, clean: boolean, fill: (tmpD
     } else fs.renameSync(tmp, target);
     return result;
   } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeTmp();
   }
 }

@@ -2,8 +2,9 @@
 // every input produced somewhere, every domain imported, no cycle. A model that fails gets one clear error.
 import { badInput, quoteName } from '../errors.js';
 import type { LoadedModel } from '../onnx/io.js';
-import { AttrType, toNumber, type GraphProto } from '../onnx/proto.js';
-import { Graph, Model, Node, typeFromProto, Value } from './graph.js';
+import { AttrType, toNumber, type GraphProto, type TypeProto } from '../onnx/proto.js';
+import { checkArity } from './arity.js';
+import { Graph, Model, Node, typeFromProto, Value, type ValueType } from './graph.js';
 
 export function buildModel(loaded: LoadedModel): Model {
   const model = new Model(loaded);
@@ -31,13 +32,17 @@ function buildGraph(model: Model, proto: GraphProto, parent: Graph | undefined, 
     model.reserveName(name);
     return v;
   };
-  const types = new Map<string, ReturnType<typeof typeFromProto>>();
-  for (const vi of proto.valueInfo ?? []) if (vi.name) types.set(vi.name, typeFromProto(vi.type));
+  const types = new Map<string, ValueType | undefined>();
+  for (const vi of proto.valueInfo ?? []) if (vi.name) types.set(vi.name, declaredType(vi.type, where, `value_info ${quoteName(vi.name)}`));
 
   for (const t of proto.initializer ?? []) {
     const v = define(t.name ?? '', 'initializer');
     v.initializer = t;
-    v.type = { elemType: t.dataType ?? 0, shape: (t.dims ?? []).map(toNumber) };
+    const shape = (t.dims ?? []).map(toNumber);
+    shape.forEach((d, i) => {
+      if (!Number.isSafeInteger(d) || d < 0 || d > MAX_DIM) throw badInput(where, `initializer ${quoteName(t.name)} has dimension ${i} = ${d}; a size must be from 0 to ${MAX_DIM}`);
+    });
+    v.type = { elemType: t.dataType ?? 0, shape };
     g.initializers.push(v);
   }
   for (const vi of proto.input ?? []) {
@@ -46,7 +51,7 @@ function buildGraph(model: Model, proto: GraphProto, parent: Graph | undefined, 
     const existing = g.values.get(name);
     const v = existing?.initializer ? existing : define(name, 'graph input');
     v.isGraphInput = true;
-    v.type = typeFromProto(vi.type) ?? v.type;
+    v.type = declaredType(vi.type, where, `input ${quoteName(name)}`) ?? v.type;
     g.inputs.push(v);
   }
   for (const np of proto.node ?? []) {
@@ -76,6 +81,7 @@ function buildGraph(model: Model, proto: GraphProto, parent: Graph | undefined, 
       if (v.graph !== g) registerOuterUse(v, node);
       node.setInput(i, v);
     });
+    checkArity(node, model.source);
     for (const a of node.proto.attribute ?? []) {
       const graphs = a.type === AttrType.GRAPH || a.g ? (a.g ? [a.g] : []) : a.graphs ?? [];
       for (const sp of graphs) node.subgraphs.push(buildGraph(model, sp, g, node, localFunctions));
@@ -85,11 +91,30 @@ function buildGraph(model: Model, proto: GraphProto, parent: Graph | undefined, 
     const v = g.values.get(vi.name ?? '') ?? g.lookup(vi.name ?? '');
     if (!v) throw badInput(model.source, `${g.where} output ${quoteName(vi.name)} is not produced by any node, initializer or input`);
     if (g.outputs.includes(v)) throw badInput(model.source, `${g.where} lists output ${quoteName(vi.name)} twice`);
-    v.type = typeFromProto(vi.type) ?? v.type;
+    v.type = declaredType(vi.type, `${model.source}: ${g.where}`, `output ${quoteName(vi.name)}`) ?? v.type;
     g.outputs.push(v);
   }
   g.topoSort();
   return g;
+}
+
+/** The largest dimension dynconv accepts in a model; anything bigger is corrupt (2^31 floats are 8 GiB). */
+export const MAX_DIM = 2 ** 31 - 1;
+
+/**
+ * A declared type (graph input/output, value_info), its dims checked: a negative dim_value (some exporters
+ * write -1 for "unknown") is taken as unknown; one past MAX_DIM is bad input, not an allocation to try.
+ */
+function declaredType(t: TypeProto | null | undefined, where: string, what: string): ValueType | undefined {
+  const type = typeFromProto(t);
+  if (!type?.shape) return type;
+  const shape = type.shape.map((d, i) => {
+    if (typeof d !== 'number') return d;
+    if (d < 0) return undefined;
+    if (!(d <= MAX_DIM)) throw badInput(where, `${what} has dimension ${i} = ${d}, larger than the ${MAX_DIM} dynconv accepts`);
+    return d;
+  });
+  return { ...type, shape };
 }
 
 function describeProducer(v: Value): string {

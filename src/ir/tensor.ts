@@ -2,6 +2,7 @@
 // held as Float64Array (int64 beyond 2^53 loses precision, which only matters for the INT64_MAX sentinel
 // of Slice, and is harmless there).
 import { badInput, quoteName } from '../errors.js';
+import { tensorElementCount } from '../onnx/external-data.js';
 import { DataType, onnx, toNumber, type TensorProto } from '../onnx/proto.js';
 
 export type TensorData = Float32Array | Float64Array;
@@ -30,18 +31,38 @@ function decodeHalf(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** A float as IEEE half bits (round to nearest even; out of range to infinity). */
+function encodeHalf(x: number): number {
+  const f32 = new Float32Array([x]);
+  const b = new Uint32Array(f32.buffer)[0];
+  const sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const m = (mant | 0x800000) >> (1 - e);
+    return sign | ((m + 0x1000 + ((m >> 13) & 1) - 1) >> 13);
+  }
+  const h = sign | (e << 10) | (mant >> 13);
+  const rest = mant & 0x1fff;
+  return rest > 0x1000 || (rest === 0x1000 && h & 1) ? h + 1 : h;
+}
+
 /** Decodes a TensorProto whose bytes are given (raw or typed fields). Returns undefined for types we do not fold. */
 export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tensor | undefined {
   const dims = (t.dims ?? []).map(toNumber);
-  const n = numel(dims);
+  const n = tensorElementCount(t);
   const dtype = t.dataType ?? 0;
   const where = `tensor ${quoteName(t.name)}`;
   if (raw && raw.length) {
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    let out!: Float32Array | Float64Array;
+    // The size is checked against the bytes there are before anything is allocated from the dims.
     const need = (bytes: number) => {
       if (raw.length < n * bytes) throw badInput(where, `raw_data holds ${raw.length} bytes, but ${n} elements of this type need ${n * bytes}`);
+      out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
     };
-    const out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
     switch (dtype) {
       case DataType.FLOAT: need(4); for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true); break;
       case DataType.DOUBLE: need(8); for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true); break;
@@ -88,6 +109,13 @@ export function encodeTensor(t: Tensor, name: string): TensorProto {
     case DataType.INT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setInt32(i * 4, t.data[i], true); break; }
     case DataType.BOOL: case DataType.UINT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setUint8(i, t.data[i]); break; }
     case DataType.INT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setInt8(i, t.data[i]); break; }
+    // Every other type decodeTensor reads can be written back too (a model's constant of any of them may
+    // pass through a rewrite).
+    case DataType.UINT64: { const v = dv(8); for (let i = 0; i < n; i++) v.setBigUint64(i * 8, BigInt(Math.trunc(Math.max(0, Math.min(18446744073709551615, t.data[i])))), true); break; }
+    case DataType.UINT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setUint32(i * 4, t.data[i], true); break; }
+    case DataType.INT16: { const v = dv(2); for (let i = 0; i < n; i++) v.setInt16(i * 2, t.data[i], true); break; }
+    case DataType.UINT16: { const v = dv(2); for (let i = 0; i < n; i++) v.setUint16(i * 2, t.data[i], true); break; }
+    case DataType.FLOAT16: { const v = dv(2); for (let i = 0; i < n; i++) v.setUint16(i * 2, encodeHalf(t.data[i]), true); break; }
     default: throw new Error(`encodeTensor: data type ${t.dtype} is not supported`);
   }
   return onnx.TensorProto.create({ name, dims: t.dims, dataType: t.dtype, rawData: bytes! });

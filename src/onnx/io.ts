@@ -137,10 +137,11 @@ function checkedOutputLocation(outDir: string, location: string): string {
 
 /**
  * Saves a model to a file, with its external data beside it. Every file is written whole or not at all.
+ * Returns the files written (absolute paths).
  * `keep` copies the side files of the source model (same names, same offsets) unless source and target
  * folders are the same.
  */
-export function saveModel(model: LoadedModel, file: string, options: SaveOptions = {}): void {
+export function saveModel(model: LoadedModel, file: string, options: SaveOptions = {}): string[] {
   const outDir = path.dirname(path.resolve(file));
   let mode = options.externalData ?? { kind: 'keep' };
   const tensors: TensorProto[] = [];
@@ -221,6 +222,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
       },
     });
     writeFilesAtomically(pending);
+    return pending.map((f) => f.target);
   } finally {
     for (const s of saved) restoreTensor(s);
   }

@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const pendingTemps = new Set<string>();
+/** Temporary folders (check's scratch space, emit's staging folder) removed on exit and on Ctrl-C. */
+const tempDirs = new Set<string>();
 let signalHandlersInstalled = false;
 
 function installSignalCleanup(): void {
@@ -12,6 +14,8 @@ function installSignalCleanup(): void {
   const cleanup = () => {
     for (const t of pendingTemps) fs.rmSync(t, { force: true });
     pendingTemps.clear();
+    for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+    tempDirs.clear();
   };
   process.on('exit', cleanup);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -56,4 +60,17 @@ export function writeFilesAtomically(files: PendingFile[]): void {
 
 export function writeFileAtomically(target: string, data: Uint8Array | string): void {
   writeFilesAtomically([{ target, write: (t) => fs.writeFileSync(t, data) }]);
+}
+
+/**
+ * Marks a temporary folder to be removed if the process exits or is interrupted before the caller removes
+ * it; returns the function that removes it (and forgets it).
+ */
+export function removeOnExit(dir: string): () => void {
+  installSignalCleanup();
+  tempDirs.add(dir);
+  return () => {
+    tempDirs.delete(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
 }

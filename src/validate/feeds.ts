@@ -42,15 +42,28 @@ export function concreteShape(shape: Dim[] | undefined, sizes: Record<string, nu
   });
 }
 
-export function randomFeeds(model: Model, seed: number, sizes: Record<string, number>): Feeds {
+/** The dims of the random inputs `randomFeeds` makes, by input name (nothing is allocated). */
+export function feedShapes(model: Model, sizes: Record<string, number>): Record<string, number[]> {
+  const shapes: Record<string, number[]> = {};
+  for (const v of model.graph.inputs) if (!v.initializer) shapes[v.name] = concreteShape(v.type?.shape, sizes, `input ${quoteName(v.name)}`);
+  return shapes;
+}
+
+/** Random inputs; `shapes` (from feedShapes) when the caller has them already. */
+export function randomFeeds(model: Model, seed: number, sizes: Record<string, number>, shapes = feedShapes(model, sizes)): Feeds {
   const next = rng(seed);
   const feeds: Feeds = {};
   for (const v of model.graph.inputs) {
     if (v.initializer) continue;
-    const dims = concreteShape(v.type?.shape, sizes, `input ${quoteName(v.name)}`);
+    const dims = shapes[v.name];
     const n = dims.reduce((p, d) => p * d, 1);
     const elem = v.type?.elemType ?? DataType.FLOAT;
-    if (elem === DataType.FLOAT) feeds[v.name] = { dims, type: 'float32', data: Float32Array.from({ length: n }, () => next() * 2 - 1) };
+    if (elem === DataType.FLOAT) {
+      // (filled in place: Float32Array.from with a map function goes through an array, which fails past 2^27 elements)
+      const data = new Float32Array(n);
+      for (let i = 0; i < n; i++) data[i] = next() * 2 - 1;
+      feeds[v.name] = { dims, type: 'float32', data };
+    }
     else if (elem === DataType.INT64) feeds[v.name] = { dims, type: 'int64', data: new BigInt64Array(n) };
     else if (elem === DataType.INT32) feeds[v.name] = { dims, type: 'int32', data: new Int32Array(n) };
     else if (elem === DataType.BOOL) feeds[v.name] = { dims, type: 'bool', data: new Uint8Array(n) };

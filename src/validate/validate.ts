@@ -3,10 +3,12 @@ import { buildModel } from '../ir/build.js';
 import type { Model } from '../ir/graph.js';
 import { loadModel } from '../onnx/io.js';
 import { compareArrays, type Agreement } from './compare.js';
-import { randomFeeds, readFeedsFromDir, readOutputsFromDir, type Feeds } from './feeds.js';
+import { checkBudget, DEFAULT_MAX_BYTES } from './budget.js';
+import { feedShapes, randomFeeds, readFeedsFromDir, readOutputsFromDir, type Feeds } from './feeds.js';
 import { runOrt } from './ort.js';
 import { DYNCONV_DOMAIN } from '../../codegen/op-desc.js';
 import { runFusedWithOrtKernels } from './kernels-ort.js';
+import { checkWgslKernels } from './kernels-wgsl.js';
 
 export interface ValidateOptions {
   inputsDir?: string;
@@ -14,6 +16,8 @@ export interface ValidateOptions {
   sizes?: Record<string, number>;
   rtol?: number;
   kernels?: 'wgsl' | 'ort';
+  /** Refuse a run estimated to need more memory than this (default DEFAULT_MAX_BYTES). */
+  maxBytes?: number;
 }
 
 export interface ValidateResult {
@@ -24,16 +28,31 @@ export interface ValidateResult {
   fused: string;
   inputs: Record<string, number[]>;
   outputs: Agreement[];
+  /** With --kernels wgsl: each fused op's WGSL kernel against ONNX Runtime's execution of the same op. */
+  kernels?: Agreement[];
 }
 
-export function makeFeeds(model: Model, opts: ValidateOptions): Feeds {
-  return opts.inputsDir ? readFeedsFromDir(opts.inputsDir, model) : randomFeeds(model, opts.seed ?? 1, opts.sizes ?? {});
+/**
+ * The inputs of a run, once the memory budget allows it: the estimate uses the sizes the run will have
+ * (those of the files in inputsDir, or the random inputs' sizes), for `model` and the models in `alsoRun`,
+ * and is made before the random inputs are allocated.
+ */
+export function makeFeeds(model: Model, opts: ValidateOptions, alsoRun: Model[] = []): Feeds {
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (opts.inputsDir) {
+    const feeds = readFeedsFromDir(opts.inputsDir, model);
+    checkBudget([model, ...alsoRun], Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])), maxBytes);
+    return feeds;
+  }
+  const shapes = feedShapes(model, opts.sizes ?? {});
+  checkBudget([model, ...alsoRun], shapes, maxBytes);
+  return randomFeeds(model, opts.seed ?? 1, opts.sizes ?? {}, shapes);
 }
 
 export async function validateModels(originalPath: string, fusedPath: string, opts: ValidateOptions = {}): Promise<ValidateResult> {
   const original = buildModel(loadModel(originalPath));
   const fusedModel = buildModel(loadModel(fusedPath)); // the fused file must itself be a well-formed model
-  const feeds = makeFeeds(original, opts);
+  const feeds = makeFeeds(original, opts, [fusedModel]);
   // The reference is the original model on ONNX Runtime. Where it cannot run at these sizes (an export that
   // baked its batch into the graph) and the input folder holds the exporter's outputs, those serve instead.
   let want: Record<string, { dims: number[]; data: ArrayLike<number> | BigInt64Array }>;
@@ -57,8 +76,10 @@ export async function validateModels(originalPath: string, fusedPath: string, op
     const agreement = compareArrays(v.name, w.dims, Array.from(g.data as ArrayLike<number>, Number), Array.from(w.data as ArrayLike<number>, Number), rtol);
     return sameDims ? agreement : { ...agreement, ok: false };
   });
+  const kernels = withKernels && opts.kernels === 'wgsl' ? await checkWgslKernels(fusedPath, fusedModel, feeds, rtol) : undefined;
   return {
-    ok: outputs.every((o) => o.ok),
+    ok: outputs.every((o) => o.ok) && (kernels ?? []).every((k) => k.ok),
+    ...(kernels ? { kernels } : {}),
     reference,
     original: originalPath,
     fused: fusedPath,

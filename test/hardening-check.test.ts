@@ -1,0 +1,93 @@
+// Scale and feedback: `check` spreads models over --jobs worker threads and still reports them in the order
+// given; it shows progress on stderr when stderr is a terminal and says nothing there when it is not.
+import test from 'ava';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkModels } from '../src/cli/check.js';
+import { runCli } from './helpers/cli.js';
+import { CLI, fixturePath, tempDir } from './helpers/paths.js';
+
+const MODELS = ['dycnn_op13', 'negative_se_op11', 'condconv_op13', 'perpixel_dw_op13', 'odconv_k4_op13'].map(fixturePath);
+
+function withBadModels(): string[] {
+  const dir = tempDir();
+  const garbage = path.join(dir, 'garbage.onnx');
+  fs.writeFileSync(garbage, 'not a model');
+  return [MODELS[0], garbage, ...MODELS.slice(1, 3), path.join(dir, 'missing.onnx'), ...MODELS.slice(3), MODELS[0]];
+}
+
+/** A report without what differs between runs: the scratch path of the fused model. */
+const comparable = (r: unknown) => JSON.parse(JSON.stringify(r, (k, v) => (k === 'fused' && typeof v === 'string' ? '<scratch>' : v)));
+
+test.serial('check --jobs 3 reports the same models in the same order as --jobs 1', async (t) => {
+  const files = withBadModels();
+  const one = await checkModels(files, { jobs: 1 });
+  const three = await checkModels(files, { jobs: 3 });
+  t.deepEqual(three.models.map((m) => m.file), files, 'the order given');
+  t.deepEqual(comparable(three), comparable(one));
+  t.false(one.ok);
+  t.truthy(one.models[1].error, 'garbage is reported as an error');
+  t.is(one.models[1].errorKind, 'input');
+  t.true(one.models[2].ok && one.models[6].ok);
+  // Through the CLI: the text report is byte for byte the same.
+  const a = await runCli(['check', ...files, '--jobs', '1']);
+  const b = await runCli(['check', ...files, '--jobs', '4']);
+  t.is(a.code, 1);
+  t.is(b.code, 1);
+  t.is(b.stdout, a.stdout);
+  t.is(b.stderr, '', 'nothing on stderr when it is not a terminal');
+});
+
+test.serial('check --jobs sends each model to a worker thread', async (t) => {
+  // Counted where the models are handed to the workers.
+  const { Worker } = await import('node:worker_threads');
+  let made = 0;
+  const original = Worker.prototype.postMessage;
+  Worker.prototype.postMessage = function (this: InstanceType<typeof Worker>, ...args: Parameters<typeof original>) {
+    made++;
+    return original.apply(this, args);
+  };
+  try {
+    const r = await checkModels(MODELS.slice(0, 4), { jobs: 2 });
+    t.true(r.ok);
+  } finally {
+    Worker.prototype.postMessage = original;
+  }
+  t.is(made, 4, 'each model went to a worker thread');
+});
+
+test('--jobs outside 1..64 is a usage error', async (t) => {
+  for (const j of ['0', '65', 'two', '1.5']) {
+    const r = await runCli(['check', MODELS[0], '--jobs', j]);
+    t.is(r.code, 2, j);
+    t.regex(r.stderr, /--jobs: expected a whole number from 1 to 64/);
+  }
+});
+
+function haveScript(): boolean {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test.serial('check shows progress on stderr when it is a terminal', async (t) => {
+  if (process.platform !== 'linux' || !haveScript()) {
+    t.pass('no script(1) to give the command a terminal');
+    return;
+  }
+  // script(1) runs the command on a pseudo-terminal; stdout goes to a file, so the terminal shows stderr only.
+  const dir = tempDir();
+  const out = path.join(dir, 'stdout.txt');
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = [process.execPath, CLI, 'check', ...MODELS.slice(0, 3), '--jobs', '2'].map(quote).join(' ') + ` > ${quote(out)}`;
+  const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
+  t.is(r.status, 0, r.stdout + r.stderr);
+  const terminal = r.stdout;
+  for (let k = 1; k <= 3; k++) t.true(terminal.includes(`check: ${k}/3 `), `progress ${k}/3 shown: ${JSON.stringify(terminal)}`);
+  t.true(terminal.endsWith('\r\x1b[K'), 'the progress line is cleared at the end');
+  t.regex(fs.readFileSync(out, 'utf8'), /3 of 3 models ok/);
+});
