@@ -3,7 +3,7 @@ import { Analysis } from '../src/analysis/analyze.js';
 import { badInput } from '../src/errors.js';
 import type { Model, Node } from '../src/ir/graph.js';
 import { AttrType, toNumber } from '../src/onnx/proto.js';
-import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OpDescError, type FusedOpType, type OpDesc, type RawAttrs } from './op-desc.js';
+import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc, type RawAttrs } from './op-desc.js';
 
 export interface FusedNode {
   /** A safe identifier ([A-Za-z0-9_]) for file and symbol names: never derived from the model's names. */
@@ -29,6 +29,10 @@ export function fusedNodes(model: Model, analysis = new Analysis(model)): FusedN
   for (const n of model.graph.nodes) {
     if (n.domain !== DYNCONV_DOMAIN) continue;
     if (!FUSED_OP_TYPES.includes(n.opType as FusedOpType)) throw badInput(model.source, `${n.label} is not an op of the ${DYNCONV_DOMAIN} set (${FUSED_OP_TYPES.join(', ')})`);
+    // Every input of the op is required (docs/ops.md): the back ends index them by position.
+    const want = OP_INPUTS[n.opType as FusedOpType];
+    const given = n.inputs.filter((v) => v).length;
+    if (n.inputs.length !== want.length || given !== want.length) throw badInput(model.source, `${n.label} has ${given} of its inputs; ${n.opType} takes ${want.length} (${want.join(', ')}), all required`);
     const xShape = analysis.shape(n.inputs[0]);
     if (!xShape) throw badInput(model.source, `${n.label}: the rank of its input X is unknown`);
     let desc: OpDesc;

@@ -124,7 +124,7 @@ export const commands: Record<string, Command> = {
     },
   },
   validate: {
-    usage: 'validate ORIGINAL FUSED [--json] [--inputs DIR] [--dim N=S]',
+    usage: 'validate ORIGINAL FUSED [--json] [--inputs DIR] [--dim N=S] [--max-bytes N]',
     summary: 'run both models on the same inputs and compare every output',
     options: { json: { type: 'boolean' }, inputs: { type: 'string' }, dim: { type: 'string', multiple: true }, seed: { type: 'string' }, rtol: { type: 'string' }, kernels: { type: 'string' }, 'max-bytes': { type: 'string' } },
     optionHelp: { json: 'print {"ok": bool, "outputs": [...]}', inputs: 'a folder of input_N.pb TensorProto files (ONNX test_data_set layout)', dim: 'size for a symbolic dim, e.g. --dim batch=4 (repeatable)', seed: 'seed of the random inputs (default 1)', rtol: 'relative L2 tolerance (default 1e-4)', kernels: 'also run the emitted kernels: wgsl or ort', 'max-bytes': MAX_BYTES_HELP },
@@ -138,7 +138,7 @@ export const commands: Record<string, Command> = {
     },
   },
   check: {
-    usage: 'check MODEL... [--json] [--junit FILE] [--kernels wgsl|ort]',
+    usage: 'check MODEL... [--json] [--junit FILE] [--kernels wgsl|ort] [--jobs N]',
     summary: 'scan, fuse and validate each model; exit 1 if a site is left unfused or wrong',
     options: { json: { type: 'boolean' }, junit: { type: 'string' }, dim: { type: 'string', multiple: true }, kernels: { type: 'string' }, jobs: { type: 'string' }, 'max-bytes': { type: 'string' } },
     optionHelp: { json: 'print {"ok": bool, "models": [...]}', junit: 'write a JUnit XML report', dim: 'size for a symbolic dim (repeatable)', kernels: 'also emit and run kernels: wgsl or ort', jobs: 'models checked at once, each on its own thread (default 1)', 'max-bytes': MAX_BYTES_HELP },

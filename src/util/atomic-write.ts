@@ -11,10 +11,19 @@ let signalHandlersInstalled = false;
 function installSignalCleanup(): void {
   if (signalHandlersInstalled) return;
   signalHandlersInstalled = true;
+  // Worker threads may still be writing into a scratch folder while it is removed: retry, and never let
+  // one failure stop the others from going.
+  const remove = (p: string, recursive: boolean) => {
+    try {
+      fs.rmSync(p, { recursive, force: true, maxRetries: 20, retryDelay: 10 });
+    } catch {
+      // best effort: the process is ending
+    }
+  };
   const cleanup = () => {
-    for (const t of pendingTemps) fs.rmSync(t, { force: true });
+    for (const t of pendingTemps) remove(t, false);
     pendingTemps.clear();
-    for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+    for (const d of tempDirs) remove(d, true);
     tempDirs.clear();
   };
   process.on('exit', cleanup);
