@@ -72,6 +72,15 @@ export function randomFeeds(model: Model, seed: number, sizes: Record<string, nu
   return feeds;
 }
 
+/** A serialized TensorProto file (ONNX test_data_set layout). */
+function readTensorFile(file: string) {
+  try {
+    return onnx.TensorProto.decode(fs.readFileSync(file));
+  } catch {
+    throw badInput(file, 'is not a serialized TensorProto');
+  }
+}
+
 /** Reads input_*.pb from a folder, matching them to the model's inputs by name (or by position). */
 export function readFeedsFromDir(dir: string, model: Model): Feeds {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw badInput(dir, 'is not a folder of input_*.pb files');
@@ -81,12 +90,7 @@ export function readFeedsFromDir(dir: string, model: Model): Feeds {
   const feeds: Feeds = {};
   files.forEach((f, i) => {
     const file = path.join(dir, f);
-    let t;
-    try {
-      t = onnx.TensorProto.decode(fs.readFileSync(file));
-    } catch {
-      throw badInput(file, 'is not a serialized TensorProto');
-    }
+    const t = readTensorFile(file);
     const name = t.name && inputs.some((v) => v.name === t.name) ? t.name : inputs[i]?.name;
     if (!name) throw badInput(file, 'does not match any input of the model');
     const decoded = decodeTensor(t, t.rawData?.length ? t.rawData : undefined);
@@ -103,13 +107,7 @@ export function readFeedsFromDir(dir: string, model: Model): Feeds {
 export function readOutputsFromDir(dir: string): Record<string, { dims: number[]; data: Float32Array }> {
   const out: Record<string, { dims: number[]; data: Float32Array }> = {};
   for (const f of fs.readdirSync(dir).filter((x) => /^output_\d+\.pb$/.test(x))) {
-    const file = path.join(dir, f);
-    let t;
-    try {
-      t = onnx.TensorProto.decode(fs.readFileSync(file));
-    } catch {
-      throw badInput(file, 'is not a serialized TensorProto');
-    }
+    const t = readTensorFile(path.join(dir, f));
     const d = decodeTensor(t, t.rawData?.length ? t.rawData : undefined);
     if (d && t.name) out[t.name] = { dims: d.dims, data: Float32Array.from(d.data) };
   }
