@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Analysis } from '../analysis/analyze.js';
 import { Worker } from 'node:worker_threads';
 import { asUserError, EXIT_BAD_INPUT } from '../errors.js';
-import { removeOnExit } from '../util/atomic-write.js';
+import { onInterrupt, removeOnExit } from '../util/atomic-write.js';
 import { buildModel } from '../ir/build.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { fuseModel } from '../../passes/fuse.js';
@@ -115,10 +115,22 @@ function runOnWorkers(files: string[], opts: WorkerOptions, jobs: number, onResu
     let next = 0, running = 0, failed = false;
     const workers = new Set<Worker>();
     const stopAll = () => { for (const w of workers) void w.terminate(); workers.clear(); };
+    // Ctrl-C: no new model is started, the ones in progress finish, then the process exits. Exiting (or
+    // terminating a worker) while a worker is inside ONNX Runtime aborts the process.
+    let stopping = false;
+    const busy = new Set<Worker>();
+    const exited: Promise<number>[] = [];
+    const unhook = onInterrupt(async () => {
+      stopping = true;
+      for (const w of workers) if (!busy.has(w)) { workers.delete(w); exited.push(w.terminate()); }
+      while (workers.size) await new Promise((r) => setTimeout(r, 20));
+      await Promise.allSettled(exited);
+    });
     const fail = (e: Error) => {
       if (failed) return;
       failed = true;
       stopAll();
+      unhook();
       reject(e);
     };
     const start = () => {
@@ -126,14 +138,17 @@ function runOnWorkers(files: string[], opts: WorkerOptions, jobs: number, onResu
       workers.add(w);
       let current: number | undefined;
       const feed = () => {
+        busy.delete(w);
+        if (stopping) { workers.delete(w); exited.push(w.terminate()); return; }
         if (failed) return;
         if (next >= files.length) {
           workers.delete(w);
           void w.terminate();
-          if (--running === 0) resolve();
+          if (--running === 0) { unhook(); resolve(); }
           return;
         }
         current = next++;
+        busy.add(w);
         w.postMessage({ index: current, file: files[current], opts } satisfies CheckRequest);
       };
       w.on('message', (reply: CheckReply) => {

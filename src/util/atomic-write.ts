@@ -6,6 +6,8 @@ import path from 'node:path';
 const pendingTemps = new Set<string>();
 /** Temporary folders (check's scratch space, emit's staging folder) removed on exit and on Ctrl-C. */
 const tempDirs = new Set<string>();
+/** Called on a signal before the process exits (and before the clean-up), awaited for a few seconds. */
+const interruptHooks = new Set<() => Promise<unknown>>();
 let signalHandlersInstalled = false;
 
 function installSignalCleanup(): void {
@@ -27,10 +29,21 @@ function installSignalCleanup(): void {
     tempDirs.clear();
   };
   process.on('exit', cleanup);
+  let interrupted = false;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
-      cleanup();
-      process.exit(130);
+      // Work that must wind down first (worker threads inside ONNX Runtime: exiting under them aborts the
+      // process) gets a few seconds; a second signal does not wait.
+      if (interrupted || !interruptHooks.size) {
+        cleanup();
+        process.exit(130);
+      }
+      interrupted = true;
+      const limit = new Promise((resolve) => setTimeout(resolve, 5000).unref());
+      void Promise.race([Promise.allSettled([...interruptHooks].map((h) => h())), limit]).then(() => {
+        cleanup();
+        process.exit(130);
+      });
     });
   }
 }
@@ -82,4 +95,11 @@ export function removeOnExit(dir: string): () => void {
     tempDirs.delete(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   };
+}
+
+/** Runs `hook` (and waits for it, a few seconds at most) when a signal ends the process; returns the unregister. */
+export function onInterrupt(hook: () => Promise<unknown>): () => void {
+  installSignalCleanup();
+  interruptHooks.add(hook);
+  return () => interruptHooks.delete(hook);
 }
