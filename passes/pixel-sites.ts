@@ -19,11 +19,11 @@ import type { Site } from './site.js';
 
 const MAX_TERMS_CHECKED = 1 << 18;
 /**
- * Element traces one candidate may take in all (the final check takes up to 2 * MAX_TERMS_CHECKED of
- * them; the heaviest fixture candidate takes about 900 000): past it the candidate is reported as too large
- * to verify.
+ * Trace steps (ops walked back from an element to its root) one candidate may take in all: about a second of
+ * work. The heaviest fixture candidate takes 4.2 million; past the budget the candidate is reported as too
+ * large to verify.
  */
-const MAX_TRACES = 1 << 21;
+const MAX_TRACE_STEPS = 1 << 23;
 
 /** The terms of a contraction, computed per output element on demand. */
 interface Terms {
@@ -294,7 +294,7 @@ export function findPixelSites(model: Model, structural: Analysis): Site[] {
       site = matchPixel(node, operands, structural, probeAnalysis);
     } catch (e) {
       if (!(e instanceof ProbeBudgetExceeded)) throw e;
-      const why = `the tensors are too large to verify the site by probing (more than ${MAX_TRACES} element traces)`;
+      const why = `the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`;
       site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [`not fused: ${why}`], notFused: why };
     }
     if (site) sites.push(site);
@@ -311,7 +311,7 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
   if (!grows(rootA, operands[0]) && !grows(rootB, operands[1])) return undefined;
   const site: Site = { family: 'per-pixel', anchor: node, generator: [], perSample: false, perPixel: true, batch: 'per-pixel', explain: [] };
   const fail = (why: string) => { site.notFused = why; site.explain.push(`not fused: ${why}`); return site; };
-  const budget: ProbeBudget = { left: MAX_TRACES };
+  const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
   const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes');
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.

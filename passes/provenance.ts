@@ -26,12 +26,12 @@ export function ravel(c: readonly number[], dims: readonly number[]): number {
 export const ZERO = -1;
 
 /**
- * Thrown when the traces of one match run past their budget: the shapes are too large to verify by
- * probing (a corrupt static dim of 2^24 makes every loop over positions take minutes).
+ * Thrown when the traces of one match run past their budget: the shapes are too large, or the paths too
+ * long, to verify by probing (a corrupt static dim of 2^24 makes every loop over positions take minutes).
  */
 export class ProbeBudgetExceeded extends Error {}
 
-/** How many traces a match may take in all, shared by its tracers. */
+/** How many trace steps (ops walked back, and arrivals at the root) a match may take in all, shared by its tracers. */
 export interface ProbeBudget {
   left: number;
 }
@@ -70,14 +70,17 @@ export class Tracer {
   }
 
   trace(v: Value, c: number[]): number | undefined {
-    if (this.budget && --this.budget.left < 0) throw new ProbeBudgetExceeded();
     for (let depth = 0; depth < 256; depth++) {
+      if (this.budget && --this.budget.left < 0) throw new ProbeBudgetExceeded();
       if (v === this.root) return ravel(c, this.dims(v)!);
       const n = v.producer;
       if (!isMovement(n)) return undefined;
       const next = this.step(n!, v, c);
       if (next === undefined || next === ZERO) return next;
       [v, c] = next;
+      // A coordinate has one entry per axis of its value; anything else comes of a malformed node (a Slice
+      // axis of 4e9 makes a sparse coordinate 4e9 long) and traces nothing.
+      if (c.length !== this.dims(v)?.length) return undefined;
     }
     return undefined;
   }

@@ -10,8 +10,8 @@ export const MAX_FOLD_ELEMENTS = 1 << 24;
 /** Multiply-adds a folded MatMul may take. */
 const MAX_FOLD_WORK = 1 << 26;
 
-/** Thrown by `alloc` when a result would be too large to fold; evaluateNode turns it into "not foldable". */
-class TooLarge extends Error {}
+/** Thrown where a result would be too large to fold, or the node is malformed; evaluateNode returns undefined. */
+class NotFoldable extends Error {}
 
 /**
  * The output array of a folded op: `dims` must be sizes (whole, not negative) of at most MAX_FOLD_ELEMENTS
@@ -21,10 +21,10 @@ class TooLarge extends Error {}
 function alloc(like: Tensor['data'] | Float32ArrayConstructor | Float64ArrayConstructor, dims: readonly number[]): Tensor['data'] {
   let n = 1;
   for (const d of dims) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new TooLarge();
+    if (!Number.isSafeInteger(d) || d < 0) throw new NotFoldable();
     n *= d;
   }
-  if (n > MAX_FOLD_ELEMENTS) throw new TooLarge();
+  if (n > MAX_FOLD_ELEMENTS) throw new NotFoldable();
   const C = (typeof like === 'function' ? like : like.constructor) as Float32ArrayConstructor;
   return new C(n);
 }
@@ -80,8 +80,14 @@ function unary(a: Tensor, f: (x: number) => number): Tensor {
   return { dtype: a.dtype, dims: [...a.dims], data: out };
 }
 
-function normAxis(axis: number, rank: number): number {
-  return axis < 0 ? axis + rank : axis;
+/**
+ * An axis in [-rank, rank) (Flatten: up to rank itself) as a position. Any other axis makes the node not
+ * foldable: written into an array, an axis of 4e9 makes it sparse and 4e9 long, and walking it takes minutes.
+ */
+function normAxis(axis: number, rank: number, inclusive = false): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a > rank || (a === rank && !inclusive)) throw new NotFoldable();
+  return a;
 }
 
 export function transpose(a: Tensor, perm: number[]): Tensor {
@@ -89,7 +95,7 @@ export function transpose(a: Tensor, perm: number[]): Tensor {
   const inS = strides(a.dims);
   const outS = strides(dims);
   const n = a.data.length;
-  if (perm.length !== a.dims.length || !perm.every((p, i) => Number.isInteger(p) && p >= 0 && p < perm.length && perm.indexOf(p) === i)) throw new TooLarge();
+  if (perm.length !== a.dims.length || !perm.every((p, i) => Number.isInteger(p) && p >= 0 && p < perm.length && perm.indexOf(p) === i)) throw new NotFoldable();
   const out = alloc(a.data, dims);
   const r = dims.length;
   for (let i = 0; i < n; i++) {
@@ -199,7 +205,7 @@ function matmul(a: Tensor, b: Tensor): Tensor | undefined {
   if (!batch) return undefined;
   const nb = numel(batch);
   const ia = broadcastIndexer(A.dims.slice(0, -2), batch), ib = broadcastIndexer(B.dims.slice(0, -2), batch);
-  if (nb * m * n * k > MAX_FOLD_WORK) throw new TooLarge();
+  if (nb * m * n * k > MAX_FOLD_WORK) throw new NotFoldable();
   const out = alloc(a.data, [nb, m, n]);
   for (let t = 0; t < nb; t++) {
     const ao = ia(t) * m * k, bo = ib(t) * k * n, oo = t * m * n;
@@ -235,7 +241,7 @@ export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: num
   try {
     return evaluate(node, ins, opset);
   } catch (e) {
-    if (e instanceof TooLarge) return undefined;
+    if (e instanceof NotFoldable) return undefined;
     throw e;
   }
 }
@@ -343,7 +349,7 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
     }
     case 'Flatten': {
       if (!x) return undefined;
-      const axis = normAxis(node.attrInt('axis', 1), x.dims.length);
+      const axis = normAxis(node.attrInt('axis', 1), x.dims.length, true);
       return [{ ...x, dims: [numel(x.dims.slice(0, axis)), numel(x.dims.slice(axis))] }];
     }
     case 'Reshape': {

@@ -58,7 +58,7 @@ function formatSummary(s: Summary, seed: number, crashes: Map<string, CaseResult
   ];
   if (s.slowest) lines.push(`slowest: case ${s.slowest.index} ${Math.round(s.slowest.ms)} ms (${s.slowest.spawned ? 'process' : 'in-process'}, ${s.slowest.command}, from ${s.slowest.source}; ${s.slowest.mutations.join('; ')})`);
   lines.push(`failures: ${s.failures.length} case${s.failures.length === 1 ? '' : 's'}; crashes found: ${crashes.size} distinct${crashes.size ? ` (saved under ${saveDir})` : ''}`);
-  for (const [sig, rs] of crashes) lines.push(`  ${rs.length}x ${sig}\n     first: ${formatFailure(rs[0])}`);
+  for (const [sig, rs] of crashes) lines.push(`  ${rs.length}x ${sig}\n     first: ${formatFailure(rs[0])}${rs.length > 1 ? `\n     cases: ${rs.slice(0, 20).map((r) => r.index).join(', ')}${rs.length > 20 ? ', ...' : ''}` : ''}`);
   return lines.join('\n');
 }
 
