@@ -74,20 +74,54 @@ function haveScript(): boolean {
   }
 }
 
-test.serial('check shows progress on stderr when it is a terminal', async (t) => {
-  if (process.platform !== 'linux' || !haveScript()) {
-    t.pass('no script(1) to give the command a terminal');
-    return;
-  }
-  // script(1) runs the command on a pseudo-terminal; stdout goes to a file, so the terminal shows stderr only.
+/** Runs the CLI with stderr on a pseudo-terminal (script(1)) and stdout to a file: what the terminal shows. */
+function onTerminal(args: string[]): { status: number | null; terminal: string; stdout: string } {
   const dir = tempDir();
   const out = path.join(dir, 'stdout.txt');
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const cmd = [process.execPath, CLI, 'check', ...MODELS.slice(0, 3), '--jobs', '2'].map(quote).join(' ') + ` > ${quote(out)}`;
+  const cmd = [process.execPath, CLI, ...args].map(quote).join(' ') + ` > ${quote(out)}`;
   const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
-  t.is(r.status, 0, r.stdout + r.stderr);
-  const terminal = r.stdout;
-  for (let k = 1; k <= 3; k++) t.true(terminal.includes(`check: ${k}/3 `), `progress ${k}/3 shown: ${JSON.stringify(terminal)}`);
-  t.true(terminal.endsWith('\r\x1b[K'), 'the progress line is cleared at the end');
-  t.regex(fs.readFileSync(out, 'utf8'), /3 of 3 models ok/);
+  return { status: r.status, terminal: r.stdout + r.stderr, stdout: fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '' };
+}
+
+const canUseTerminal = process.platform === 'linux' && haveScript();
+
+test.serial('check shows progress on stderr when it is a terminal', async (t) => {
+  if (!canUseTerminal) {
+    t.pass('no script(1) to give the command a terminal');
+    return;
+  }
+  const r = onTerminal(['check', ...MODELS.slice(0, 3), '--jobs', '2']);
+  t.is(r.status, 0, r.terminal);
+  for (let k = 0; k <= 3; k++) t.true(r.terminal.includes(`check: ${k}/3 `), `progress ${k}/3 shown: ${JSON.stringify(r.terminal)}`);
+  t.true(r.terminal.endsWith('\r\x1b[K'), 'the progress line is cleared at the end');
+  t.regex(r.stdout, /3 of 3 models ok/);
+});
+
+test.serial('fuse and validate show their stages on a terminal and nothing on stderr otherwise', async (t) => {
+  const dir = tempDir();
+  const fused = path.join(dir, 'fused.onnx');
+  const piped = await runCli(['fuse', MODELS[0], '-o', fused]);
+  t.is(piped.code, 0, piped.stderr);
+  t.is(piped.stderr, '', 'no progress when stderr is not a terminal');
+  const checked = await runCli(['validate', MODELS[0], fused]);
+  t.is(checked.code, 0, checked.stderr);
+  t.is(checked.stderr, '');
+  if (!canUseTerminal) {
+    t.pass('no script(1) to give the command a terminal');
+    return;
+  }
+  const f = onTerminal(['fuse', MODELS[0], '-o', path.join(dir, 'again.onnx')]);
+  t.is(f.status, 0, f.terminal);
+  for (const stage of ['fuse: loading ', 'fuse: finding and fusing', 'fuse: saving ']) t.true(f.terminal.includes(stage), `${stage} shown: ${JSON.stringify(f.terminal)}`);
+  t.true(f.terminal.endsWith('\r\x1b[K'), 'cleared before the result');
+  t.regex(f.stdout, /fused 1 of 1 site/);
+  const v = onTerminal(['validate', MODELS[0], fused]);
+  t.is(v.status, 0, v.terminal);
+  t.true(v.terminal.includes('validate: running ') && v.terminal.includes('on ONNX Runtime'), JSON.stringify(v.terminal));
+  t.true(v.terminal.endsWith('\r\x1b[K'));
+  // An error clears the line first, so the message starts a line of its own.
+  const bad = onTerminal(['fuse', path.join(dir, 'missing.onnx'), '-o', path.join(dir, 'x.onnx')]);
+  t.is(bad.status, 2);
+  t.regex(bad.terminal, /\r\x1b\[Kdynconv fuse: .*missing\.onnx/, JSON.stringify(bad.terminal));
 });

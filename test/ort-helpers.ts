@@ -9,6 +9,9 @@ import * as ort from 'onnxruntime-node';
 import { describeOp, DYNCONV_DOMAIN, type FusedOpType, type OpDesc, type RawAttrs } from '../codegen/op-desc.js';
 import { packageRoot, ortHeadersPresent, FETCH_HEADERS_SCRIPT } from '../codegen/ort/paths.js';
 import type { FloatTensor } from '../codegen/ort/runner.js';
+import { randomTensor, rng } from './helpers/random.js';
+
+export { rng, randomTensor, relL2 } from './helpers/random.js';
 
 const { onnx } = onnxProto;
 type Attr = onnxProto.onnx.IAttributeProto;
@@ -25,39 +28,6 @@ export function testCacheDir(name: string): string {
   const d = join(packageRoot(), '.cache', name);
   mkdirSync(d, { recursive: true });
   return d;
-}
-
-// --- random data ---------------------------------------------------------------------------------------
-
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
-export function randomTensor(dims: number[], r: () => number, lo = -1, hi = 1): FloatTensor {
-  const n = dims.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * r();
-  return { dims, data };
-}
-
-export function relL2(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 // --- a tiny graph builder ------------------------------------------------------------------------------

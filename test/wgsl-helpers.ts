@@ -130,35 +130,7 @@ export async function runOrt(
 
 // ---------- random data and comparison ----------
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
-export function randTensor(dims: number[], r: () => number, lo = -1, hi = 1): Tensor {
-  const n = dims.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * r();
-  return { dims, data };
-}
-
-export function relL2(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
+export { rng, randomTensor as randTensor, relL2 } from './helpers/random.js';
 
 // ---------- reference models for the com.dynconv ops, standard ONNX ops only ----------
 

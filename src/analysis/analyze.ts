@@ -28,9 +28,19 @@ export interface ValueFacts {
   shapeValue?: Dim[];
 }
 
+/**
+ * Elements one analysis may allocate by folding, in all. One fold is bounded by MAX_FOLD_ELEMENTS, but a
+ * corrupt model can chain many (a ConstantOfShape of 2^24 zeros through Concat, Slice, Transpose and Cast
+ * took seconds); past this budget only small inputs and results (shapes, axes, scalars: up to SMALL_FOLD
+ * elements) are folded. Real models fold far less: expert banks and shape chains are initializers or small.
+ */
+const MAX_FOLD_TOTAL = 1 << 25;
+const SMALL_FOLD = 1 << 12;
+
 export class Analysis {
   private readonly facts = new Map<Value, ValueFacts>();
   private readonly consts = new Map<Value, Tensor | null>();
+  private foldBudget = MAX_FOLD_TOTAL;
   readonly opset: number;
   constructor(
     readonly model: Model,
@@ -73,8 +83,11 @@ export class Analysis {
       // constants, and shape-only values once the shapes they come from are known
       const n = v.producer;
       const ins = n.inputs.map((i) => (i ? this.constValue(i) : undefined));
-      if (n.inputs.every((i, k) => !i || ins[k])) {
-        const outs = evaluateNode(n, ins, this.opset);
+      const affordable = this.foldBudget > 0 || ins.every((t) => !t || t.data.length <= SMALL_FOLD);
+      if (affordable && n.inputs.every((i, k) => !i || ins[k])) {
+        const outs = evaluateNode(n, ins, this.opset, Math.max(this.foldBudget, SMALL_FOLD));
+        // Results that share an input's buffer (Reshape, Identity) cost nothing.
+        for (const o of outs ?? []) if (!ins.some((i) => i?.data === o.data)) this.foldBudget -= o.data.length;
         const t = outs?.[n.outputs.indexOf(v)];
         if (t && t.data.length <= MAX_FOLD_ELEMENTS) result = t;
       }

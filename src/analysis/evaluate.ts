@@ -13,10 +13,13 @@ const MAX_FOLD_WORK = 1 << 26;
 /** Thrown where a result would be too large to fold, or the node is malformed; evaluateNode returns undefined. */
 class NotFoldable extends Error {}
 
+/** The most elements `alloc` gives one result during the current evaluateNode call (set by it). */
+let allocLimit = MAX_FOLD_ELEMENTS;
+
 /**
- * The output array of a folded op: `dims` must be sizes (whole, not negative) of at most MAX_FOLD_ELEMENTS
- * elements in all. Every result of the evaluator is allocated here, so shapes taken from a model (a Tile by
- * 2^30, a Pad of 2^40) never reach an allocation.
+ * The output array of a folded op: `dims` must be sizes (whole, not negative) of at most `allocLimit`
+ * elements in all. Results whose size comes from the model are allocated here, so shapes taken from a model
+ * (a Tile by 2^30, a Pad of 2^40) never reach an allocation.
  */
 function alloc(like: Tensor['data'] | Float32ArrayConstructor | Float64ArrayConstructor, dims: readonly number[]): Tensor['data'] {
   let n = 1;
@@ -24,7 +27,7 @@ function alloc(like: Tensor['data'] | Float32ArrayConstructor | Float64ArrayCons
     if (!Number.isSafeInteger(d) || d < 0) throw new NotFoldable();
     n *= d;
   }
-  if (n > MAX_FOLD_ELEMENTS) throw new NotFoldable();
+  if (n > allocLimit) throw new NotFoldable();
   const C = (typeof like === 'function' ? like : like.constructor) as Float32ArrayConstructor;
   return new C(n);
 }
@@ -228,21 +231,29 @@ export const MAX_INTS = 4096;
 const ints = (t: Tensor | undefined): number[] | undefined => (t && t.data.length <= MAX_INTS ? Array.from(t.data) : undefined);
 
 function castTo(a: Tensor, to: number): Tensor {
-  const isFloat = to === DataType.FLOAT || to === DataType.DOUBLE || to === DataType.FLOAT16;
-  const data = to === DataType.FLOAT ? Float32Array.from(a.data) : Float64Array.from(a.data, (x) => (isFloat ? x : to === DataType.BOOL ? (x ? 1 : 0) : Math.trunc(x)));
+  const n = a.data.length;
+  if (to === DataType.FLOAT) return { dtype: to, dims: [...a.dims], data: Float32Array.from(a.data) };
+  const data = new Float64Array(n);
+  if (to === DataType.DOUBLE || to === DataType.FLOAT16) data.set(a.data);
+  else if (to === DataType.BOOL) for (let i = 0; i < n; i++) data[i] = a.data[i] ? 1 : 0;
+  else for (let i = 0; i < n; i++) data[i] = Math.trunc(a.data[i]);
   return { dtype: to, dims: [...a.dims], data };
 }
 
 /**
  * Evaluates one node on constant inputs. `opset` is the default-domain opset (it changes where some
- * ops take axes from). Returns undefined when the op or a case of it is not supported.
+ * ops take axes from). Returns undefined when the op or a case of it is not supported, or when a result
+ * whose size comes from the model would have more than `maxElements` elements.
  */
-export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: number): Tensor[] | undefined {
+export function evaluateNode(node: Node, ins: (Tensor | undefined)[], opset: number, maxElements = MAX_FOLD_ELEMENTS): Tensor[] | undefined {
+  allocLimit = Math.min(maxElements, MAX_FOLD_ELEMENTS);
   try {
     return evaluate(node, ins, opset);
   } catch (e) {
     if (e instanceof NotFoldable) return undefined;
     throw e;
+  } finally {
+    allocLimit = MAX_FOLD_ELEMENTS;
   }
 }
 
@@ -408,12 +419,12 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       const [s, l, d] = ins.map((t) => t?.data[0]);
       if (s === undefined || l === undefined || d === undefined || d === 0) return undefined;
       const n = Math.max(0, Math.ceil((l - s) / d));
-      if (n > MAX_FOLD_ELEMENTS) return undefined;
+      if (n > allocLimit) return undefined;
       return [makeTensor(x!.dtype, [n], Array.from({ length: n }, (_, i) => s + i * d))];
     }
     case 'ConstantOfShape': {
       const shape = ints(x);
-      if (!shape || numel(shape) > MAX_FOLD_ELEMENTS) return undefined;
+      if (!shape || numel(shape) > allocLimit) return undefined;
       const t = node.attrTensor('value');
       const v = t ? decodeTensor(t, t.rawData ?? undefined) : undefined;
       return [{ dtype: v?.dtype ?? DataType.FLOAT, dims: shape, data: alloc(v?.dtype === DataType.FLOAT || !v ? Float32Array : Float64Array, shape).fill(v?.data[0] ?? 0) }];

@@ -38,6 +38,7 @@ export interface CheckOptions {
   jobs?: number;
   /** Scratch space for the fused models (a folder per model is made in it); default: the system's. */
   tmpDir?: string;
+  /** Called at the start (0 done) and as each model finishes, with the model it names. */
   onProgress?: (done: number, total: number, file: string) => void;
 }
 
@@ -94,6 +95,7 @@ export async function checkModels(files: string[], opts: CheckOptions): Promise<
   const wopts: WorkerOptions = { sizes: opts.sizes, kernels: opts.kernels, maxBytes: opts.maxBytes, tmpDir: tmpRoot };
   let done = 0;
   const finished = (i: number) => opts.onProgress?.(++done, files.length, files[i]);
+  opts.onProgress?.(0, files.length, files[0]);
   try {
     const jobs = Math.min(opts.jobs ?? 1, files.length);
     if (jobs <= 1) {

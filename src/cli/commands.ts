@@ -17,6 +17,7 @@ import { writeFileAtomically } from '../util/atomic-write.js';
 import { DEFAULT_MAX_BYTES, formatBytes, parseBytes } from '../validate/budget.js';
 import { emitKernels, type EmitResult, type Target } from '../emit/emit-kernels.js';
 import { checkOutDir } from '../emit/out-dir.js';
+import { terminalProgress, type Progress } from './progress.js';
 
 export type Options = Record<string, string | boolean | string[] | undefined>;
 export interface Command {
@@ -76,34 +77,7 @@ export const commands: Record<string, Command> = {
       checkOutputPath(pos[0], out, !!opts['in-place']);
       const emitTarget = opts.emit !== undefined ? parseTarget(opts.emit) : undefined;
       if (emitTarget && !opts['out-dir']) throw usageError('fuse', '--emit needs --out-dir DIR');
-      const loaded = loadModel(pos[0]);
-      const dataMode = externalDataMode(opts['external-data'] as string | undefined, out);
-      // The model's own files are never replaced by an output (unless --in-place for the model itself), nor
-      // deleted by --clean.
-      const reads = inputFiles(loaded);
-      if (!opts['in-place']) refuseOverwriting([out, `${out}.data`], reads);
-      if (emitTarget) checkOutDir(opts['out-dir'] as string, !!opts.clean);
-      if (emitTarget && opts.clean) refuseCleaning(opts['out-dir'] as string, [...reads, out, `${out}.data`]);
-      const model = buildModel(loaded);
-      const result = fuseModel(model);
-      model.toProto();
-      // What the save may write, and which of those are there already (a rollback removes only new files).
-      const outDir = path.dirname(path.resolve(out));
-      const mayWrite = [out, `${out}.data`, ...externalLocations(loaded).map((l) => path.resolve(outDir, l))].map((f) => path.resolve(f));
-      const existed = new Set(mayWrite.filter((f) => fs.existsSync(f)));
-      const written = saveModel(loaded, out, { externalData: dataMode, onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
-      const sites = [...result.fused, ...result.notFused].map(siteJson);
-      let emitted: EmitResult | undefined;
-      try {
-        emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
-      } catch (e) {
-        // A failed run leaves no output: the fused model goes too.
-        for (const f of written) if (!existed.has(path.resolve(f))) fs.rmSync(f, { force: true });
-        throw e;
-      }
-      if (opts.json) print(JSON.stringify({ file: pos[0], output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
-      else print([`${pos[0]} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
-      return 0;
+      return withProgress('fuse', (progress) => fuse(pos[0], out, emitTarget, opts, progress));
     },
   },
   emit: {
@@ -115,10 +89,15 @@ export const commands: Record<string, Command> = {
       if (pos.length !== 1) throw usageError('emit', 'expects exactly one FUSED model');
       const target = parseTarget(opts.target);
       if (!opts['out-dir']) throw usageError('emit', 'needs --out-dir DIR');
-      const loaded = loadModel(pos[0]);
-      if (opts.clean) refuseCleaning(opts['out-dir'] as string, inputFiles(loaded));
-      const model = buildModel(loaded);
-      const r = await emitKernels(model, target, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean });
+      const outDir = opts['out-dir'] as string;
+      const r = await withProgress('emit', async (progress) => {
+        progress.stage(`loading ${pos[0]}`);
+        const loaded = loadModel(pos[0]);
+        if (opts.clean) refuseCleaning(outDir, inputFiles(loaded));
+        const model = buildModel(loaded);
+        progress.stage(`writing ${target} kernels to ${outDir}${opts.build ? ' and building them' : ''}`);
+        return emitKernels(model, target, outDir, { build: !!opts.build, clean: !!opts.clean });
+      });
       print(opts.json ? JSON.stringify(r, null, 2) : formatEmit(r));
       return 0;
     },
@@ -132,7 +111,8 @@ export const commands: Record<string, Command> = {
       if (pos.length !== 2) throw usageError('validate', 'expects ORIGINAL and FUSED');
       const rtol = opts.rtol !== undefined ? Number(opts.rtol) : undefined;
       if (rtol !== undefined && !(rtol > 0)) throw new DynconvError('--rtol: expected a positive number');
-      const r = await validateModels(pos[0], pos[1], { inputsDir: opts.inputs as string | undefined, sizes: parseSizes(opts.dim as string[] | undefined), seed: opts.seed ? Number(opts.seed) : 1, rtol, kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']) });
+      const vopts = { inputsDir: opts.inputs as string | undefined, sizes: parseSizes(opts.dim as string[] | undefined), seed: opts.seed ? Number(opts.seed) : 1, rtol, kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']) };
+      const r = await withProgress('validate', (progress) => validateModels(pos[0], pos[1], { ...vopts, onStage: progress.stage }));
       print(opts.json ? JSON.stringify(r, null, 2) : formatValidate(r));
       return r.ok ? 0 : 1;
     },
@@ -147,13 +127,8 @@ export const commands: Record<string, Command> = {
       const jobs = opts.jobs !== undefined ? Number(opts.jobs) : 1;
       if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) throw new DynconvError('--jobs: expected a whole number from 1 to 64');
       if (opts.junit) refuseOverwriting([opts.junit as string], pos.filter((f) => fs.existsSync(f)).map((f) => fs.realpathSync(f)));
-      const progress = process.stderr.isTTY ? progressLine('check') : undefined;
-      let report;
-      try {
-        report = await checkModels(pos, { sizes: parseSizes(opts.dim as string[] | undefined), kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']), jobs, onProgress: progress?.update });
-      } finally {
-        progress?.clear();
-      }
+      const copts = { sizes: parseSizes(opts.dim as string[] | undefined), kernels: parseKernels(opts.kernels), maxBytes: parseMaxBytes(opts['max-bytes']), jobs };
+      const report = await withProgress('check', (progress) => checkModels(pos, { ...copts, onProgress: progress.count }));
       if (opts.junit) writeFileAtomically(opts.junit as string, junitReport(report));
       print(opts.json ? JSON.stringify(report, null, 2) : formatCheck(report));
       if (report.ok) return 0;
@@ -161,6 +136,42 @@ export const commands: Record<string, Command> = {
     },
   },
 };
+
+async function fuse(modelPath: string, out: string, emitTarget: Target | undefined, opts: Options, progress: Progress): Promise<number> {
+  progress.stage(`loading ${modelPath}`);
+  const loaded = loadModel(modelPath);
+  const dataMode = externalDataMode(opts['external-data'] as string | undefined, out);
+  // The model's own files are never replaced by an output (unless --in-place for the model itself), nor
+  // deleted by --clean.
+  const reads = inputFiles(loaded);
+  if (!opts['in-place']) refuseOverwriting([out, `${out}.data`], reads);
+  if (emitTarget) checkOutDir(opts['out-dir'] as string, !!opts.clean);
+  if (emitTarget && opts.clean) refuseCleaning(opts['out-dir'] as string, [...reads, out, `${out}.data`]);
+  progress.stage('finding and fusing the dynamic-conv sites');
+  const model = buildModel(loaded);
+  const result = fuseModel(model);
+  model.toProto();
+  // What the save may write, and which of those are there already (a rollback removes only new files).
+  const outDir = path.dirname(path.resolve(out));
+  const mayWrite = [out, `${out}.data`, ...externalLocations(loaded).map((l) => path.resolve(outDir, l))].map((f) => path.resolve(f));
+  const existed = new Set(mayWrite.filter((f) => fs.existsSync(f)));
+  progress.stage(`saving ${out}`);
+  const written = saveModel(loaded, out, { externalData: dataMode, onWarning: (w) => process.stderr.write(`dynconv fuse: warning: ${w}\n`) });
+  const sites = [...result.fused, ...result.notFused].map(siteJson);
+  let emitted: EmitResult | undefined;
+  try {
+    if (emitTarget && result.fused.length) progress.stage(`writing ${emitTarget} kernels to ${opts['out-dir'] as string}${opts.build ? ' and building them' : ''}`);
+    emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
+  } catch (e) {
+    // A failed run leaves no output: the fused model goes too.
+    for (const f of written) if (!existed.has(path.resolve(f))) fs.rmSync(f, { force: true });
+    throw e;
+  }
+  progress.clear();
+  if (opts.json) print(JSON.stringify({ file: modelPath, output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
+  else print([`${modelPath} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
+  return 0;
+}
 
 function parseTarget(v: unknown): Target {
   if (v === 'wgsl' || v === 'ort') return v;
@@ -175,19 +186,14 @@ export function parseMaxBytes(v: unknown): number {
   return v === undefined ? DEFAULT_MAX_BYTES : parseBytes(String(v));
 }
 
-/** A progress line on stderr (for a terminal only): "check: 3/40 models/foo.onnx", rewritten in place. */
-function progressLine(what: string): { update: (done: number, total: number, item: string) => void; clear: () => void } {
-  let shown = false;
-  return {
-    update(done, total, item) {
-      const width = process.stderr.columns || 80;
-      process.stderr.write(`\r\x1b[K${`${what}: ${done}/${total} ${item}`.slice(0, width - 1)}`);
-      shown = true;
-    },
-    clear() {
-      if (shown) process.stderr.write('\r\x1b[K');
-    },
-  };
+/** Runs `work` with a progress line on a terminal, cleared when it ends, also by an error. */
+async function withProgress<T>(command: string, work: (progress: Progress) => Promise<T>): Promise<T> {
+  const progress = terminalProgress(command);
+  try {
+    return await work(progress);
+  } finally {
+    progress.clear();
+  }
 }
 
 export function parseKernels(v: unknown): 'wgsl' | 'ort' | undefined {

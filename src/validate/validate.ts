@@ -18,6 +18,8 @@ export interface ValidateOptions {
   kernels?: 'wgsl' | 'ort';
   /** Refuse a run estimated to need more memory than this (default DEFAULT_MAX_BYTES). */
   maxBytes?: number;
+  /** Told what the run does next (a progress line on a terminal). */
+  onStage?: (what: string) => void;
 }
 
 export interface ValidateResult {
@@ -50,9 +52,12 @@ export function makeFeeds(model: Model, opts: ValidateOptions, alsoRun: Model[] 
 }
 
 export async function validateModels(originalPath: string, fusedPath: string, opts: ValidateOptions = {}): Promise<ValidateResult> {
+  const stage = opts.onStage ?? (() => {});
+  stage(`loading ${originalPath} and ${fusedPath}`);
   const original = buildModel(loadModel(originalPath));
   const fusedModel = buildModel(loadModel(fusedPath)); // the fused file must itself be a well-formed model
   const feeds = makeFeeds(original, opts, [fusedModel]);
+  stage(`running ${originalPath} on ONNX Runtime`);
   // The reference is the original model on ONNX Runtime. Where it cannot run at these sizes (an export that
   // baked its batch into the graph) and the input folder holds the exporter's outputs, those serve instead.
   let want: Record<string, { dims: number[]; data: ArrayLike<number> | BigInt64Array }>;
@@ -67,6 +72,7 @@ export async function validateModels(originalPath: string, fusedPath: string, op
   }
   // Kernels run only where there are fused ops; a model without any has nothing for them to do.
   const withKernels = opts.kernels !== undefined && fusedModel.graph.nodes.some((n) => n.domain === DYNCONV_DOMAIN);
+  stage(`running ${fusedPath} on ONNX Runtime${withKernels && opts.kernels === 'ort' ? ' with the ort kernels' : ''}`);
   const got = withKernels && opts.kernels === 'ort' ? await runFusedWithOrtKernels(fusedPath, fusedModel, feeds) : await runOrt(fusedPath, feeds);
   const rtol = opts.rtol ?? (opts.kernels === 'ort' ? 1e-5 : 1e-4);
   const outputs = original.graph.outputs.map((v) => {
@@ -76,6 +82,7 @@ export async function validateModels(originalPath: string, fusedPath: string, op
     const agreement = compareArrays(v.name, w.dims, Array.from(g.data as ArrayLike<number>, Number), Array.from(w.data as ArrayLike<number>, Number), rtol);
     return sameDims ? agreement : { ...agreement, ok: false };
   });
+  if (withKernels && opts.kernels === 'wgsl') stage('running the WGSL kernels');
   const kernels = withKernels && opts.kernels === 'wgsl' ? await checkWgslKernels(fusedPath, fusedModel, feeds, rtol) : undefined;
   return {
     ok: outputs.every((o) => o.ok) && (kernels ?? []).every((k) => k.ok),

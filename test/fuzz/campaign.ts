@@ -1,6 +1,6 @@
 // `npm run fuzz [-- COUNT] [--seed S] [--start I] [--jobs N] [--spawn-every K] [--save DIR] [--case I]`
 //
-// A long fuzz campaign over the fixture corpus: COUNT cases (default 100000) through inspect, scan and fuse,
+// A long fuzz campaign over the fixture corpus: COUNT cases (default 100000) through inspect, scan, fuse and emit,
 // in-process on worker threads, every K-th (default 250) as a separate dynconv process. Shows progress on
 // stderr when stderr is a terminal; prints a summary (cases, exits by code, slowest case, crashes found).
 // Each distinct crash is saved (model, side files and case.json) under DIR (default tmp/fuzz-crashes), ready
