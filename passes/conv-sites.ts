@@ -15,6 +15,9 @@ import { DataType } from '../src/onnx/proto.js';
 import { exclusiveGenerator, isReshapeLike, mulFactors, nodesBetween, producerIs, reshapeChainBack, reshapeChainForward } from './match.js';
 import type { Family, Site, SiteParams } from './site.js';
 
+/** Elements of one sample's conv weight: 2^28 (1 GiB of floats) is far past any real layer (2048x2048x7x7 is 2^27.6). */
+const MAX_SAMPLE_WEIGHT = 2 ** 28;
+
 interface Unbatched {
   x0: Value;
   n: Dim;
@@ -132,6 +135,9 @@ function unbatch(conv: Node, a: Analysis): Unbatched {
   }
   if (mode === 'batch-1' && !wsrc) { wsrc = W; if (!Number.isFinite(m)) m = ws![0] as number; }
   if (!wsrc || !Number.isFinite(m)) fail(`cannot find the per-sample weights behind weight ${formatShape(ws)}`);
+  // Sizes come from the model's declared shapes; a corrupt one (M = 2^31) must not become an allocation.
+  const layout = layoutOf(m);
+  if (!layout.every((d) => Number.isSafeInteger(d) && d >= 1) || numel(layout) > MAX_SAMPLE_WEIGHT) fail(`the per-sample weight ${formatShape(layout)} is not a plausible size (1 to ${MAX_SAMPLE_WEIGHT} elements)`);
 
   // Bias: none, a constant (periodic over the batch), or per-sample data.
   let bias: BiasPlan = { kind: 'none' };
@@ -169,7 +175,7 @@ function unbatch(conv: Node, a: Analysis): Unbatched {
       }
     }
   }
-  return { x0, n, mode, params, m, layout: layoutOf(m), wsrc: wsrc!, replaced, replacedIsTrickLayout: trickLayout, bias };
+  return { x0, n, mode, params, m, layout, wsrc: wsrc!, replaced, replacedIsTrickLayout: trickLayout, bias };
 }
 
 interface MixtureMatch { routing: Value; experts: Tensor; e: number; node: Node }

@@ -25,6 +25,22 @@ const MAX_TERMS_CHECKED = 1 << 18;
  */
 const MAX_TRACE_STEPS = 1 << 23;
 
+/** Outputs tried (per pattern) when looking for one whose window lies inside the input. */
+const MAX_INTERIOR_SEARCH = 4096;
+/** The largest upsampling factor recognised (CARAFE uses 2 to 4). */
+const MAX_UPSAMPLE = 64;
+/** Channels per sample past which a layout is not taken for a per-pixel conv (each is probed). */
+const MAX_CHANNELS = 1 << 16;
+
+/** Output positions that may have their whole window inside the input, most likely first, bounded. */
+function* interiorCandidates(O: number[]): Generator<number[]> {
+  const Oprod = numel(O);
+  for (let f = 0; f < Math.min(Oprod, MAX_INTERIOR_SEARCH); f++) yield unravel(f, O);
+  const longest = Math.max(...O);
+  for (let t = 1; t < Math.min(longest, MAX_INTERIOR_SEARCH); t++) yield O.map((s) => Math.min(t, s - 1));
+  yield O.map((s) => s >> 1);
+}
+
 /** The terms of a contraction, computed per output element on demand. */
 interface Terms {
   outDims: number[];
@@ -165,12 +181,13 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     return list;
   };
   const minK = (t: Term[] | undefined) => (t && t.length ? t.reduce((m, e) => Math.min(m, e.k), Infinity) : undefined);
-  // An output whose window lies inside X gives the kernel shape and dilation.
+  // An output whose window lies inside X gives the kernel shape and dilation. With padding p and stride s
+  // the first one is at ceil(p / s) on every axis: the first outputs in order, then the diagonal, then the
+  // centre are tried, a bounded number (a scan of all outputs of a corrupt 16-million-wide input takes minutes).
   let interior: Term[] | undefined, oStar: number[] | undefined;
-  for (let oFlat = 0; oFlat < Oprod && !interior; oFlat++) {
-    const o = unravel(oFlat, O);
+  for (const o of interiorCandidates(O)) {
     const t = termsAt(0, 0, o);
-    if (t && t.length && t.every((e) => e.x && e.x[0] === 0 && e.x[1] === 0)) { interior = t; oStar = o; }
+    if (t && t.length && t.every((e) => e.x && e.x[0] === 0 && e.x[1] === 0)) { interior = t; oStar = o; break; }
   }
   if (!interior || !oStar) return undefined;
   const KK = interior.length;
@@ -199,6 +216,7 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     return m === undefined ? NaN : (m - k0) / (o[ax] - oStar![ax]);
   });
   const nStride = N > 1 ? (minK(termsAt(1, 0, oStar)) ?? NaN) - k0 : 0;
+  if (C > MAX_CHANNELS) return undefined;
   let G = 1;
   const groupBase: number[] = [];
   for (let c = 0; c < C; c++) groupBase.push(minK(termsAt(0, c, oStar)) ?? NaN);
@@ -229,7 +247,8 @@ function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: numbe
     const b0 = baseAlong(ax, 0);
     if (b0 === undefined) return undefined;
     let u = 1;
-    while (u < O[ax] && baseAlong(ax, u) === b0) u++;
+    while (u < O[ax] && u <= MAX_UPSAMPLE && baseAlong(ax, u) === b0) u++;
+    if (u > MAX_UPSAMPLE) return undefined;
     const bu = u < O[ax] ? baseAlong(ax, u) : undefined;
     ups.push(u);
     strides.push(bu === undefined ? 1 : bu - b0);
