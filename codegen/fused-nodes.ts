@@ -33,6 +33,7 @@ export function fusedNodes(model: Model, analysis = new Analysis(model)): FusedN
     const want = OP_INPUTS[n.opType as FusedOpType];
     const given = n.inputs.filter((v) => v).length;
     if (n.inputs.length !== want.length || given !== want.length) throw badInput(model.source, `${n.label} has ${given} of its inputs; ${n.opType} takes ${want.length} (${want.join(', ')}), all required`);
+    if (n.outputs.length !== 1 || !n.outputs[0]) throw badInput(model.source, `${n.label} has ${n.outputs.length} outputs; ${n.opType} has one (Y)`);
     const xShape = analysis.shape(n.inputs[0]);
     if (!xShape) throw badInput(model.source, `${n.label}: the rank of its input X is unknown`);
     let desc: OpDesc;
