@@ -1,5 +1,6 @@
 // Scale and feedback: `check` spreads models over --jobs worker threads and still reports them in the order
-// given; it shows progress on stderr when stderr is a terminal and says nothing there when it is not.
+// given; `check`, `fuse` and `validate` show progress on stderr when it is a terminal and say nothing there
+// when it is not.
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
