@@ -305,8 +305,8 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   x1[0] = 1;
   y1[0] = 1;
   if (!s.nchwc) {
+    const std::vector<int64_t> dims[3] = {x1, s.w_dims, {s.M}};
     for (int64_t n = n0; n < n1; ++n) {
-      const std::vector<int64_t> dims[3] = {x1, s.w_dims, {s.M}};
       const float* in[3] = {x + n * s.x_sample, w + (n - n0) * w_stride, b + (n - n0) * b_stride};
       DC_TRY(Invoke(ctx, conv_, in, dims, 3, y + n * s.y_sample, y1));
     }
@@ -359,8 +359,8 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   const std::vector<int64_t> w_dims = {Mp, cg, s.w_dims[2], s.w_dims[3]};
   std::vector<int64_t> yr1 = yrc;
   yr1[0] = 1;
+  const std::vector<int64_t> dims[3] = {x1, w_dims, {Mp}};
   for (int64_t i = 0; i < nb; ++i) {
-    const std::vector<int64_t> dims[3] = {x1, w_dims, {Mp}};
     const float* in[3] = {xin + i * s.x_sample, wr + i * wr_size, br + i * Mp};
     DC_TRY(Invoke(ctx, nchwc_conv_, in, dims, 3, scratch->yr.get() + i * yr_sample, yr1));
   }
