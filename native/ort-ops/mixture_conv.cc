@@ -11,8 +11,8 @@ namespace {
 
 // o[j] = sum_k r[k] w[k * wsize + j] for j in [b, e). Restrict pointers and local bounds let the compiler
 // vectorise it (written inline in the lambda below, or inlined from here, it stayed scalar).
-__attribute__((noinline)) void MixExperts(const float* __restrict r, int64_t E, const float* __restrict w, int64_t wsize, float* __restrict o,
-                int64_t b, int64_t e) {
+__attribute__((noinline)) void MixExperts(const float* __restrict r, int64_t E, const float* __restrict w,
+                                          int64_t wsize, float* __restrict o, int64_t b, int64_t e) {
   const float r0 = r[0];
   for (int64_t j = b; j < e; ++j) o[j] = r0 * w[j];
   for (int64_t k = 1; k < E; ++k) {
