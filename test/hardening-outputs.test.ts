@@ -100,7 +100,10 @@ test.serial('Ctrl-C during check --jobs 2 exits cleanly (no abort) and leaves no
   const dir = tempDir();
   const scratch = path.join(dir, 'tmp');
   fs.mkdirSync(scratch);
-  const models = ['condconv_op13', 'dycnn_op13', 'odconv_k4_op13', 'perpixel_dw_op13', 'stylegan2_modconv_op13', 'odconv_k1_op17'].map(fixturePath);
+  // Twice over: the work must outlast the last interrupt point (six models take about 0.5 s, and a SIGINT that
+  // lands while the process is already exiting kills it by the signal).
+  const six = ['condconv_op13', 'dycnn_op13', 'odconv_k4_op13', 'perpixel_dw_op13', 'stylegan2_modconv_op13', 'odconv_k1_op17'].map(fixturePath);
+  const models = [...six, ...six];
   // (other libraries may leave files of their own in TMPDIR: only dynconv's scratch folders are watched)
   const ours = () => fs.readdirSync(scratch).filter((f) => f.startsWith('dynconv-'));
   // Interrupt at several points once the workers are at work: while they load ONNX Runtime, create sessions,
