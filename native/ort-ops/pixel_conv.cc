@@ -91,16 +91,24 @@ static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry
   }
 }
 
+// The output row of a task: task = ((n * G + g) * Oz + oz) * Oy + oy.
+struct PixelTask {
+  int64_t n, g, oz, oy;
+};
+inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task) {
+  const int64_t oy = task % p.O[1];
+  int64_t t = task / p.O[1];
+  const int64_t oz = t % p.O[0];
+  t /= p.O[0];
+  return {t / p.G, t % p.G, oz, oy};
+}
+
 // The fast path of one task (see PixelRow).
 DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* __restrict K, float* __restrict Y,
                                  int64_t task) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
-  const int64_t oy = task % Oy;
-  int64_t t = task / Oy;
-  const int64_t oz = t % Oz;
-  t /= Oz;
-  const int64_t g = t % p.G;
-  const int64_t n = t / p.G;
+  const PixelTask tk = DecodeTask(p, task);
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
@@ -140,12 +148,8 @@ DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, 
                              float* __restrict Y, int64_t task) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
   const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
-  const int64_t oy = task % Oy;
-  int64_t t = task / Oy;
-  const int64_t oz = t % Oz;
-  t /= Oz;
-  const int64_t g = t % p.G;
-  const int64_t n = t / p.G;
+  const PixelTask tk = DecodeTask(p, task);
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
   const int64_t plane_o = Oz * Oy * Ox, plane_x = Dz * Dy * Dx;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
