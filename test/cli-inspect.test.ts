@@ -10,6 +10,8 @@ import { decodeModel, toNumber, type GraphProto, type ModelProto } from '../src/
 import { lines, runCli } from './helpers/cli.js';
 import { DataType, encode, model, node, onnx, tensorF32, valueInfo } from './helpers/model.js';
 import { fixtureEntries, fixturePath, listFiles, tempDir, type FixtureEntry } from './helpers/paths.js';
+import { rng } from './helpers/random.js';
+import { hasCommand } from './helpers/system.js';
 
 // --- what inspect reports ------------------------------------------------------------------------------------
 
@@ -106,16 +108,6 @@ test('keep_initializers_as_inputs: inspect lists only the real inputs', async (t
 
 // --- bad input -------------------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
-
 const conv = () => fs.readFileSync(fixturePath('condconv_op13'));
 const tiny = (nodes: onnx.INodeProto[], extra: { outputs?: string[]; opsets?: [string, number][]; inits?: onnx.ITensorProto[] } = {}) =>
   encode(model({
@@ -164,17 +156,8 @@ const BAD: BadCase[] = [
   { what: 'the default domain imported twice', make: (d) => write(d, 'twice.onnx', tiny([node('Relu', ['x'], ['y'])], { opsets: [['', 13]] })), message: /twice/ },
 ];
 
-if (haveMkfifo()) {
+if (hasCommand('mkfifo')) {
   BAD.push({ what: 'a FIFO', make: (d) => { execFileSync('mkfifo', [path.join(d, 'pipe.onnx')]); return path.join(d, 'pipe.onnx'); }, message: /not a regular file/ });
-}
-
-function haveMkfifo(): boolean {
-  try {
-    execFileSync('mkfifo', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 for (const c of BAD) {

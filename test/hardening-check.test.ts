@@ -2,12 +2,13 @@
 // given; `check`, `fuse` and `validate` show progress on stderr when it is a terminal and say nothing there
 // when it is not.
 import test from 'ava';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkModels } from '../src/cli/check.js';
 import { runCli } from './helpers/cli.js';
 import { CLI, fixturePath, tempDir } from './helpers/paths.js';
+import { hasCommand } from './helpers/system.js';
 
 const MODELS = ['dycnn_op13', 'negative_se_op11', 'condconv_op13', 'perpixel_dw_op13', 'odconv_k4_op13'].map(fixturePath);
 
@@ -66,15 +67,6 @@ test('--jobs outside 1..64 is a usage error', async (t) => {
   }
 });
 
-function haveScript(): boolean {
-  try {
-    execFileSync('script', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Runs the CLI with stderr on a pseudo-terminal (script(1)) and stdout to a file: what the terminal shows. */
 function onTerminal(args: string[]): { status: number | null; terminal: string; stdout: string } {
   const dir = tempDir();
@@ -85,7 +77,7 @@ function onTerminal(args: string[]): { status: number | null; terminal: string; 
   return { status: r.status, terminal: r.stdout + r.stderr, stdout: fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '' };
 }
 
-const canUseTerminal = process.platform === 'linux' && haveScript();
+const canUseTerminal = process.platform === 'linux' && hasCommand('script');
 
 test.serial('check shows progress on stderr when it is a terminal', async (t) => {
   if (!canUseTerminal) {

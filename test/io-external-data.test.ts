@@ -13,6 +13,7 @@ import { decodeModel, type TensorProto } from '../src/onnx/proto.js';
 import { lines, runCli } from './helpers/cli.js';
 import { DataType, encode, externalTensor, f32Bytes, i64Bytes, model, node, tensorF32, valueInfo, writeModel } from './helpers/model.js';
 import { listFiles, tempDir } from './helpers/paths.js';
+import { hasCommand } from './helpers/system.js';
 
 const W1 = Float32Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) * 3);
 const W2 = Float32Array.from({ length: 100 }, (_, i) => i / 7);
@@ -206,15 +207,6 @@ test('inspect reports an out-of-bounds shape tensor in one line', async (t) => {
 
 // --- escaping locations -----------------------------------------------------------------------------------
 
-function haveMkfifo(): boolean {
-  try {
-    execFileSync('mkfifo', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 interface EscapeCase {
   what: string;
   /** Sets up the folder and returns the location to write into the model. */
@@ -265,7 +257,7 @@ function escapingModel(c: EscapeCase): { file: string; dir: string; location: st
 for (const c of ESCAPES) {
   const needsFifo = /FIFO/.test(c.what);
   test(`escaping or bad location refused at load: ${c.what}`, async (t) => {
-    if (needsFifo && !haveMkfifo()) {
+    if (needsFifo && !hasCommand('mkfifo')) {
       t.pass('mkfifo not available');
       return;
     }
@@ -294,7 +286,7 @@ for (const c of ESCAPES) {
 }
 
 test('every command refuses an escaping location before reading a byte', async (t) => {
-  const cases = ESCAPES.filter((c) => ["'..'", 'absolute path', ...(haveMkfifo() ? ['symlink to a FIFO outside'] : [])].includes(c.what));
+  const cases = ESCAPES.filter((c) => ["'..'", 'absolute path', ...(hasCommand('mkfifo') ? ['symlink to a FIFO outside'] : [])].includes(c.what));
   for (const c of cases) {
     const { file, dir, location } = escapingModel(c);
     const root = path.dirname(dir);

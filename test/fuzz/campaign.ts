@@ -9,23 +9,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { terminalProgress } from '../../src/cli/progress.js';
+import { ROOT } from '../helpers/paths.js';
 import { signature } from './env.js';
 import { buildCorpus } from './corpus.js';
 import { makeCase, type FuzzCase } from './mutate.js';
 import { rerunAlone, timingOnly } from './confirm.js';
 import { formatFailure, runCampaign, type CaseResult, type Summary } from './runner.js';
 
-function findRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json')) || !fs.existsSync(path.join(dir, 'fixtures'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the dynconv root');
-    dir = up;
-  }
-  return dir;
-}
+/** The campaign's progress line (on a terminal only). */
+const progress = terminalProgress('fuzz');
 
 /** Writes a case as a crash fixture folder (the layout of fixtures/crashes/, see its README). */
 export function saveCase(dir: string, c: FuzzCase, failure: Pick<CaseResult, 'violations' | 'stack' | 'code'>): void {
@@ -92,27 +86,25 @@ async function campaign(argv: string[]): Promise<number> {
     process.stderr.write(`fuzz: ${(e as Error).message}\n`);
     return 2;
   }
-  const root = findRoot();
-  const saveDir = path.resolve(v.save ?? path.join(root, 'tmp', 'fuzz-crashes'));
-  const corpus = buildCorpus(root);
+  const saveDir = path.resolve(v.save ?? path.join(ROOT, 'tmp', 'fuzz-crashes'));
+  const corpus = buildCorpus(ROOT);
 
   if (v.case !== undefined) {
     const c = makeCase(corpus, seed, num(v.case, 0, '--case'));
     process.stdout.write(`case ${c.index} (seed ${seed}): dynconv ${c.command} ${c.args.join(' ')}\n  from ${c.source}: ${c.mutations.join('; ')}\n  model: ${c.model.length} bytes${Object.keys(c.side).length ? `, side files: ${Object.keys(c.side).join(', ')}` : ''}\n`);
-    const s = await runCampaign({ root, corpus, seed, start: c.index, count: 1, jobs: 1, spawnEvery: spawnEvery === 1 ? 1 : 0, timeoutMs });
+    const s = await runCampaign({ root: ROOT, corpus, seed, start: c.index, count: 1, jobs: 1, spawnEvery: spawnEvery === 1 ? 1 : 0, timeoutMs });
     const r = s.failures[0];
     process.stdout.write(r ? `${formatFailure(r)}\n` : `ok: exit ${Object.keys(s.exits)[0]} in ${Math.round(s.slowest?.ms ?? 0)} ms\n`);
     if (r) { saveCase(path.join(saveDir, `case-${seed}-${c.index}`), c, r); process.stdout.write(`saved to ${path.join(saveDir, `case-${seed}-${c.index}`)}\n`); }
     return r ? 1 : 0;
   }
 
-  const tty = process.stderr.isTTY;
   const crashes = new Map<string, CaseResult[]>();
   let lastDraw = 0;
   let failures = 0;
   const t0 = Date.now();
   const summary = await runCampaign({
-    root, corpus, seed, start, count, jobs, spawnEvery, timeoutMs,
+    root: ROOT, corpus, seed, start, count, jobs, spawnEvery, timeoutMs,
     onResult: (r, done, total) => {
       for (const viol of r.violations.slice(0, 1)) {
         const sig = signature(viol.kind, r.command, r.stack ?? viol.detail);
@@ -124,20 +116,20 @@ async function campaign(argv: string[]): Promise<number> {
       }
       if (r.violations.length) failures++;
       const now = Date.now();
-      if (tty && (now - lastDraw > 200 || done === total)) {
+      if (now - lastDraw > 200 || done === total) {
         lastDraw = now;
         const rate = done / Math.max(0.001, (now - t0) / 1000);
         const eta = (total - done) / Math.max(rate, 0.001);
-        process.stderr.write(`\r\x1b[K  ${done}/${total} cases, ${rate.toFixed(0)}/s, ${failures} failing, ${crashes.size} distinct crashes, eta ${Math.round(eta)} s`);
+        progress.stage(`${done}/${total} cases, ${rate.toFixed(0)}/s, ${failures} failing, ${crashes.size} distinct crashes, eta ${Math.round(eta)} s`);
       }
     },
   });
-  if (tty) process.stderr.write('\r\x1b[K');
+  progress.clear();
   // Cases that only ran out of time get a second run, alone: a busy machine is not a hang.
   const underLoad: { r: CaseResult; ms: number }[] = [];
   for (const r of [...summary.failures]) {
     if (!timingOnly(r.violations)) continue;
-    const again = rerunAlone(root, makeCase(corpus, seed, r.index), timeoutMs);
+    const again = rerunAlone(ROOT, makeCase(corpus, seed, r.index), timeoutMs);
     if (again.violations.length) continue;
     underLoad.push({ r, ms: again.ms });
     summary.failures.splice(summary.failures.indexOf(r), 1);
@@ -160,7 +152,7 @@ async function campaign(argv: string[]): Promise<number> {
 
 // Ctrl-C: the workers (same process group) stop too; exiting runs the runner's clean-up of its folders.
 process.on('SIGINT', () => {
-  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  progress.clear();
   process.stderr.write('fuzz: interrupted\n');
   process.exit(130);
 });

@@ -1,19 +1,12 @@
 // A small seeded random source for the fuzzer: the same (seed, case index) gives the same case on every
 // machine, so any case can be regenerated from two numbers.
+import { rng } from '../../src/validate/feeds.js';
 
 export class Rng {
-  private s: number;
+  /** The stream of the validator's random inputs (mulberry32). */
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-
-  /** mulberry32 */
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = rng(seed);
   }
 
   /** An integer in [0, n). */

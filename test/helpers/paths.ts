@@ -2,20 +2,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../codegen/ort/paths.js';
 
-function findRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'dynconv') return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('test helpers: cannot find the dynconv package root');
-    dir = up;
-  }
-}
-
-export const ROOT = findRoot();
+export const ROOT = packageRoot();
 export const FIXTURES = path.join(ROOT, 'fixtures', 'models');
 export const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'bin.js');
 

@@ -1,17 +1,9 @@
-// Seeded random data and a relative-error measure for the back-end kernel tests.
+// Seeded random data and a relative-error measure for the back-end kernel tests: the validator's own
+// random stream and agreement measure.
+import { compareArrays } from '../../src/validate/compare.js';
+import { rng } from '../../src/validate/feeds.js';
 
-/** xorshift32: a reproducible stream in [0, 1) from a seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
+export { rng };
 
 /** A float tensor of the given dims, uniform in [lo, hi). */
 export function randomTensor(dims: number[], r: () => number, lo = -1, hi = 1): { dims: number[]; data: Float32Array } {
@@ -23,12 +15,5 @@ export function randomTensor(dims: number[], r: () => number, lo = -1, hi = 1): 
 
 /** ‖a − b‖ / ‖b‖ (Infinity when the lengths differ). */
 export function relL2(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
+  return compareArrays('', [], a, b, 0).relL2;
 }
