@@ -71,9 +71,9 @@ export async function validateModels(originalPath: string, fusedPath: string, op
     reference = 'stored outputs';
   }
   // Kernels run only where there are fused ops; a model without any has nothing for them to do.
-  const withKernels = opts.kernels !== undefined && fusedModel.graph.nodes.some((n) => n.domain === DYNCONV_DOMAIN);
-  stage(`running ${fusedPath} on ONNX Runtime${withKernels && opts.kernels === 'ort' ? ' with the ort kernels' : ''}`);
-  const got = withKernels && opts.kernels === 'ort' ? await runFusedWithOrtKernels(fusedPath, fusedModel, feeds) : await runOrt(fusedPath, feeds);
+  const kernels = fusedModel.graph.nodes.some((n) => n.domain === DYNCONV_DOMAIN) ? opts.kernels : undefined;
+  stage(`running ${fusedPath} on ONNX Runtime${kernels === 'ort' ? ' with the ort kernels' : ''}`);
+  const got = kernels === 'ort' ? await runFusedWithOrtKernels(fusedPath, fusedModel, feeds) : await runOrt(fusedPath, feeds);
   const rtol = opts.rtol ?? (opts.kernels === 'ort' ? 1e-5 : 1e-4);
   const outputs = original.graph.outputs.map((v) => {
     const w = want[v.name], g = got[v.name];
@@ -82,11 +82,11 @@ export async function validateModels(originalPath: string, fusedPath: string, op
     const agreement = compareArrays(v.name, w.dims, Array.from(g.data as ArrayLike<number>, Number), Array.from(w.data as ArrayLike<number>, Number), rtol);
     return sameDims ? agreement : { ...agreement, ok: false };
   });
-  if (withKernels && opts.kernels === 'wgsl') stage('running the WGSL kernels');
-  const kernels = withKernels && opts.kernels === 'wgsl' ? await checkWgslKernels(fusedPath, fusedModel, feeds, rtol) : undefined;
+  if (kernels === 'wgsl') stage('running the WGSL kernels');
+  const wgsl = kernels === 'wgsl' ? await checkWgslKernels(fusedPath, fusedModel, feeds, rtol) : undefined;
   return {
-    ok: outputs.every((o) => o.ok) && (kernels ?? []).every((k) => k.ok),
-    ...(kernels ? { kernels } : {}),
+    ok: outputs.every((o) => o.ok) && (wgsl ?? []).every((k) => k.ok),
+    ...(wgsl ? { kernels: wgsl } : {}),
     reference,
     original: originalPath,
     fused: fusedPath,
