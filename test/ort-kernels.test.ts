@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
-import { OrtRunError, runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { OrtRunError, runWithOrtLibrary } from '../src/run/ort/runner.js';
 import {
   caseDesc,
   caseFeeds,

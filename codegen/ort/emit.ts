@@ -1,7 +1,7 @@
 // The ONNX Runtime custom-op back end: emits a C++ library of com.dynconv kernels (docs/ops.md) and builds it.
 //
 // The kernels are generic over the attributes (read at kernel creation) and the sizes (read at run time), so
-// the emitter only chooses which op kinds go in: their sources are copied from native/ort-ops/ and a
+// the emitter only chooses which op kinds go in: their sources are copied from codegen/ort/native/ and a
 // registration file naming exactly those ops is generated. Nothing from the model (node or tensor names) goes
 // into the C++; op and domain names are fixed constants. The library exports RegisterCustomOps only, is built
 // against the ONNX Runtime 1.21 headers (ORT_API_VERSION 21) and loads into any ONNX Runtime >= 1.21.

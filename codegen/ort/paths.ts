@@ -1,4 +1,4 @@
-// Where the ONNX Runtime back end finds its files: the package root, the C++ sources under native/, the
+// Where the ONNX Runtime back end finds its files: the package root, the kernels' C++ sources (codegen/ort/native/), the
 // ONNX Runtime 1.21 headers (scripts/fetch-ort-headers.sh) and onnxruntime-node's libonnxruntime.so.1.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -28,12 +28,7 @@ export function packageRoot(): string {
 
 /** The C++ sources of the custom ops. */
 export function nativeOpsDir(): string {
-  return join(packageRoot(), 'native', 'ort-ops');
-}
-
-/** The runner's source. */
-export function runnerSource(): string {
-  return join(packageRoot(), 'native', 'ort-runner', 'runner.cc');
+  return join(packageRoot(), 'codegen', 'ort', 'native');
 }
 
 export const FETCH_HEADERS_SCRIPT = 'scripts/fetch-ort-headers.sh';

@@ -1,7 +1,8 @@
 // validate --kernels ort: the fused model run by ONNX Runtime with the com.dynconv library registered (the
 // native kernels replace the function fallback), against the original model on onnxruntime-node.
 import path from 'node:path';
-import { buildOrtLibrary, emitOrtLibrary, runWithOrtLibrary } from '../../codegen/ort/index.js';
+import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/index.js';
+import { runWithOrtLibrary } from '../run/ort/runner.js';
 import { packageRoot } from '../../codegen/ort/paths.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
 import { DynconvError } from '../errors.js';

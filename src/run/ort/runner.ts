@@ -1,14 +1,20 @@
-// Runs ONNX models with a custom-op library through native/ort-runner (onnxruntime-node cannot register one).
+// Runs ONNX models with a custom-op library through the native runner src/run/ort/runner.cc (onnxruntime-node
+// cannot register one).
 // The runner is compiled on first use and cached under <root>/.cache/ort-runner/<hash>/, keyed by a hash of
 // its source, the compiler command and the ONNX Runtime header version. It loads onnxruntime-node's own
-// libonnxruntime.so.1. Tensors travel in the DCT1 file format documented in native/ort-runner/runner.cc.
+// libonnxruntime.so.1. Tensors travel in the DCT1 file format documented in runner.cc.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ortSharedLibrary, packageRoot, requireOrtHeaders, runnerSource } from './paths.js';
+import { ortSharedLibrary, packageRoot, requireOrtHeaders } from '../../../codegen/ort/paths.js';
+
+/** The runner's source (next to this module's source). */
+export function runnerSource(): string {
+  return join(packageRoot(), 'src', 'run', 'ort', 'runner.cc');
+}
 
 export interface FloatTensor {
   dims: number[];

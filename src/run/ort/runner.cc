@@ -5,7 +5,7 @@
 // libonnxruntime.so.1), takes the API with OrtGetApiBase()->GetApi(21) (ONNX Runtime 1.21's; it is built
 // against the 1.21 headers), registers custom-op libraries with RegisterCustomOpsLibrary_V2, loads
 // the model, reads the inputs from a tensor file, runs, and writes the outputs to a tensor file.
-// Built by codegen/ort/runner.ts on first use (cached under .cache/ort-runner/<hash of this source>/).
+// Built by src/run/ort/runner.ts on first use (cached under .cache/ort-runner/<hash of this source>/).
 //
 // Usage:
 //   dynconv-ort-runner --ort-lib LIB --model MODEL [--custom-ops LIB]... [--inputs FILE] [--outputs FILE]
