@@ -6,6 +6,19 @@
 #include <cstdlib>
 #include <mutex>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
+// GCC >= 11 headers call std::__throw_bad_array_new_length from std::vector, which only libstdc++ 3.4.29 (GCC 11)
+// exports; ONNX Runtime's own libonnxruntime needs no more than GLIBCXX_3.4.22. Defining it here (made local by
+// the version script) keeps the library loadable wherever ONNX Runtime loads. It throws what libstdc++'s does.
+#if defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 11
+namespace std {
+void __throw_bad_array_new_length() { throw bad_array_new_length(); }
+}  // namespace std
+#endif
+
 namespace dynconv {
 
 const OrtApi* g_ort = nullptr;
@@ -156,6 +169,50 @@ bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out) {
   return false;
 }
 
+const char* SimdName(Simd simd) {
+  switch (simd) {
+    case Simd::kAvx512: return "avx512";
+    case Simd::kAvx2: return "avx2";
+    default: return "baseline";
+  }
+}
+
+// What the CPU and the OS support, from cpuid and xgetbv (no libgcc helpers: they would add a GCC_4.8.0 symbol
+// version, newer than ONNX Runtime's own).
+static Simd DetectSimd() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Simd::kBaseline;
+  const bool osxsave = (c & bit_OSXSAVE) != 0, avx = (c & bit_AVX) != 0, fma = (c & bit_FMA) != 0;
+  if (!osxsave || !avx) return Simd::kBaseline;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool ymm_state = (xcr0_lo & 0x6) == 0x6;     // SSE and AVX state
+  const bool zmm_state = (xcr0_lo & 0xe6) == 0xe6;   // and opmask, ZMM0-15 upper halves, ZMM16-31
+  if (__get_cpuid_max(0, nullptr) < 7) return Simd::kBaseline;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b & bit_AVX2) != 0, avx512f = (b & bit_AVX512F) != 0;
+  if (!ymm_state || !avx2 || !fma) return Simd::kBaseline;
+  return avx512f && zmm_state ? Simd::kAvx512 : Simd::kAvx2;
+#else
+  return Simd::kBaseline;
+#endif
+}
+
+Simd HostSimd() {
+  static const Simd simd = [] {
+    Simd s = DetectSimd();
+    if (const char* cap = std::getenv("DYNCONV_ORT_SIMD")) {
+      Simd limit = s;
+      if (std::strcmp(cap, "baseline") == 0) limit = Simd::kBaseline;
+      else if (std::strcmp(cap, "avx2") == 0) limit = Simd::kAvx2;
+      if (static_cast<int>(limit) < static_cast<int>(s)) s = limit;
+    }
+    return s;
+  }();
+  return simd;
+}
+
 int64_t ConvGeometry::OutSize(int axis, int64_t in, int64_t k) const {
   const int64_t s = strides[axis], d = dilations[axis], pb = pads_begin[axis], pe = pads_end[axis];
   if (transpose) return s * (in - 1) + output_padding[axis] + d * (k - 1) + 1 - pb - pe;
@@ -240,7 +297,7 @@ OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, c
     const OrtApi* old = api_base->GetApi(1);
     char msg[256];
     std::snprintf(msg, sizeof msg,
-                  "the com.dynconv custom-op library needs ONNX Runtime API version %d (1.%d) or newer; this is %s",
+                  "the com.dynconv custom-op library needs ONNX Runtime 1.%d or newer (API version %d); this is %s",
                   kOrtApiVersion, kOrtApiVersion, api_base->GetVersionString());
     return old != nullptr ? old->CreateStatus(ORT_FAIL, msg) : nullptr;
   }

@@ -1,7 +1,7 @@
 // dynconv: ONNX Runtime custom-op kernels for the com.dynconv operator set (docs/ops.md).
 // Shared helpers: the OrtApi pointer, errors, tensors, attributes, the thread pool and the OrtCustomOp glue.
 //
-// Built against the ONNX Runtime 1.21 headers (ORT_API_VERSION 21); loads into any ONNX Runtime >= 1.21.
+// Built against the ONNX Runtime 1.21 headers; asks for API version 17, so it loads into any ONNX Runtime >= 1.17.
 // Only the C API is used, so no C++ wrapper exceptions cross the library boundary.
 // Nothing here depends on a model: op and domain names are fixed constants.
 #pragma once
@@ -22,10 +22,12 @@
 namespace dynconv {
 
 constexpr const char* kDomain = "com.dynconv";
-// The API version the library asks for and declares in its OrtCustomOp structs: 21 (ONNX Runtime 1.21), so it
-// loads into any ONNX Runtime >= 1.21 even if built against newer headers (their structs only grow at the end).
-constexpr int kOrtApiVersion = 21;
-static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.21 headers or newer");
+// The API version the library asks for and declares in its OrtCustomOp structs: 17 (ONNX Runtime 1.17), the
+// lowest that has everything the kernels use (KernelContext_ParallelFor; OrtCustomOp's GetStartVersion/
+// GetEndVersion and the V2 entry points). ONNX Runtime reads only the fields of that version, and newer headers
+// only add at the end, so the library loads into any ONNX Runtime >= 1.17 whatever headers it is built with.
+constexpr int kOrtApiVersion = 17;
+static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.17 headers or newer");
 
 // Set by RegisterCustomOps before any kernel is created.
 extern const OrtApi* g_ort;
@@ -67,6 +69,13 @@ bool AttrInt(const OrtKernelInfo* info, const char* name, int64_t* out);
 bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out);
 
 constexpr int kMaxRank = 3;
+
+// The vector instruction sets the hand-written kernels are compiled for (x86-64; elsewhere only kBaseline).
+enum class Simd { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+// The best one this CPU and OS support (AVX2 needs FMA too; AVX-512 needs the OS to save its registers),
+// capped by $DYNCONV_ORT_SIMD (baseline, avx2 or avx512: to test the other paths). Detected once.
+Simd HostSimd();
+const char* SimdName(Simd simd);
 
 // Conv attributes of docs/ops.md, resolved for one spatial rank (defaults filled in).
 struct ConvGeometry {

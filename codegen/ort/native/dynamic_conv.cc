@@ -20,7 +20,8 @@ struct DynamicConvKernel {
     DC_TRY(InputTensor(ctx, 0, "X", &X));
     DC_TRY(InputTensor(ctx, 1, "W", &W));
     DC_TRY(InputTensor(ctx, 2, "B", &B));
-    if (X.Rank() < 3) return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
     if (W.Rank() != X.Rank() + 1 || W.dims[0] != X.dims[0])
       return Error("W must be [N, *weight layout] with N = %lld and rank %d, got shape %s",
                    static_cast<long long>(X.dims[0]), X.Rank() + 1, DimsString(W.dims).c_str());

@@ -35,7 +35,8 @@ struct MixtureConvKernel {
     DC_TRY(InputTensor(ctx, 1, "R", &R));
     DC_TRY(InputTensor(ctx, 2, "W", &W));
     DC_TRY(InputTensor(ctx, 3, "B", &B));
-    if (X.Rank() < 3) return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
     if (W.Rank() != X.Rank() + 1)
       return Error("W must be [E, *weight layout] of rank %d, got shape %s", X.Rank() + 1,
                    DimsString(W.dims).c_str());

@@ -13,8 +13,8 @@
 // staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
 // a row overlaps the previous one instead of running a remainder loop.
 // Other cases: simple loops over output x with the valid range of each tap precomputed.
-// The hot functions are compiled for x86-64-v4 (AVX-512), -v3 (AVX2+FMA) and the baseline, picked at load
-// time (target_clones), so the library runs on any x86-64 and uses what the machine has.
+// The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
+// run time, so the library runs on any x86-64 and uses what the machine has.
 #include <algorithm>
 
 #include "common.h"
@@ -38,58 +38,7 @@ struct PixelGeometry {
   int64_t Dxp = 0;
 };
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DYNCONV_NO_CLONES)
-#define DYNCONV_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DYNCONV_CLONES
-#endif
-
 typedef float V16 __attribute__((vector_size(64)));
-
-static inline __attribute__((always_inline)) V16 Load16(const float* p) {
-  V16 v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline __attribute__((always_inline)) void Store16(float* p, V16 v) { __builtin_memcpy(p, &v, sizeof v); }
-
-// 16 output columns [x0, x0 + 16) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
-template <int CB>
-static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
-                                                             const float* __restrict kbase, float* __restrict y0,
-                                                             int64_t bz, int64_t by, int64_t x0) {
-  const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
-  const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
-  const int64_t kx = p.k[2], dx = p.d[2];
-  V16 acc[CB];
-  for (int c = 0; c < CB; ++c) acc[c] = V16{};
-  for (int64_t tz = 0; tz < p.k[0]; ++tz) {
-    const int64_t iz = bz + tz * p.d[0];
-    if (iz < 0 || iz >= Dz) continue;
-    for (int64_t ty = 0; ty < p.k[1]; ++ty) {
-      const int64_t iy = by + ty * p.d[1];
-      if (iy < 0 || iy >= Dy) continue;
-      const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
-      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * plane_o + x0;
-      for (int64_t tx = 0; tx < kx; ++tx, kr += plane_o, xr += dx) {
-        const V16 kv = Load16(kr);
-        for (int c = 0; c < CB; ++c) acc[c] += kv * Load16(xr + c * plane_xp);
-      }
-    }
-  }
-  for (int c = 0; c < CB; ++c) Store16(y0 + c * plane_o + x0, acc[c]);
-}
-
-template <int CB>
-static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
-                                                             const float* kbase, float* y0, int64_t bz, int64_t by) {
-  const int64_t Ox = p.O[2];
-  for (int64_t x0 = 0;; x0 += 16) {
-    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<CB>(p, xc0, kbase, y0, bz, by, xs);
-    if (x0 + 16 >= Ox) break;
-  }
-}
 
 // The output row of a task: task = ((n * G + g) * Oz + oz) * Oy + oy.
 struct PixelTask {
@@ -103,85 +52,48 @@ inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task) {
   return {t / p.G, t % p.G, oz, oy};
 }
 
-// The fast path of one task (see PixelRow).
-DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* __restrict K, float* __restrict Y,
-                                 int64_t task) {
-  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
-  const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
-  const int64_t row_o = (oz * Oy + oy) * Ox;
-  const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
-  int64_t c = g * p.Cg;
-  const int64_t ce = (g + 1) * p.Cg;
-  for (; c + 8 <= ce; c += 8)
-    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, Y + (n * p.C + c) * plane_o + row_o, bz, by);
-  const float* xc = p.xp + (n * p.C + c) * plane_xp;
-  float* yc = Y + (n * p.C + c) * plane_o + row_o;
-  switch (ce - c) {
-    case 7: PixelBlock<7>(p, xc, kbase, yc, bz, by); break;
-    case 6: PixelBlock<6>(p, xc, kbase, yc, bz, by); break;
-    case 5: PixelBlock<5>(p, xc, kbase, yc, bz, by); break;
-    case 4: PixelBlock<4>(p, xc, kbase, yc, bz, by); break;
-    case 3: PixelBlock<3>(p, xc, kbase, yc, bz, by); break;
-    case 2: PixelBlock<2>(p, xc, kbase, yc, bz, by); break;
-    case 1: PixelBlock<1>(p, xc, kbase, yc, bz, by); break;
-    default: break;
-  }
-}
+// The row kernels, once per instruction set (pixel_conv_rows.h). x86-64 with GCC: the baseline (SSE2), AVX2+FMA
+// and AVX-512, chosen at run time from what the CPU and the OS support (HostSimd); elsewhere the baseline only
+// (on aarch64 the baseline has NEON, which the 16-wide vectors and the loops compile to).
+namespace baseline {
+#include "pixel_conv_rows.h"
+}  // namespace baseline
 
-// Copies rows of X into rows of length Dxp with pb zeros before and the rest after.
-DYNCONV_CLONES void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
-                            int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const float* src = X + r * Dx;
-    float* dst = XP + r * Dxp;
-    for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
-    for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
-    for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
-  }
-}
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DYNCONV_NO_DISPATCH)
+#define DYNCONV_PIXEL_DISPATCH 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "pixel_conv_rows.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+#include "pixel_conv_rows.h"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif
 
-// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] for task = ((n * G + g) * Oz + oz) * Oy + oy.
-DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __restrict K,
-                             float* __restrict Y, int64_t task) {
-  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
-  const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
-  const int64_t plane_o = Oz * Oy * Ox, plane_x = Dz * Dy * Dx;
-  const int64_t row_o = (oz * Oy + oy) * Ox;
-  const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
-  const int64_t kx = p.k[2];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
-  for (int64_t c = g * p.Cg; c < (g + 1) * p.Cg; ++c) {
-    float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
-    for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
-    const float* xc = X + (n * p.C + c) * plane_x;
-    for (int64_t tz = 0; tz < p.k[0]; ++tz) {
-      const int64_t iz = bz + tz * p.d[0];
-      if (iz < 0 || iz >= Dz) continue;
-      for (int64_t ty = 0; ty < p.k[1]; ++ty) {
-        const int64_t iy = by + ty * p.d[1];
-        if (iy < 0 || iy >= Dy) continue;
-        const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
-        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * plane_o;
-        for (int64_t tx = 0; tx < kx; ++tx, kj += plane_o) {
-          const float* __restrict kr = kj;
-          const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
-          if (p.unit_x) {
-            const float* __restrict xs = xr + off;
-            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[x];
-          } else {
-            const int64_t* __restrict xi = p.xin.data();
-            const float* __restrict xs = xr + off;
-            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[xi[x]];
-          }
-        }
-      }
+// The row kernels of one instruction set.
+struct PixelKernels {
+  void (*row_fast)(const PixelGeometry&, const float*, float*, int64_t);
+  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+  void (*row)(const PixelGeometry&, const float*, const float*, float*, int64_t);
+};
+
+const PixelKernels& Kernels() {
+  static const PixelKernels k = [] {
+#ifdef DYNCONV_PIXEL_DISPATCH
+    switch (HostSimd()) {
+      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow};
+      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow};
+      default: break;
     }
-  }
+#endif
+    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow};
+  }();
+  return k;
 }
 
 struct PixelConvKernel {
@@ -241,22 +153,22 @@ struct PixelConvKernel {
       p.O[a] = (span / p.s[a] + 1) * upsample;
       p.KK *= p.k[a];
     }
-    if (Kt.Rank() != r + 3 || Kt.dims[0] != p.N || Kt.dims[2] != p.KK)
-      return Error("K must be [N, G, %lld, *O] with N = %lld, got shape %s", static_cast<long long>(p.KK),
-                   static_cast<long long>(p.N), DimsString(Kt.dims).c_str());
+    // K is [N, G, prod(kernel_shape), *O]: N from X, G free (checked below), O the output size.
+    std::vector<int64_t> y_dims = {p.N, p.C};
+    for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    bool k_ok = Kt.Rank() == r + 3 && Kt.dims[0] == p.N && Kt.dims[2] == p.KK;
+    for (int i = 0; k_ok && i < r; ++i) k_ok = Kt.dims[3 + i] == y_dims[2 + i];
+    if (!k_ok) {
+      std::string want = "[" + std::to_string(p.N) + ", G, " + std::to_string(p.KK);
+      for (int i = 0; i < r; ++i) want += ", " + std::to_string(y_dims[2 + i]);
+      return Error("K must be %s] (batch of X, G kernel groups, prod(kernel_shape) taps, the output size), got shape %s",
+                   want.c_str(), DimsString(Kt.dims).c_str());
+    }
     p.G = Kt.dims[1];
     if (p.G < 1 || p.C % p.G != 0)
       return Error("K has %lld kernel groups, which must divide the %lld channels", static_cast<long long>(p.G),
                    static_cast<long long>(p.C));
     p.Cg = p.C / p.G;
-    std::vector<int64_t> y_dims = {p.N, p.C};
-    for (int i = 0; i < r; ++i) {
-      const int a = 3 - r + i;
-      if (Kt.dims[3 + i] != p.O[a])
-        return Error("K must be [N, G, %lld, *O] with O[%d] = %lld, got shape %s", static_cast<long long>(p.KK), i,
-                     static_cast<long long>(p.O[a]), DimsString(Kt.dims).c_str());
-      y_dims.push_back(p.O[a]);
-    }
     DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
 
     // x tables (the same for every row).
@@ -286,6 +198,7 @@ struct PixelConvKernel {
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
     p.fast = p.unit_x && Ox >= 16;
+    const PixelKernels& kernels = Kernels();
     FloatBuffer padded;
     if (p.fast) {
       const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
@@ -297,16 +210,16 @@ struct PixelConvKernel {
         DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
         float* xp = padded.get();
         const int64_t dxp = p.Dxp;
-        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { PadRows(x, xp, Dx, dxp, pl, r0, r1); }));
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kernels.pad_rows(x, xp, Dx, dxp, pl, r0, r1); }));
         p.xp = xp;
       }
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
       p.pb[2] = 0;
       return ParallelFor(ctx, static_cast<size_t>(tasks),
-                         [&](size_t t) { PixelRowFast(p, k, y, static_cast<int64_t>(t)); });
+                         [&](size_t t) { kernels.row_fast(p, k, y, static_cast<int64_t>(t)); });
     }
     return ParallelFor(ctx, static_cast<size_t>(tasks),
-                       [&](size_t t) { PixelRow(p, x, k, y, static_cast<int64_t>(t)); });
+                       [&](size_t t) { kernels.row(p, x, k, y, static_cast<int64_t>(t)); });
   }
 };
 
