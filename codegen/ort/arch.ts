@@ -1,5 +1,5 @@
 // The machines the ONNX Runtime back end builds for: x86-64 and aarch64 (Linux, glibc), natively or with Debian's
-// cross compiler, and how to run their programs here (natively, or under qemu-user with the target's sysroot).
+// cross compiler (src/run/ort/emulator.ts runs their programs here under qemu-user).
 export const ORT_ARCHES = ['x86_64', 'aarch64'] as const;
 export type OrtArch = (typeof ORT_ARCHES)[number];
 
@@ -12,8 +12,8 @@ export interface OrtToolchain {
   /** Code-generation flags. None: the baseline of the architecture (x86-64: SSE2; aarch64: ARMv8-A, with NEON). */
   flags: string[];
   cross: boolean;
-  /** How to run a program of this architecture here: [] natively, else qemu-user and its arguments. */
-  emulator: string[];
+  /** Cross only: the target's glibc and libstdc++ (Debian's cross toolchains put them under /usr/<triple>). */
+  sysroot?: string;
 }
 
 export function hostArch(): OrtArch | undefined {
@@ -30,7 +30,7 @@ export function ortToolchain(arch: OrtArch | undefined = hostArch()): OrtToolcha
   const host = hostArch();
   const a = arch ?? 'x86_64';
   const node = a === 'x86_64' ? 'x64' : 'arm64';
-  if (a === host) return { arch: a, node, cxx: process.env.CXX || 'g++', flags: [], cross: false, emulator: [] };
+  if (a === host) return { arch: a, node, cxx: process.env.CXX || 'g++', flags: [], cross: false };
   const envName = `DYNCONV_CXX_${a.toUpperCase()}`;
   const triple = `${a}-linux-gnu`;
   return {
@@ -39,7 +39,6 @@ export function ortToolchain(arch: OrtArch | undefined = hostArch()): OrtToolcha
     cxx: process.env[envName] || `${triple}-g++`,
     flags: [],
     cross: true,
-    // Debian's cross toolchains install the target's glibc and libstdc++ under /usr/<triple>.
-    emulator: [`qemu-${a}`, '-L', process.env[`DYNCONV_SYSROOT_${a.toUpperCase()}`] || `/usr/${triple}`],
+    sysroot: process.env[`DYNCONV_SYSROOT_${a.toUpperCase()}`] || `/usr/${triple}`,
   };
 }

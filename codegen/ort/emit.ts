@@ -111,7 +111,7 @@ export interface EmitOrtOptions {
  * CMakeLists.txt, build.sh and a manifest into `outDir`. The returned `buildCommand` is one compiler command
  * line, to run with `outDir` as the working directory (build.sh runs it there); it makes libdynconv_ort.so.
  */
-export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOptions = {}): { files: string[]; buildCommand: string } {
+export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOptions = {}): { files: string[]; buildCommand: string; arch: OrtArch } {
   const used = new Set(descs.map((d) => d.op));
   const ops = FUSED_OP_TYPES.filter((o) => used.has(o));
   if (ops.length === 0) throw new Error('emitOrtLibrary: no com.dynconv ops to emit');
@@ -163,7 +163,7 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOpt
   const mpath = join(dir, ORT_MANIFEST_NAME);
   writeFileSync(mpath, JSON.stringify(manifest, null, 2) + '\n');
   files.push(mpath);
-  return { files, buildCommand };
+  return { files, buildCommand, arch: tc.arch };
 }
 
 function specKey(d: OpDesc): string {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 import { hostArch, ortToolchain, type OrtArch } from '../../../codegen/ort/arch.js';
 import { ortSharedLibrary, packageRoot, requireOrtHeaders } from '../../../codegen/ort/paths.js';
+import { emulatorCommand } from './emulator.js';
 
 /** The runner's source (next to this module's source). */
 export function runnerSource(): string {
@@ -37,7 +38,7 @@ export interface RunWithOrtOptions {
   optLevel?: 'disable' | 'basic' | 'extended' | 'all';
   /**
    * The architecture to run on (default: this machine's). Another one runs a cross-built runner under
-   * qemu-user with the target's sysroot (codegen/ort/arch.ts); `libraryPath` and `ortLib` must be built for it.
+   * qemu-user (emulator.ts); `libraryPath` and `ortLib` must be built for it.
    */
   arch?: OrtArch;
   /** Run under qemu-user emulating this CPU model (e.g. 'qemu64': x86-64 without SSE3 and later). */
@@ -184,7 +185,6 @@ async function buildRunner(arch: OrtArch | undefined): Promise<string> {
  * Returns every model output (float32 only). ONNX Runtime's errors come back as an OrtRunError.
  */
 export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWithOrtResult> {
-  const tc = ortToolchain(opts.arch);
   const exe = await ensureOrtRunner(opts.arch);
   const work = mkdtempSync(join(tmpdir(), 'dynconv-ort-'));
   try {
@@ -197,9 +197,8 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
     if (opts.repeat && opts.repeat > 1) args.push('--repeat', String(opts.repeat));
     if (opts.concurrent) args.push('--concurrent', String(opts.concurrent));
     if (opts.optLevel) args.push('--opt-level', opts.optLevel);
-    // Emulated: qemu-<arch> [-cpu MODEL] [-L sysroot] runner ARGS.
-    let emulator = tc.emulator;
-    if (opts.cpu) emulator = emulator.length ? [emulator[0], '-cpu', opts.cpu, ...emulator.slice(1)] : [`qemu-${tc.arch}`, '-cpu', opts.cpu];
+    // Emulated: qemu-<arch> [-cpu MODEL] [-L root] runner ARGS.
+    const emulator = emulatorCommand(opts.arch, opts.cpu);
     const r = emulator.length
       ? await exec(emulator[0], [...emulator.slice(1), exe, ...args], { env: opts.env })
       : await exec(exe, args, { env: opts.env });
