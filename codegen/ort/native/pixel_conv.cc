@@ -16,6 +16,8 @@
 // The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
 // run time, so the library runs on any x86-64 and uses what the machine has.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "common.h"
 
@@ -80,19 +82,27 @@ struct PixelKernels {
   void (*row_fast)(const PixelGeometry&, const float*, float*, int64_t);
   void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
   void (*row)(const PixelGeometry&, const float*, const float*, float*, int64_t);
+  Simd simd;
 };
 
 const PixelKernels& Kernels() {
   static const PixelKernels k = [] {
 #ifdef DYNCONV_PIXEL_DISPATCH
     switch (HostSimd()) {
-      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow};
-      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow};
+      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, Simd::kAvx512};
+      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, Simd::kAvx2};
       default: break;
     }
 #endif
-    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow};
+    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, Simd::kBaseline};
   }();
+  static const bool traced = [&] {
+    const char* trace = std::getenv("DYNCONV_ORT_TRACE");
+    if (trace != nullptr && trace[0] != '\0' && trace[0] != '0')
+      std::fprintf(stderr, "dynconv: PixelConv row kernels: %s\n", SimdName(k.simd));
+    return true;
+  }();
+  (void)traced;
   return k;
 }
 
