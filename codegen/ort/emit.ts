@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { DYNCONV_DOMAIN, FUSED_OP_TYPES, type FusedOpType, type OpDesc } from '../op-desc.js';
+import { DYNCONV_DOMAIN, FUSED_OP_TYPES, specializationKey, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { ortToolchain, type OrtArch } from './arch.js';
 import { nativeOpsDir, ortIncludeDir, requireOrtHeaders } from './paths.js';
 
@@ -153,7 +153,7 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOpt
     domain: DYNCONV_DOMAIN,
     arch: tc.arch,
     ops,
-    specializations: [...new Set(descs.map(specKey))].sort(),
+    specializations: [...new Set(descs.map(specializationKey))].sort(),
     sources,
     library: ORT_LIBRARY_NAME,
     includeDir,
@@ -164,11 +164,6 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOpt
   writeFileSync(mpath, JSON.stringify(manifest, null, 2) + '\n');
   files.push(mpath);
   return { files, buildCommand, arch: tc.arch };
-}
-
-function specKey(d: OpDesc): string {
-  const a = d.attrs;
-  return `${d.op}_r${a.rank}_${a.transpose ? 't' : 'c'}_g${a.group}`;
 }
 
 function compilerHint(arch: OrtArch | undefined): string {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { hostArch, type OrtArch } from '../../codegen/ort/arch.js';
 import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/emit.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
-import { DYNCONV_DOMAIN } from '../../codegen/op-desc.js';
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import { loadModel, saveModel } from '../../src/onnx/io.js';
 import { buildModel } from '../../src/ir/build.js';
 import { runWithOrtLibrary, type FloatTensor } from '../../src/run/ort/runner.js';
