@@ -6,7 +6,7 @@
 // from the npm registry (npm pack), cached under .cache/ort/.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ortToolchain } from '../codegen/ort/arch.js';
@@ -112,4 +112,18 @@ test.serial(`ONNX Runtime ${TOO_OLD_ORT_VERSION} refuses the library: "needs ONN
   const f = fx[0];
   const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: f.kernelsOnly, libraryPath: lib, feeds: f.feeds, ortLib: await ortLibraryOf(TOO_OLD_ORT_VERSION) }));
   t.regex(e?.message ?? '', /needs ONNX Runtime 1\.17 or newer \(API version 17\); this is 1\.16\.3/);
+});
+
+test.serial('--arch: a bad value, or --arch without the ort target, is one clear error line and writes nothing', async (t) => {
+  const fx = await fixtures();
+  const fused = fx[0].kernelsOnly.replace(/kernels-only\.onnx$/, 'fused.onnx');
+  const out = join(work, 'arch-refused');
+  const bad = await runCli(['emit', fused, '--target', 'ort', '--out-dir', out, '--arch', 'sparc']);
+  t.is(bad.code, 2, bad.stderr);
+  t.regex(bad.stderr, /--arch: expected x86_64 or aarch64, got "sparc"/);
+  t.is(bad.stderr.trim().split('\n').length, 1);
+  const wgsl = await runCli(['emit', fused, '--target', 'wgsl', '--out-dir', out, '--arch', 'aarch64']);
+  t.is(wgsl.code, 2, wgsl.stderr);
+  t.regex(wgsl.stderr, /--arch: only with the ort target/);
+  t.false(existsSync(out));
 });
