@@ -1,21 +1,37 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
 import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
-import { Analysis } from '../src/analysis/analyze.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
+import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { scanModel } from './scan.js';
 import type { Site } from './site.js';
 
 export interface FuseResult {
+  /** Every site found, in graph order (scan's report). */
+  sites: Site[];
   fused: Site[];
   notFused: Site[];
   changed: boolean;
 }
 
-export function fuseModel(model: Model): FuseResult {
-  const analysis = new Analysis(model);
+/**
+ * The fuse pipeline, in place: the sites rewritten with their function bodies, then (when anything was fused)
+ * dead nodes swept and the nodes sorted; a model with nothing fused is left exactly as it was.
+ */
+export function fuseModel(model: Model, opts: { verify?: boolean } = {}): FuseResult {
+  let result!: FuseResult;
+  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m)) };
+  runPasses(model, [fuseSitesPass], opts);
+  if (result.changed) runPasses(model, [sweepPass, sortPass], opts);
+  return result;
+}
+
+/** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
+function fuseSites(model: Model): FuseResult {
+  const analysis = analysisOf(model);
   const sites = scanModel(model, analysis);
   const opset = model.opsets.get('') ?? 0;
   const fusable = sites.filter((s) => s.rewrite);
@@ -45,8 +61,6 @@ export function fuseModel(model: Model): FuseResult {
     fused.push(s);
   }
   if (fused.length) {
-    model.graph.sweepDeadNodes();
-    model.graph.topoSort();
     const functions = (model.proto.functions ??= []);
     for (const [op, body] of bodies) {
       if (body.rank < 0 || functions.some((f) => f.domain === DYNCONV_DOMAIN && f.name === op)) continue;
@@ -55,5 +69,5 @@ export function fuseModel(model: Model): FuseResult {
     model.opsets.set(DYNCONV_DOMAIN, 1);
     if (Number(model.proto.irVersion ?? 0) < 8) model.proto.irVersion = 8; // model-local functions need IR 8
   }
-  return { fused, notFused, changed: fused.length > 0 };
+  return { sites, fused, notFused, changed: fused.length > 0 };
 }
