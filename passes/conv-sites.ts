@@ -9,7 +9,7 @@ import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
 import type { Analysis } from '../src/analysis/analyze.js';
 import { divDim, dimsEqual, formatShape, mulDim, productDims } from '../src/analysis/dims.js';
 import { mulTensors, transpose as transposeTensor } from '../src/analysis/evaluate.js';
-import { floatAttr, type Dim, type Graph, type Node, type Value } from '../src/ir/graph.js';
+import { FloatAttr, type Dim, type Graph, type Node, type Value } from '../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
 import { exclusiveGenerator, isReshapeLike, mulFactors, nodesBetween, producerIs, reshapeChainBack, reshapeChainForward } from './match.js';
@@ -380,10 +380,9 @@ export function matchConvSite(conv: Node, a: Analysis): Site {
       attrs: {
         strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.group, transpose: p.transpose ? 1 : 0,
         ...(p.transpose ? { output_padding: p.outputPadding } : {}),
-        ...(op === 'ModulatedConv' ? { demodulate: modulated!.demodulate ? 1 : 0 } : {}),
+        ...(op === 'ModulatedConv' ? { demodulate: modulated!.demodulate ? 1 : 0, epsilon: new FloatAttr(modulated!.epsilon) } : {}),
       },
     });
-    if (op === 'ModulatedConv') fused.proto.attribute!.push(floatAttr('epsilon', modulated!.epsilon));
     let out = fused.outputs[0];
     if (op === 'MixtureConv' && u.bias.kind === 'const') {
       const b = reshapeTo(g, g.addInitializer('dynconv_bias', u.bias.values), [1, u.m, ...new Array(p.rank).fill(1)], conv);

@@ -1,6 +1,6 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
+import { DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION, type FusedOpType } from '../ops/index.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
@@ -61,13 +61,11 @@ function fuseSites(model: Model): FuseResult {
     fused.push(s);
   }
   if (fused.length) {
-    const functions = (model.proto.functions ??= []);
     for (const [op, body] of bodies) {
-      if (body.rank < 0 || functions.some((f) => f.domain === DYNCONV_DOMAIN && f.name === op)) continue;
-      functions.push(functionFor(op, opset, body.rank, body.literals));
+      if (body.rank < 0 || model.functions.some((f) => f.domain === DYNCONV_DOMAIN && f.name === op)) continue;
+      model.addFunction(functionFor(op, opset, body.rank, body.literals));
     }
-    model.opsets.set(DYNCONV_DOMAIN, 1);
-    if (Number(model.proto.irVersion ?? 0) < 8) model.proto.irVersion = 8; // model-local functions need IR 8
+    model.opsets.set(DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION);
   }
   return { sites, fused, notFused, changed: fused.length > 0 };
 }

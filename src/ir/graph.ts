@@ -406,11 +406,6 @@ function makeAttribute(name: string, v: AttrValue): AttributeProto {
   return a;
 }
 
-/** A float attribute even when the value happens to be an integer. */
-export function floatAttr(name: string, f: number): AttributeProto {
-  return onnx.AttributeProto.create({ name, type: AttrType.FLOAT, f });
-}
-
 export class Model {
   graph!: Graph;
   readonly opsets = new Map<string, number>();
@@ -441,6 +436,17 @@ export class Model {
   }
   get functions(): FunctionProto[] {
     return this.proto.functions ?? [];
+  }
+  /** Adds a model-local function (raising the IR version to 8, the first that has them). */
+  addFunction(f: FunctionProto): void {
+    this.edited();
+    (this.proto.functions ??= []).push(f);
+    if (Number(this.proto.irVersion ?? 0) < 8) this.proto.irVersion = 8;
+  }
+  /** Removes the model-local functions that `drop` selects. */
+  removeFunctions(drop: (f: FunctionProto) => boolean): void {
+    this.edited();
+    this.proto.functions = this.functions.filter((f) => !drop(f));
   }
 
   reserveName(name: string): void {
