@@ -138,6 +138,14 @@ export class Node {
   attrTensor(name: string): TensorProto | undefined {
     return this.attr(name)?.t ?? undefined;
   }
+
+  /** Sets a FLOAT attribute, also when the value is integral (addNode's plain numbers become INT then). */
+  setFloatAttr(name: string, f: number): void {
+    const list = (this.proto.attribute ??= []);
+    const i = list.findIndex((a) => a.name === name);
+    if (i >= 0) list.splice(i, 1);
+    list.push(floatAttr(name, f));
+  }
 }
 
 export class Graph {
@@ -404,6 +412,26 @@ export class Model {
   }
   get functions(): FunctionProto[] {
     return this.proto.functions ?? [];
+  }
+
+  /** Whether the model has a local function (domain, name). */
+  hasFunction(domain: string, name: string): boolean {
+    return this.functions.some((f) => (f.domain ?? '') === domain && f.name === name);
+  }
+
+  /** Adds a model-local function; a node of op type `name` in `domain` then runs its body. */
+  addFunction(f: FunctionProto): void {
+    if (this.hasFunction(f.domain ?? '', f.name ?? '')) throw new Error(`internal: the model already has function ${f.domain}.${f.name}`);
+    (this.proto.functions ??= []).push(f);
+  }
+
+  get irVersion(): number {
+    return toNumber(this.proto.irVersion ?? 0);
+  }
+
+  /** Raises the IR version to at least `v` (model-local functions need IR 8), never lowers it. */
+  requireIrVersion(v: number): void {
+    if (this.irVersion < v) this.proto.irVersion = v;
   }
 
   reserveName(name: string): void {
