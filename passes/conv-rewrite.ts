@@ -1,6 +1,6 @@
 // What the conv rules share: the site's facts from unbatching, and the fused node that replaces the conv
 // (read back in the [N, M, *O] or the grouped trick's [1, N*M, *O] layout).
-import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
 import type { AttrValue, Node, Value } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';

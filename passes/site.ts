@@ -1,5 +1,5 @@
 // What `scan` reports about one dynamic-conv site, and what `fuse` needs to rewrite it.
-import type { FusedOpType } from '../codegen/op-desc.js';
+import type { FusedOpType } from '../ops/index.js';
 import type { Node } from '../src/ir/graph.js';
 import type { Rule } from './rules/rule.js';
 

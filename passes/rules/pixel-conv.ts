@@ -7,7 +7,7 @@
 // input element and which kernel element every term of an output uses. From that it infers kernel size,
 // stride, padding, dilation, upsampling and kernel groups (passes/pixel-layout.ts) and checks the inference
 // against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]).
-import { DYNCONV_DOMAIN } from '../../codegen/op-desc.js';
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
