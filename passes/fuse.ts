@@ -5,6 +5,7 @@ import { Analysis } from '../src/analysis/analyze.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
+import type { Rule } from './rules/rule.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
 import { isFusable, type Site } from './site.js';
 
@@ -14,7 +15,12 @@ export interface FuseResult {
   changed: boolean;
 }
 
-export function fuseModel(model: Model): FuseResult {
+export interface FuseOptions {
+  /** The rules to apply (default: all, passes/rules/index.ts). */
+  rules?: readonly Rule<unknown>[];
+}
+
+export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   const analysis = new Analysis(model);
   const opset = model.opsets.get('') ?? 0;
   // One function body per op type, specialised to one spatial rank (and, before opset 12, to the
@@ -39,7 +45,7 @@ export function fuseModel(model: Model): FuseResult {
     bodies.set(s.op!, { key, rank, literals });
     return undefined;
   };
-  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit });
+  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
   if (rewritten.length) {
     model.graph.sweepDeadNodes();
     model.graph.topoSort();
