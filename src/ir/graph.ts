@@ -437,16 +437,31 @@ export class Model {
   get functions(): FunctionProto[] {
     return this.proto.functions ?? [];
   }
-  /** Adds a model-local function (raising the IR version to 8, the first that has them). */
-  addFunction(f: FunctionProto): void {
-    this.edited();
-    (this.proto.functions ??= []).push(f);
-    if (Number(this.proto.irVersion ?? 0) < 8) this.proto.irVersion = 8;
-  }
   /** Removes the model-local functions that `drop` selects. */
   removeFunctions(drop: (f: FunctionProto) => boolean): void {
     this.edited();
     this.proto.functions = this.functions.filter((f) => !drop(f));
+  }
+
+  /** Whether the model has a local function (domain, name). */
+  hasFunction(domain: string, name: string): boolean {
+    return this.functions.some((f) => (f.domain ?? '') === domain && f.name === name);
+  }
+
+  /** Adds a model-local function; a node of op type `name` in `domain` then runs its body. */
+  addFunction(f: FunctionProto): void {
+    if (this.hasFunction(f.domain ?? '', f.name ?? '')) throw new Error(`internal: the model already has function ${f.domain}.${f.name}`);
+    this.edited();
+    (this.proto.functions ??= []).push(f);
+  }
+
+  get irVersion(): number {
+    return toNumber(this.proto.irVersion ?? 0);
+  }
+
+  /** Raises the IR version to at least `v` (model-local functions need IR 8), never lowers it. */
+  requireIrVersion(v: number): void {
+    if (this.irVersion < v) this.proto.irVersion = v;
   }
 
   reserveName(name: string): void {
