@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
+import { describeOp } from '../ops/index.js';
 import { functionFor } from '../passes/function-bodies.js';
 import { onnx, toNumber } from '../src/onnx/proto.js';
 import { OrtRunError, runWithOrtLibrary } from '../src/run/ort/runner.js';
@@ -220,4 +221,26 @@ test.serial("PixelConv: a K whose batch is not X's is refused by the kernel and 
   const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: bad }), { instanceOf: OrtRunError });
   t.regex(e!.message, /com\.dynconv\.PixelConv: K must be \[2, G, 9, 5, 6\] .*got shape \[1, 2, 9, 5, 6\]/);
   await t.throwsAsync(runReference(bytes, bad));
+});
+
+test.serial('the kernels check attributes as the op layer does (dynconv_ops.h is generated from ops/): same sentence', async (t) => {
+  const lib = await library();
+  const bad: { c: OpCase; attr: string; value: number | number[] }[] = [
+    { c: CASES.find((x) => x.op === 'PixelConv')!, attr: 'upsample', value: 0 },
+    { c: CASES[0], attr: 'strides', value: [0, 1] },
+    { c: CASES.find((x) => x.op === 'ModulatedConv')!, attr: 'demodulate', value: 2 },
+    { c: CASES[0], attr: 'transpose', value: 3 },
+  ];
+  for (const [i, { c, attr, value }] of bad.entries()) {
+    const raw = { ...c.raw, [attr]: value };
+    const opLayer = t.throws(() => describeOp(c.op, c.shapes[0].length - 2, raw))!.message;
+    const proto = onnx.ModelProto.decode(fusedModel(c).bytes);
+    const node = proto.graph!.node!.find((n) => n.opType === c.op)!;
+    node.attribute = (node.attribute ?? []).filter((a) => a.name !== attr);
+    const T = onnx.AttributeProto.AttributeType;
+    node.attribute.push(Array.isArray(value) ? { name: attr, type: T.INTS, ints: value } : { name: attr, type: T.INT, i: value });
+    const model = writeModel(modelDir, `bad_attr${i}`, onnx.ModelProto.encode(proto).finish());
+    const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: caseFeeds(c, 1) }), { instanceOf: OrtRunError });
+    t.true(e!.message.includes(`com.dynconv.${c.op}: ${opLayer}`), `${c.op}.${attr}: kernel says ${e!.message}; the op layer says ${opLayer}`);
+  }
 });

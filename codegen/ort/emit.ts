@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 
 import { DYNCONV_DOMAIN, FUSED_OP_TYPES, specializationKey, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { ortToolchain, type OrtArch } from './arch.js';
+import { opsHeader, OPS_HEADER_NAME } from './ops-header.js';
 import { nativeOpsDir, ortIncludeDir, requireOrtHeaders } from './paths.js';
 
 export const ORT_LIBRARY_NAME = 'libdynconv_ort.so';
@@ -130,6 +131,8 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string, opts: EmitOrtOpt
     hash.update(name).update('\0').update(text).update('\0');
   };
   for (const f of sources) write(f, readFileSync(join(src, f), 'utf8'));
+  write(OPS_HEADER_NAME, opsHeader()); // generated from the op layer
+  sources.push(OPS_HEADER_NAME);
   write(REGISTER_SOURCE, registerSource(ops));
   sources.push(REGISTER_SOURCE);
   write(VERSION_SCRIPT, '{\n  global: RegisterCustomOps;\n  local: *;\n};\n');

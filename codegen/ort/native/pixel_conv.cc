@@ -113,27 +113,18 @@ struct PixelConvKernel {
   int64_t upsample = 1;
 
   OrtStatus* Init(const OrtKernelInfo* info) {
-    if (!AttrInts(info, "kernel_shape", &kernel_shape) || kernel_shape.empty())
-      return Error("attribute kernel_shape is required");
-    const size_t r = kernel_shape.size();
-    if (r > static_cast<size_t>(kMaxRank)) return Error("spatial rank %zu is not supported (1 to 3)", r);
-    for (int64_t k : kernel_shape)
-      if (k < 1) return Error("kernel_shape must be >= 1");
-    if (!AttrInts(info, "strides", &strides)) strides.assign(r, 1);
-    if (!AttrInts(info, "dilations", &dilations)) dilations.assign(r, 1);
-    if (!AttrInts(info, "pads", &pads)) pads.assign(2 * r, 0);
-    if (strides.size() != r || dilations.size() != r || pads.size() != 2 * r)
-      return Error("strides, dilations and pads must have %zu, %zu and %zu values", r, r, 2 * r);
-    for (size_t i = 0; i < r; ++i)
-      if (strides[i] < 1 || dilations[i] < 1) return Error("strides and dilations must be >= 1");
-    for (int64_t p : pads)
-      if (p < 0) return Error("pads must be >= 0");
-    int64_t up = 1;
-    if (AttrInt(info, "upsample", &up)) upsample = up;
-    if (upsample < 1) return Error("upsample must be >= 1");
-    int64_t group = 1, transpose = 0;
+    AttrValues values;
+    DC_TRY(values.Read(info, ops::kPixelConv));  // kernel_shape required; values checked (dynconv_ops.h)
+    kernel_shape = values.Given("kernel_shape");
+    const int r = static_cast<int>(kernel_shape.size());
+    DC_TRY(values.CheckLengths(r));
+    strides = values.IntsOr("strides", r);
+    dilations = values.IntsOr("dilations", r);
+    pads = values.IntsOr("pads", r);
+    upsample = values.Int("upsample");
+    // Not attributes of PixelConv (kernel groups come from K): refused rather than ignored.
+    int64_t group = 1;
     if (AttrInt(info, "group", &group) && group != 1) return Error("PixelConv has no group attribute");
-    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("PixelConv has no transpose form");
     return nullptr;
   }
 
@@ -144,6 +135,8 @@ struct PixelConvKernel {
     const int r = static_cast<int>(kernel_shape.size());
     if (X.Rank() != r + 2)
       return Error("X must have rank %d for a %d-D kernel_shape, got shape %s", r + 2, r, DimsString(X.dims).c_str());
+    const Tensor* inputs[] = {&X, &Kt};
+    DC_TRY(CheckRanks(ops::kPixelConv, r, inputs));
     PixelGeometry p;
     p.N = X.dims[0];
     p.C = X.dims[1];
