@@ -5,6 +5,7 @@ import { Analysis } from '../src/analysis/analyze.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
+import { canonicalize, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { scanModel } from './scan.js';
 import type { Site } from './site.js';
 
@@ -15,6 +16,7 @@ export interface FuseResult {
 }
 
 export function fuseModel(model: Model): FuseResult {
+  const canonicalized = canonicalize(model);
   const analysis = new Analysis(model);
   const sites = scanModel(model, analysis);
   const opset = model.opsets.get('') ?? 0;
@@ -46,6 +48,9 @@ export function fuseModel(model: Model): FuseResult {
   }
   if (fused.length) {
     model.graph.sweepDeadNodes();
+    // The rewrites build their shapes and biases from what they found; folded here, the output is canonical
+    // (fusing it again changes nothing), and free of what ONNX Runtime's optimiser mishandles.
+    canonicalize(model, POST_FUSION_PASSES);
     model.graph.topoSort();
     const functions = (model.proto.functions ??= []);
     for (const [op, body] of bodies) {
@@ -55,5 +60,5 @@ export function fuseModel(model: Model): FuseResult {
     model.opsets.set(DYNCONV_DOMAIN, 1);
     if (Number(model.proto.irVersion ?? 0) < 8) model.proto.irVersion = 8; // model-local functions need IR 8
   }
-  return { fused, notFused, changed: fused.length > 0 };
+  return { fused, notFused, changed: fused.length > 0 || canonicalized };
 }

@@ -1,12 +1,18 @@
 // Finds every dynamic-conv site of a model: convs whose weight is data-dependent, and per-pixel
 // unfold/multiply/reduce chains.
-import type { Analysis } from '../src/analysis/analyze.js';
+import { Analysis } from '../src/analysis/analyze.js';
 import type { Model } from '../src/ir/graph.js';
+import { canonicalize } from './canonicalize/index.js';
 import { matchConvSite } from './conv-sites.js';
 import { findPixelSites } from './pixel-sites.js';
 import type { Site } from './site.js';
 
+/**
+ * The sites of `model`, which is first canonicalised in place (passes/canonicalize): `a` is used when that
+ * changed nothing, else a fresh analysis of the canonical model.
+ */
 export function scanModel(model: Model, a: Analysis): Site[] {
+  if (canonicalize(model)) a = new Analysis(model);
   const sites: Site[] = [];
   for (const n of model.graph.allNodes()) {
     if (n.domain !== '' || (n.opType !== 'Conv' && n.opType !== 'ConvTranspose')) continue;

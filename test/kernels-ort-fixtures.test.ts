@@ -31,3 +31,19 @@ for (const fx of manifest.filter((m) => m.fusable > 0)) {
     }
   });
 }
+
+// Issue 11 item 6: with the library registered ONNX Runtime knows more shapes, and its ReshapeFusion then fails to
+// load a fused model that has a Reshape(x, Concat(...)) -> Reshape(literal) pair (left by an unfused involution's
+// unfold). The kernel path runs such a model; `fuse` no longer writes the pair.
+test.serial('a fused model with a computed-shape Reshape pair validates with --kernels ort', async (t) => {
+  const original = path.join(FIXTURES, 't26_rednet_small_op20', 'model.onnx');
+  const fused = path.join(ROOT, 'fixtures', 'regressions', 'ort_reshape_pair_fused.onnx');
+  const report = await validateModels(original, fused, { kernels: 'ort', inputsDir: path.join(FIXTURES, 't26_rednet_small_op20', 'test_data_set_0') });
+  for (const o of report.outputs) t.true(o.ok && o.relL2 <= 1e-5, `${o.name}: rel-L2 ${o.relL2}`);
+  const refused = path.join(tmp, 'rednet_refused.onnx');
+  const r = await runCli(['fuse', original, '-o', refused]);
+  t.is(r.code, 0, r.stderr);
+  const m = buildModel(loadModel(refused));
+  const pairs = m.graph.nodes.filter((n) => n.opType === 'Reshape' && n.inputs[0]?.producer?.opType === 'Reshape' && n.inputs[1]?.initializer && n.inputs[0].producer.inputs[1]?.producer);
+  t.deepEqual(pairs.map((n) => n.name), [], 'no Reshape to a literal shape reads a Reshape of a computed shape');
+});
