@@ -67,7 +67,12 @@ export class Value {
   }
 }
 
-export type AttrValue = number | number[] | string | string[] | Tensor | Graph | Graph[] | undefined;
+/** A float attribute value, kept FLOAT even when it happens to be integral (a plain number that is integral becomes INT). */
+export class FloatAttr {
+  constructor(readonly value: number) {}
+}
+
+export type AttrValue = number | FloatAttr | number[] | string | string[] | Tensor | Graph | Graph[] | undefined;
 
 export class Node {
   inputs: (Value | null)[] = [];
@@ -137,6 +142,17 @@ export class Node {
   }
   attrTensor(name: string): TensorProto | undefined {
     return this.attr(name)?.t ?? undefined;
+  }
+  /** The node's INT, INTS and FLOAT attributes by name (others are left out). */
+  numericAttributes(): Record<string, number | number[]> {
+    const out: Record<string, number | number[]> = {};
+    for (const a of this.proto.attribute ?? []) {
+      if (!a.name) continue;
+      if (a.type === AttrType.INTS) out[a.name] = (a.ints ?? []).map(toNumber);
+      else if (a.type === AttrType.FLOAT) out[a.name] = a.f ?? 0;
+      else if (a.type === AttrType.INT) out[a.name] = toNumber(a.i);
+    }
+    return out;
   }
 }
 
@@ -371,7 +387,8 @@ export class Graph {
 
 function makeAttribute(name: string, v: AttrValue): AttributeProto {
   const a = onnx.AttributeProto.create({ name });
-  if (typeof v === 'number') {
+  if (v instanceof FloatAttr) { a.type = AttrType.FLOAT; a.f = v.value; }
+  else if (typeof v === 'number') {
     if (Number.isInteger(v) && !Object.is(v, -0)) { a.type = AttrType.INT; a.i = v; }
     else { a.type = AttrType.FLOAT; a.f = v; }
   } else if (typeof v === 'string') { a.type = AttrType.STRING; a.s = new TextEncoder().encode(v); }
@@ -404,6 +421,26 @@ export class Model {
   }
   get functions(): FunctionProto[] {
     return this.proto.functions ?? [];
+  }
+
+  /** Whether the model has a local function (domain, name). */
+  hasFunction(domain: string, name: string): boolean {
+    return this.functions.some((f) => (f.domain ?? '') === domain && f.name === name);
+  }
+
+  /** Adds a model-local function; a node of op type `name` in `domain` then runs its body. */
+  addFunction(f: FunctionProto): void {
+    if (this.hasFunction(f.domain ?? '', f.name ?? '')) throw new Error(`internal: the model already has function ${f.domain}.${f.name}`);
+    (this.proto.functions ??= []).push(f);
+  }
+
+  get irVersion(): number {
+    return toNumber(this.proto.irVersion ?? 0);
+  }
+
+  /** Raises the IR version to at least `v` (model-local functions need IR 8), never lowers it. */
+  requireIrVersion(v: number): void {
+    if (this.irVersion < v) this.proto.irVersion = v;
   }
 
   reserveName(name: string): void {
