@@ -5,6 +5,7 @@
 // Rules then see literals instead of exporter arithmetic. Big float constants (expert banks, standardised
 // weights) stay as they are: folding them would only copy weights.
 import { DataType } from '../../src/onnx/proto.js';
+import type { Value } from '../../src/ir/graph.js';
 import type { CanonicalPass } from './pass.js';
 
 /** Float results up to this many elements are folded even when they come from constants alone. */
@@ -19,6 +20,7 @@ export const foldKnownValues: CanonicalPass = {
   ensures: 'no top-level node (other than If/Scan) whose outputs are all non-data values of known content (within the size limits) feeds another node',
   run(model, a) {
     let changed = false;
+    const renames: [Value, string][] = [];
     for (const n of [...model.graph.nodes]) {
       if (n.opType === 'Constant' || (n.subgraphs.length && n.opType !== 'Loop') || n.outputs.length === 0) continue;
       if (n.outputs.some((o) => o.isGraphOutput || a.label(o) === 'data')) continue;
@@ -35,11 +37,15 @@ export const foldKnownValues: CanonicalPass = {
       n.outputs.forEach((o, i) => {
         const t = folded[i];
         if (!t) return;
-        o.replaceAllUsesWith(model.graph.addInitializer(o.name, t));
+        const init = model.graph.addInitializer(o.name, t);
+        o.replaceAllUsesWith(init);
+        renames.push([init, o.name]);
       });
       changed = true;
     }
     if (changed) model.graph.sweepDeadNodes();
+    // the literal takes the name of the value it replaces, once that value is gone
+    for (const [init, name] of renames) if (!model.graph.values.has(name) && model.graph.values.get(init.name) === init) model.graph.renameValue(init, name);
     return changed;
   },
 };
