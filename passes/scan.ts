@@ -1,5 +1,6 @@
 // Finds every dynamic-conv site of a model: the rule driver with rewriting off, on the canonical model.
-import { Analysis } from '../src/analysis/analyze.js';
+import type { Analysis } from '../src/analysis/analyze.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import type { Model } from '../src/ir/graph.js';
 import { canonicalize } from './canonicalize/index.js';
 import { runRules } from './driver.js';
@@ -10,6 +11,6 @@ import type { Site } from './site.js';
  * changed nothing, else a fresh analysis of the canonical model.
  */
 export function scanModel(model: Model, a: Analysis): Site[] {
-  if (canonicalize(model)) a = new Analysis(model);
+  if (canonicalize(model)) a = analysisOf(model);
   return runRules(model, a, { rewrite: false }).sites;
 }

@@ -1,7 +1,7 @@
 // Canonicalisation before matching, once for every rule: exporter noise (dynamo's attribute constants and
 // type-only inputs, identities, shape and index arithmetic on known values, constant Loops) is removed so
 // rules match what the graph computes. The passes run in order, again while any of them changes something.
-import { Analysis } from '../../src/analysis/analyze.js';
+import { analysisOf } from '../../src/analysis/cache.js';
 import type { Model } from '../../src/ir/graph.js';
 import { composeReshapes } from './compose-reshapes.js';
 import { constantForms } from './constant-forms.js';
@@ -22,11 +22,11 @@ export function canonicalize(model: Model, passes: readonly CanonicalPass[] = CA
   let changed = false;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     let any = false;
-    let a = new Analysis(model);
+    let a = analysisOf(model);
     for (const p of passes) {
       if (!p.run(model, a)) continue;
       any = true;
-      a = new Analysis(model);
+      a = analysisOf(model);
     }
     if (!any) break;
     changed = true;

@@ -7,12 +7,15 @@ import { buildOrtLibrary, emitOrtLibrary, runWithOrtLibrary } from '../../codege
 import { packageRoot } from '../../codegen/ort/paths.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
 import { canonicalize } from '../../passes/canonicalize/index.js';
-import { composeReshapes } from '../../passes/canonicalize/compose-reshapes.js';
+import { composeReshapes, hasComposableReshapes } from '../../passes/canonicalize/compose-reshapes.js';
+import { analysisOf } from '../analysis/cache.js';
 import { DynconvError } from '../errors.js';
 import { buildModel } from '../ir/build.js';
-import { loadModel, saveModel } from '../onnx/io.js';
 import type { Model } from '../ir/graph.js';
+import { modelBytes } from '../ir/serialize.js';
+import { loadModel, loadModelFromBytes } from '../onnx/io.js';
 import type { Feeds } from './feeds.js';
+import type { RunnableModel } from './ort.js';
 
 /** Builds (once per op set, cached under .cache/) the library for a fused model's ops; returns its path. */
 export async function ortLibraryFor(model: Model): Promise<string> {
@@ -28,37 +31,41 @@ export async function ortLibraryFor(model: Model): Promise<string> {
   }
 }
 
-export async function runFusedWithOrtKernels(fusedPath: string, model: Model, feeds: Feeds, threads?: number) {
-  const libraryPath = await ortLibraryFor(model);
+/** Runs the fused model in the native runner with the library registered; a model in memory goes through a scratch file. */
+export async function runFusedWithOrtKernels(fused: RunnableModel & { model: Model }, feeds: Feeds, threads?: number) {
+  const libraryPath = await ortLibraryFor(fused.model);
   const floatFeeds: Record<string, { dims: number[]; data: Float32Array }> = {};
   for (const [name, t] of Object.entries(feeds)) {
     if (t.type !== 'float32') throw new DynconvError(`input ${JSON.stringify(name)}: --kernels ort runs float32 inputs only`);
     floatFeeds[name] = { dims: t.dims, data: t.data as Float32Array };
   }
-  const safe = withoutViewPairs(fusedPath);
+  const source = hasComposableReshapes(fused.model, analysisOf(fused.model)) ? withoutViewPairs(fused.source) : fused.source;
+  const scratch = typeof source === 'string' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-ort-run-'));
   try {
-    return (await runWithOrtLibrary({ modelPath: path.resolve(safe.path), libraryPath, feeds: floatFeeds, threads })).outputs;
+    let modelPath: string;
+    if (scratch) {
+      modelPath = path.join(scratch, 'fused.onnx');
+      fs.writeFileSync(modelPath, source);
+    } else modelPath = path.resolve(source as string);
+    return (await runWithOrtLibrary({ modelPath, libraryPath, feeds: floatFeeds, threads })).outputs;
   } catch (e) {
-    throw new DynconvError(`${fusedPath}: running with the com.dynconv kernels failed: ${(e as Error).message.split('\n')[0]}`, 1);
+    throw new DynconvError(`${fused.label}: running with the com.dynconv kernels failed: ${(e as Error).message.split('\n')[0]}`, 1);
   } finally {
-    safe.dispose();
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   }
 }
 
 /**
  * The fused model as the kernels run it. With the library registered ONNX Runtime knows more shapes (its kernels
- * declare them, inlined function bodies do not), so its ReshapeFusion fires where stock ORT's does not, and on a
- * Reshape pair whose first shape is computed (unfold's `Reshape(x, Concat(...))`) it fails to load the model.
- * `fuse` writes models without such pairs; one fused elsewhere (or by an older dynconv) is run from a copy with the
- * pairs composed (passes/canonicalize/compose-reshapes.ts), which computes the same.
+ * declare them; the function bodies it inlines otherwise do not), so its ReshapeFusion fires where stock ORT's does
+ * not, and on a Reshape pair whose first shape is computed (unfold's `Reshape(x, Concat(...))`, left by an unfused
+ * site) it fails to load the model ("Attempting to get index by a name which does not exist ... _new_reshape").
+ * `fuse` writes models without such pairs; one fused elsewhere (or by an older dynconv) runs as a copy with the
+ * pairs composed (passes/canonicalize/compose-reshapes.ts), which computes the same. (The caller's model is not
+ * edited.)
  */
-function withoutViewPairs(fusedPath: string): { path: string; dispose: () => void } {
-  const loaded = loadModel(fusedPath);
+function withoutViewPairs(source: string | Uint8Array): string | Uint8Array {
+  const loaded = typeof source === 'string' ? loadModel(source) : loadModelFromBytes(source);
   const model = buildModel(loaded);
-  if (!canonicalize(model, [composeReshapes])) return { path: fusedPath, dispose: () => {} };
-  model.toProto();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-kernels-'));
-  const copy = path.join(dir, 'fused.onnx');
-  saveModel(loaded, copy, { externalData: { kind: 'inline' } });
-  return { path: copy, dispose: () => fs.rmSync(dir, { recursive: true, force: true }) };
+  return canonicalize(model, [composeReshapes]) ? modelBytes(model) : source;
 }
