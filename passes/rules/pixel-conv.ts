@@ -7,7 +7,6 @@
 // input element and which kernel element every term of an output uses. From that it infers kernel size,
 // stride, padding, dilation, upsampling and kernel groups (passes/pixel-layout.ts) and checks the inference
 // against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]).
-import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
@@ -177,7 +176,7 @@ function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm }: 
   const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
   const k = buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
-    domain: DYNCONV_DOMAIN,
+    domain: b.domain,
     name: 'dynconv_PixelConv',
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule ${b.rule}; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
@@ -185,6 +184,6 @@ function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm }: 
   });
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });
-  replaced.replaceAllUsesWith(out);
+  b.replace(replaced, out);
   return fused;
 }
