@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|wgsl ...]   (default: all)
+//   npm run bench [-- io|ort|rewriter|wgsl ...]   (default: all)
 import { runOrtBench } from './ort.js';
 
 type Bench = () => Promise<string>;
@@ -10,6 +10,10 @@ const BENCHES: Record<string, Bench> = {
     return formatIoBench(await runIoBench());
   },
   ort: () => runOrtBench(),
+  rewriter: async () => {
+    const { runRewriterBench } = await import('./rewriter.js');
+    return runRewriterBench();
+  },
   wgsl: async () => {
     const { runWgslBench } = await import('./wgsl.js');
     return runWgslBench();
