@@ -13,19 +13,16 @@ import { runOrt } from '../src/validate/ort.js';
 import { fixturePath, FIXTURES, tempDir } from './helpers/paths.js';
 import { CHROMIUM, compareOutputs, emitWebFixture, openWebPage, runInPage, toPage, type WebPage } from './helpers/web.js';
 
-// One or more per family: mixture (CondConv, DY-CNN, ODConv, depthwise), direct (incl. a Loop), modulated
-// (conv and transposed), per-pixel (involution, CARAFE, fairseq 1-D), and the two networks.
+// Each family: mixture (CondConv, depthwise at batch 1, DY-CNN), direct (incl. one in a Loop), modulated
+// (transposed, upsampling), per-pixel (involution: the dynamic test below, CARAFE, fairseq 1-D), and the two
+// networks. Few, because SwiftShader compiles every shader of a first run on the CPU (seconds per model).
 const FIXTURE_SET = [
   'condconv_op13',
   'condconv_dw_op13_k5_b1',
   'dycnn_op13',
-  'odconv_k4_op13',
   'direct_gap_linear_op13',
-  'direct_cond_input_op17',
   'direct_loop_op13_b2',
-  'stylegan2_modconv_op13',
   'stylegan2_modconv_up_op11',
-  'involution_k7_op13',
   'carafe_op13',
   'fairseq_dynconv1d_op13',
   'net_condconv_dycnn_op13',

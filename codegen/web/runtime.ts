@@ -194,7 +194,7 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
     if (data.length !== count(c.dims)) throw new DynconvWebError(`${c.file} has ${data.length} values, expected ${count(c.dims)}`);
     constants.set(c.name, upload(dev, data, c.file));
   }
-  for (const st of plan.steps) if ('kernel' in st) await kernels[st.kernel].prepare(dev);
+  // Pipelines are built on first use (the sizes pick the variants) and cached per device by the kernel modules.
 
   // Where each value is read last: it is released after that step (graph outputs are kept).
   const lastUse = new Map<string, number>();
