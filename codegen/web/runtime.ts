@@ -62,6 +62,8 @@ export interface CreateSessionOptions {
   gpu?: GPU;
   /** Extra session options for the segments (executionProviders in Node, log levels, ...). */
   sessionOptions?: Record<string, unknown>;
+  /** Waits for the GPU after each part and records its time (session.lastProfile): for finding where time goes. */
+  profile?: boolean;
 }
 
 export interface Session {
@@ -69,6 +71,8 @@ export interface Session {
   readonly outputNames: readonly string[];
   run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
+  /** With options.profile: milliseconds of each part of the last run ('segment_0', 'op000_MixtureConv', 'outputs'). */
+  readonly lastProfile?: Record<string, number>;
 }
 
 const BUF = { MAP_READ: 0x0001, COPY_SRC: 0x0004, COPY_DST: 0x0008, STORAGE: 0x0080 };
@@ -242,6 +246,15 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
     for (const inp of plan.inputs) values.set(inp.name, { dims: Array.from(feeds[inp.name].dims), tensor: feeds[inp.name] });
     const userValues = new Set(values.values());
     const made: Held[] = [];
+    const prof: Record<string, number> | undefined = options.profile ? {} : undefined;
+    let t0 = prof ? performance.now() : 0;
+    const mark = async (label: string) => {
+      if (!prof) return;
+      await dev.queue.onSubmittedWorkDone();
+      const t = performance.now();
+      prof[label] = (prof[label] ?? 0) + (t - t0);
+      t0 = t;
+    };
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const st = plan.steps[i];
@@ -277,6 +290,7 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
             made.push(h);
           }
         }
+        await mark('segment' in st ? st.segment.replace(/^.*\/|\.onnx$/g, '') : st.kernel);
         for (const n of st.inputs) {
           if (lastUse.get(n) !== i || graphOutputs.has(n)) continue;
           const h = values.get(n);
@@ -306,6 +320,8 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
         h.own = false; // handed to the caller
         h.tensor = undefined;
       }
+      await mark('outputs');
+      if (prof) session.lastProfile = prof;
       return result;
     } catch (e) {
       for (const h of made) if (!plan.outputs.some((o) => values.get(o.name) === h)) release(h);
@@ -315,7 +331,7 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
 
   let queue: Promise<unknown> = Promise.resolve();
   let released = false;
-  return {
+  const session: { -readonly [K in keyof Session]: Session[K] } = {
     inputNames: plan.inputs.map((i) => i.name),
     outputNames: plan.outputs.map((o) => o.name),
     run(feeds) {
@@ -332,4 +348,5 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
       if (host) dev.destroy();
     },
   };
+  return session;
 }
