@@ -18,6 +18,8 @@ export interface PlanAttrs {
 export interface ShaderInfo {
   /** binding names, index = binding number ('u' is the uniform block at binding 0) */
   bindings: string[];
+  /** the program's cache key (codegen/wgsl/programs.ts): pipelines are shared across nodes by it */
+  key: string;
   /** WGSL per element type */
   f32: string;
   f16: string;
@@ -66,8 +68,15 @@ interface Pass {
 }
 
 interface DeviceState {
-  pipelines: Map<string, Promise<GPUComputePipeline>>;
   scratch: Map<string, GPUBuffer>;
+}
+
+/** Pipelines per device by program cache key and element type, shared by every node module of a folder. */
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/** How many pipelines this runtime has built (or is building) on a device. */
+export function pipelineCount(device: GPUDevice): number {
+  return pipelineCache.get(device)?.size ?? 0;
 }
 
 const BUF = {
@@ -452,22 +461,24 @@ export function createNodeRunner(plan: NodePlan): NodeRunner {
   const state = (device: GPUDevice): DeviceState => {
     let st = states.get(device);
     if (!st) {
-      st = { pipelines: new Map(), scratch: new Map() };
+      st = { scratch: new Map() };
       states.set(device, st);
     }
     return st;
   };
   const pipeline = (device: GPUDevice, name: string, f16: boolean): Promise<GPUComputePipeline> => {
-    const st = state(device);
-    const key = `${name}:${f16 ? 'f16' : 'f32'}`;
-    let p = st.pipelines.get(key);
+    const info = plan.shaders[name];
+    if (!info) throw new Error(`dynconv: no shader ${name} in the module of ${plan.id}`);
+    let cache = pipelineCache.get(device);
+    if (!cache) pipelineCache.set(device, (cache = new Map()));
+    const key = `${info.key ?? `${plan.id}.${name}`}:${f16 ? "f16" : "f32"}`;
+    let p = cache.get(key);
     if (!p) {
-      const info = plan.shaders[name];
-      if (!info) throw new Error(`dynconv: no shader ${name} in the module of ${plan.id}`);
-      const module = device.createShaderModule({ code: f16 ? info.f16 : info.f32, label: `${plan.id}.${name}` });
-      p = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: `${plan.id}.${name}` });
-      st.pipelines.set(key, p);
-      p.catch(() => st.pipelines.delete(key));
+      const module = device.createShaderModule({ code: f16 ? info.f16 : info.f32, label: info.key });
+      p = device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: info.key });
+      const c = cache;
+      c.set(key, p);
+      p.catch(() => c.delete(key));
     }
     return p;
   };
@@ -509,11 +520,14 @@ export function createNodeRunner(plan: NodePlan): NodeRunner {
 
     const temps: GPUBuffer[] = [];
     const bufs: Record<string, GPUBuffer> = { Y };
+    // Feeds' buffers are bound with their tensor's size: ONNX Runtime hands out bucket-sized (larger) buffers.
+    const sizes_: Record<string, number> = {};
     for (const [k, f] of Object.entries(byOp)) {
       const count = prod(f.dims);
       if (isBufferFeed(f)) {
         if (f.buffer.size < count * elemBytes) throw new Error(`dynconv: buffer for ${k} is smaller than its dims`);
         bufs[k] = f.buffer;
+        sizes_[k] = align4(count * elemBytes);
         continue;
       }
       if (f.data.length !== count) throw new Error(`dynconv: feed ${k} has ${f.data.length} values for dims [${f.dims}]`);
@@ -544,7 +558,11 @@ export function createNodeRunner(plan: NodePlan): NodeRunner {
       ub.unmap();
       temps.push(ub);
       const info = plan.shaders[p.shader];
-      const entries: GPUBindGroupEntry[] = info.bindings.map((name, j) => ({ binding: j, resource: { buffer: name === 'u' ? ub : bufs[p.alias[name] ?? name] } }));
+      const entries: GPUBindGroupEntry[] = info.bindings.map((name, j) => {
+        const key = p.alias[name] ?? name;
+        const size = sizes_[key];
+        return { binding: j, resource: name === 'u' ? { buffer: ub } : { buffer: bufs[key], ...(size ? { size } : {}) } };
+      });
       const bg = device.createBindGroup({ layout: pipes[i].getBindGroupLayout(0), entries });
       const pass = enc.beginComputePass();
       pass.setPipeline(pipes[i]);
