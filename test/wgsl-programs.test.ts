@@ -1,12 +1,13 @@
 // WGSL program objects: over a grid of attributes, equal cache keys mean equal shaders and different shaders
 // different keys (the key is exactly what changes the code); bindings and uniforms as declared are what the
-// shaders declare and read; nodes with the same programs share one pipeline per device.
+// shaders declare and read; nodes with the same programs share one pipeline per device; the bundled runtime
+// sizes outputs with ops/.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describeOp, type FusedOpType, type OpDesc, type RawAttrs } from '../ops/index.js';
+import { describeOp, outputShape, type FusedOpType, type OpDesc, type RawAttrs } from '../ops/index.js';
 import { emitWgsl } from '../codegen/wgsl/emit.js';
 import { UNIFORM_FIELDS } from '../codegen/wgsl/kernels.js';
 import { programsFor } from '../codegen/wgsl/programs.js';
@@ -102,6 +103,35 @@ test('nodes whose programs have the same cache key share one pipeline per device
     const shared = [...keys(other)].filter((k) => keys(same).has(k)).length;
     t.is(compiled, one + keys(other).size - shared, 'another stride compiles only the programs whose code differs');
     t.true(shared > 0, 'the pad program is shared');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the bundled runtime sizes outputs with the op definitions of ops/', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dynconv-wgsl-bundle-'));
+  try {
+    const descs = grid().filter((d) => d.op !== 'PixelConv' && d.attrs.rank === 2).filter((_, i) => i % 5 === 0);
+    emitWgsl([{ id: 'n', nodeName: 'n', desc: descs[0], inputNames: descs[0].inputNames, outputNames: ['Y'] }], dir, { f16Files: false });
+    const src = readFileSync(join(dir, 'dynconv-wgsl-runtime.js'), 'utf8');
+    t.false(/^\s*import\b/m.test(src), 'one file, no imports');
+    t.true(src.includes('// ---- ops/index.js'), 'ops/ is bundled, not copied by hand');
+    const rt = (await import(pathToFileURL(join(dir, 'dynconv-wgsl-runtime.js')).href)) as { computeSizes: (plan: unknown, dims: Record<string, number[]>) => { outDims: number[] } };
+    let checked = 0;
+    for (const d of descs) {
+      const g = d.attrs.group, C = 4 * g, M = 2 * g, K = [3, 3];
+      const layout = d.attrs.transpose ? [C, M / g, ...K] : [M, C / g, ...K];
+      const dims: Record<string, number[]> = { X: [2, C, 9, 7] };
+      if (d.op === 'DynamicConv') Object.assign(dims, { W: [2, ...layout], B: [2, M] });
+      if (d.op === 'MixtureConv') Object.assign(dims, { R: [2, 3], W: [3, ...layout], B: [3, M] });
+      if (d.op === 'ModulatedConv') Object.assign(dims, { S: [2, C], W: layout, B: [M] });
+      const want = outputShape(d, d.inputNames.map((n) => dims[n]));
+      const plan = { op: d.op, attrs: d.attrs, values: d.values, opInputs: d.inputNames, nodeName: 'n', demodulate: d.demodulate };
+      if (typeof want === 'string') t.throws(() => rt.computeSizes(plan, dims));
+      else t.deepEqual(rt.computeSizes(plan, dims).outDims, want, JSON.stringify(d.values));
+      checked++;
+    }
+    t.true(checked > 20);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

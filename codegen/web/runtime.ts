@@ -1,5 +1,5 @@
-// The run-time of the web target, copied next to the emitted index.js as `dynconv-web-runtime.js` (no imports:
-// it runs unchanged in browsers and in Node). It runs a partitioned fused model: the standard-op segments as
+// The run-time of the web target, bundled next to the emitted index.js as `dynconv-web-runtime.js` (codegen/
+// bundle.ts): it runs unchanged in browsers and in Node. It runs a partitioned fused model: the standard-op segments as
 // ONNX Runtime sessions, the com.dynconv nodes on the emitted WGSL kernel modules.
 //
 // Browser (onnxruntime-web): the segments run on ORT's WebGPU EP and the kernels on ORT's own GPUDevice

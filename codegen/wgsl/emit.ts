@@ -3,10 +3,11 @@
 //
 // Names from the model (node and tensor names) are data: they reach the generated JavaScript only through
 // JSON.stringify and never reach WGSL, file names or comments. File names come from the node ids only.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpDesc } from '../../ops/index.js';
 import { OP_INPUTS, specializationKey } from '../../ops/index.js';
+import { bundleModules } from '../bundle.js';
 import { UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
 import { programsFor } from './programs.js';
 import type { NodePlan, ShaderInfo } from './runtime.js';
@@ -32,8 +33,7 @@ export function jsLiteral(v: unknown): string {
 }
 
 function runtimeSource(): string {
-  const src = readFileSync(new URL('./runtime.js', import.meta.url), 'utf8');
-  return src.replace(/\n\/\/# sourceMappingURL=.*\s*$/, '\n');
+  return bundleModules(new URL('./runtime/index.js', import.meta.url), '// The dynconv WGSL runtime, bundled from codegen/wgsl/runtime/ and ops/ (generated; do not edit).');
 }
 
 const DTS = `/// <reference types="@webgpu/types" />
@@ -113,6 +113,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
       nodeName: node.nodeName,
       op: desc.op,
       attrs: desc.attrs,
+      values: desc.values,
       kernelShape: desc.kernelShape,
       upsample: desc.upsample,
       demodulate: desc.demodulate,
