@@ -12,7 +12,7 @@ import { buildModel } from '../../src/ir/build.js';
 import { valueInfo, type Model, type Node, type Value, type ValueType } from '../../src/ir/graph.js';
 import { loadModelFromBytes, saveModelToBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
-import { DYNCONV_DOMAIN } from '../op-desc.js';
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
 
 export interface SegmentPart {
   kind: 'segment';
