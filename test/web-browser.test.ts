@@ -62,6 +62,7 @@ for (const name of FIXTURE_SET) {
     t.falsy(r.error, `${r.error} | ${web!.logs.slice(-5).join(' | ')}`);
     t.deepEqual([...got.outputNames].sort(), Object.keys(want).sort(), 'the original model’s output names');
     for (const a of compareOutputs(r.outputs!, want)) t.true(a.ok, `${a.name}: rel-L2 ${a.relL2}`);
+    t.true((r.mapReads ?? 0) >= 1, 'CPU outputs are read back (and the page counts reads)');
   });
 }
 
@@ -80,7 +81,7 @@ test.serial(`${DYNAMIC}: one session, two batch and spatial sizes`, async (t) =>
   }
 });
 
-test.serial("outputLocation 'gpu-buffer': outputs are GPU tensors with the same numbers", async (t) => {
+test.serial("outputLocation 'gpu-buffer': outputs are GPU tensors with the same numbers, nothing read back on the way", async (t) => {
   if (skip) return t.pass('skipped');
   // condconv_op13's output comes from a kernel, net_rednet_op17's from a segment.
   for (const name of ['condconv_op13', 'net_rednet_op17']) {
@@ -91,6 +92,7 @@ test.serial("outputLocation 'gpu-buffer': outputs are GPU tensors with the same 
     const r = got.results[0];
     t.falsy(r.error, r.error);
     for (const [k, o] of Object.entries(r.outputs!)) t.is(o.location, 'gpu-buffer', `${name} ${k}`);
+    t.is(r.mapReads, 0, `${name}: nothing is read back to the CPU during the run`);
     for (const a of compareOutputs(r.outputs!, want)) t.true(a.ok, `${name} ${a.name}: rel-L2 ${a.relL2}`);
   }
 });

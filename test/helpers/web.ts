@@ -20,6 +20,8 @@ export async function emitWebFixture(modelPath: string, dir: string): Promise<vo
 
 export interface PageRun {
   error?: string;
+  /** GPU -> CPU buffer reads during session.run */
+  mapReads?: number;
   outputs?: Record<string, PageTensor & { location?: string }>;
 }
 

@@ -42,6 +42,10 @@ ort.env.logLevel = 'error';
 const enc = (a) => { const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength); let s = ''; for (let i = 0; i < u.length; i += 8192) s += String.fromCharCode(...u.subarray(i, i + 8192)); return btoa(s); };
 const ctor = { float32: Float32Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, bool: Uint8Array, float64: Float64Array };
 const dec = (t) => { const s = atob(t.b64); const u = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) u[i] = s.charCodeAt(i); return new ort.Tensor(t.type, new ctor[t.type](u.buffer), t.dims); };
+// Every GPU -> CPU read (buffer mapping) on the page, counted.
+let mapReads = 0;
+const mapAsync = GPUBuffer.prototype.mapAsync;
+GPUBuffer.prototype.mapAsync = function (...a) { mapReads++; return mapAsync.apply(this, a); };
 // One session of an emitted folder; runs each feed set; errors of bad feeds come back as messages.
 window.runModel = async (url, runs, options = {}) => {
   const m = await import(url);
@@ -52,14 +56,16 @@ window.runModel = async (url, runs, options = {}) => {
       const f = {};
       for (const [k, t] of Object.entries(feeds)) f[k] = dec(t);
       let out;
+      const maps0 = mapReads;
       try { out = await session.run(f); } catch (e) { results.push({ error: String(e.message ?? e) }); continue; }
+      const reads = mapReads - maps0; // GPU -> CPU reads during the run
       const r = {};
       for (const [k, t] of Object.entries(out)) {
         const location = t.location;
         const data = location === 'gpu-buffer' ? await t.getData(true) : t.data;
         r[k] = { type: t.type, dims: [...t.dims], b64: enc(data), location };
       }
-      results.push({ outputs: r });
+      results.push({ outputs: r, mapReads: reads });
     }
   } finally { await session.release(); }
   return { results, inputNames: session.inputNames, outputNames: session.outputNames };
