@@ -1,59 +1,76 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
-import { Analysis } from '../src/analysis/analyze.js';
+import { DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION, type FusedOpType } from '../ops/index.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
+import { runRules } from './driver.js';
+import type { Rule } from './rules/rule.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
-import { scanModel } from './scan.js';
-import type { Site } from './site.js';
+import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
+import { isFusable, type Site } from './site.js';
 
 export interface FuseResult {
+  /** Every site found, in graph order (scan's report). */
+  sites: Site[];
   fused: Site[];
   notFused: Site[];
   changed: boolean;
 }
 
-export function fuseModel(model: Model): FuseResult {
-  const analysis = new Analysis(model);
-  const sites = scanModel(model, analysis);
+export interface FuseOptions {
+  /** The rules to apply (default: all, passes/rules/index.ts). */
+  rules?: readonly Rule<unknown>[];
+  /** Check the properties each pass ensures (passes/pipeline.ts). */
+  verify?: boolean;
+}
+
+/**
+ * The fuse pipeline, in place: the sites rewritten with their function bodies, then (when anything was fused)
+ * dead nodes swept and the nodes sorted; a model with nothing fused is left exactly as it was.
+ */
+export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
+  let result!: FuseResult;
+  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, opts)) };
+  runPasses(model, [fuseSitesPass], opts);
+  if (result.changed) runPasses(model, [sweepPass, sortPass], opts);
+  return result;
+}
+
+/** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
+function fuseSites(model: Model, opts: FuseOptions): FuseResult {
+  const analysis = analysisOf(model);
   const opset = model.opsets.get('') ?? 0;
-  const fusable = sites.filter((s) => s.rewrite);
-  if (fusable.length && opset < MIN_FUNCTION_OPSET) {
-    throw new DynconvError(`${model.source}: the model uses ONNX opset ${opset}; fusing needs opset ${MIN_FUNCTION_OPSET} or newer (re-export with a newer opset_version)`);
-  }
   // One function body per op type, specialised to one spatial rank (and, before opset 12, to the
   // attribute values the body reads).
   const bodies = new Map<FusedOpType, { key: string; rank: number; literals?: Record<string, number | number[]> }>();
   for (const f of model.functions) if (f.domain === DYNCONV_DOMAIN) bodies.set(f.name as FusedOpType, { key: 'existing', rank: -1 });
-  const fused: Site[] = [];
-  const notFused = sites.filter((s) => !s.rewrite);
-  for (const s of fusable) {
+  let checkedOpset = false;
+  const admit = (s: Site): string | undefined => {
+    if (!checkedOpset && opset < MIN_FUNCTION_OPSET) {
+      throw new DynconvError(`${model.source}: the model uses ONNX opset ${opset}; fusing needs opset ${MIN_FUNCTION_OPSET} or newer (re-export with a newer opset_version)`);
+    }
+    checkedOpset = true;
     const rank = s.params!.rank;
     const literals = opset < 12 ? Object.fromEntries(BAKED_ATTRIBUTES.filter((k) => s.bodyAttrs?.[k] !== undefined).map((k) => [k, s.bodyAttrs![k]])) : undefined;
     const key = JSON.stringify([rank, literals ?? null]);
     const have = bodies.get(s.op!);
     if (have && have.key !== key) {
-      s.notFused = have.key === 'existing'
+      return have.key === 'existing'
         ? `the model already has a ${s.op} function`
         : `another ${s.op} site of this model needs a different function body (${opset < 12 ? 'opset 11 bakes attributes into it; re-export with opset 13 or newer' : 'another spatial rank'})`;
-      notFused.push(s);
-      continue;
     }
     bodies.set(s.op!, { key, rank, literals });
-    s.rewrite!();
-    fused.push(s);
-  }
-  if (fused.length) {
-    model.graph.sweepDeadNodes();
-    model.graph.topoSort();
-    const functions = (model.proto.functions ??= []);
+    return undefined;
+  };
+  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
+  if (rewritten.length) {
     for (const [op, body] of bodies) {
-      if (body.rank < 0 || functions.some((f) => f.domain === DYNCONV_DOMAIN && f.name === op)) continue;
-      functions.push(functionFor(op, opset, body.rank, body.literals));
+      if (body.rank < 0 || model.hasFunction(DYNCONV_DOMAIN, op)) continue;
+      model.addFunction(functionFor(op, opset, body.rank, body.literals));
     }
-    model.opsets.set(DYNCONV_DOMAIN, 1);
-    if (Number(model.proto.irVersion ?? 0) < 8) model.proto.irVersion = 8; // model-local functions need IR 8
+    model.opsets.set(DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION);
+    model.requireIrVersion(8); // model-local functions need IR 8
   }
-  return { fused, notFused, changed: fused.length > 0 };
+  return { sites, fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0 };
 }
