@@ -9,13 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fusedNodes } from '../codegen/fused-nodes.js';
 import { DYNCONV_DOMAIN } from '../ops/index.js';
-import { fuseModel } from '../passes/fuse.js';
-import { Analysis } from '../src/analysis/analyze.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import { emitKernels } from '../src/emit/emit-kernels.js';
-import { buildModel } from '../src/ir/build.js';
 import type { Model } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
-import { loadModel, saveModel } from '../src/onnx/io.js';
+import { fuse, openModel, save } from '../src/pipeline.js';
 import { DataType } from '../src/onnx/proto.js';
 import { benchInPage, openWebPage, toPage } from '../src/run/web/chromium.js';
 import { randomFeeds, rng } from '../src/validate/feeds.js';
@@ -47,7 +45,7 @@ const ROWS: Row[] = [
  * the weights is then dead and swept.
  */
 export function floorModel(m: Model): void {
-  const a = new Analysis(m);
+  const a = analysisOf(m);
   const g = m.graph;
   const next = rng(3);
   for (const f of fusedNodes(m, a)) {
@@ -70,9 +68,9 @@ export function floorModel(m: Model): void {
     g.removeNode(n);
   }
   g.sweepDeadNodes();
+  m.opsets.delete(DYNCONV_DOMAIN);
+  m.removeFunctions((fn) => fn.domain === DYNCONV_DOMAIN);
   m.toProto();
-  m.proto.functions = (m.proto.functions ?? []).filter((fn) => fn.domain !== DYNCONV_DOMAIN);
-  m.proto.opsetImport = (m.proto.opsetImport ?? []).filter((o) => o.domain !== DYNCONV_DOMAIN);
 }
 
 export async function runWebBench(repeat = 3): Promise<string> {
@@ -84,20 +82,17 @@ export async function runWebBench(repeat = 3): Promise<string> {
     for (const [i, row] of ROWS.entries()) {
       const src = path.join(ROOT, row.model);
       fs.copyFileSync(src, path.join(tmp, `m${i}.onnx`));
-      const model = buildModel(loadModel(src));
-      const feeds = toPage(randomFeeds(model, 7, {}));
-      fuseModel(model);
-      model.toProto();
-      await emitKernels(model, 'web', path.join(tmp, `m${i}.web`));
+      const opened = openModel(src);
+      const feeds = toPage(randomFeeds(opened.model, 7, {}));
+      fuse(opened);
+      await emitKernels(opened.model, 'web', path.join(tmp, `m${i}.web`));
       let floorFile = `m${i}.floor.onnx`;
       if (row.floor) fs.copyFileSync(path.join(ROOT, row.floor), path.join(tmp, floorFile));
       else {
-        const loaded = loadModel(src);
-        const fused = buildModel(loaded);
-        fuseModel(fused);
-        fused.toProto();
-        floorModel(fused);
-        saveModel(loaded, path.join(tmp, floorFile), { externalData: { kind: 'inline' } });
+        const fused = openModel(src);
+        fuse(fused);
+        floorModel(fused.model);
+        save(fused, path.join(tmp, floorFile), { externalData: { kind: 'inline' } });
       }
       const dyn = await benchInPage(web, 'dynconv', `${mount}/m${i}.web/index.js`, feeds, repeat);
       const unfused = await benchInPage(web, 'ort', `${mount}/m${i}.onnx`, feeds, repeat);

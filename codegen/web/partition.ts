@@ -6,11 +6,12 @@
 // earlier segments and outputs of com.dynconv nodes of earlier layers, and the fewest segments run in turn.
 // Each segment's inputs and outputs are the values crossing the cut; initializers go with the segments that
 // read them. The segment models are written with the IR (a copy of the fused model, pruned to the segment).
-import { Analysis } from '../../src/analysis/analyze.js';
+import { analysisOf } from '../../src/analysis/cache.js';
 import { badInput, quoteName } from '../../src/errors.js';
 import { buildModel } from '../../src/ir/build.js';
-import { valueInfo, type Model, type Node, type Value, type ValueType } from '../../src/ir/graph.js';
-import { loadModelFromBytes, saveModelToBytes } from '../../src/onnx/io.js';
+import type { Model, Node, Value, ValueType } from '../../src/ir/graph.js';
+import { modelBytes, modelBytesWithSignature } from '../../src/ir/serialize.js';
+import { loadModelFromBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { DYNCONV_DOMAIN } from '../../ops/index.js';
 
@@ -68,7 +69,7 @@ function isKernel(n: Node): boolean {
   return n.domain === DYNCONV_DOMAIN;
 }
 
-export function partitionModel(model: Model, analysis = new Analysis(model)): Partition {
+export function partitionModel(model: Model, analysis = analysisOf(model)): Partition {
   const g = model.graph;
   g.topoSort();
   const nodes = g.nodes;
@@ -127,8 +128,7 @@ export function partitionModel(model: Model, analysis = new Analysis(model)): Pa
     }
   }
 
-  model.toProto();
-  const bytes = saveModelToBytes(model.loaded);
+  const bytes = modelBytes(model);
   const parts: Part[] = [];
   for (let s = 0; s < layers; s++) {
     const members = nodes.filter((n) => segmentOf(n) === s);
@@ -169,15 +169,11 @@ function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, input
   g.inputs = crossing;
   g.outputs = outputs.map((name) => g.values.get(name)!);
   g.sweepDeadNodes();
-  m.toProto();
+  m.opsets.delete(DYNCONV_DOMAIN);
+  m.removeFunctions((f) => f.domain === DYNCONV_DOMAIN);
   // Declared types of the cut's values: the element type, and the dims known as numbers.
-  const declare = (name: string) => {
-    const t = typeOf(source.graph.values.get(name)!);
-    return valueInfo(name, { elemType: t?.elemType ?? DataType.FLOAT, shape: t?.shape?.map((d) => (typeof d === 'number' ? d : undefined)) });
-  };
-  m.proto.graph!.input = inputs.map(declare);
-  m.proto.graph!.output = outputs.map(declare);
-  m.proto.functions = (m.proto.functions ?? []).filter((f) => f.domain !== DYNCONV_DOMAIN);
-  m.proto.opsetImport = (m.proto.opsetImport ?? []).filter((o) => o.domain !== DYNCONV_DOMAIN);
-  return saveModelToBytes(loaded);
+  return modelBytesWithSignature(m, (v) => {
+    const t = typeOf(source.graph.values.get(v.name)!);
+    return { elemType: t?.elemType ?? DataType.FLOAT, shape: t?.shape?.map((d) => (typeof d === 'number' ? d : undefined)) };
+  });
 }

@@ -1,9 +1,7 @@
 // The web target under test: fixtures fused and emitted in process, run in the Chromium page of
 // src/run/web/chromium.ts, and compared with the reference through the validator's comparison.
-import { fuseModel } from '../../passes/fuse.js';
 import { emitKernels } from '../../src/emit/emit-kernels.js';
-import { buildModel } from '../../src/ir/build.js';
-import { loadModel } from '../../src/onnx/io.js';
+import { fuse, openModel } from '../../src/pipeline.js';
 import { fromPage, type PageTensor, type WebPage } from '../../src/run/web/chromium.js';
 import { compareArrays, type Agreement } from '../../src/validate/compare.js';
 import type { HostTensor } from '../../src/validate/feeds.js';
@@ -12,10 +10,9 @@ export { CHROMIUM, fromPage, openWebPage, toPage, type PageTensor, type WebPage 
 
 /** Fuses a model in process and emits its web folder into `dir`. */
 export async function emitWebFixture(modelPath: string, dir: string): Promise<void> {
-  const model = buildModel(loadModel(modelPath));
-  fuseModel(model);
-  model.toProto();
-  await emitKernels(model, 'web', dir);
+  const opened = openModel(modelPath);
+  fuse(opened);
+  await emitKernels(opened.model, 'web', dir);
 }
 
 export interface PageRun {
