@@ -51,7 +51,7 @@ export declare function createSession(options: CreateSessionOptions): Promise<Se
 `;
 
 export function emitWeb(model: Model, fused: FusedNode[], wgslNodes: WgslNode[], outDir: string): { files: string[] } {
-  const partition = partitionModel(model);
+  const partition = partitionModel(model, new Set(fused.map((f) => f.node)));
   const files: string[] = [];
   const write = (rel: string, data: string | Uint8Array) => {
     const p = join(outDir, rel);

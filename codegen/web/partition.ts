@@ -14,6 +14,7 @@ import { modelBytes, modelBytesWithSignature } from '../../src/ir/serialize.js';
 import { loadModelFromBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import { fusedNodes } from '../fused-nodes.js';
 
 export interface SegmentPart {
   kind: 'segment';
@@ -65,11 +66,14 @@ export function ortTypeName(elemType: number | undefined): string {
   return ORT_TYPES[elemType ?? DataType.FLOAT] ?? `onnx-type-${elemType}`;
 }
 
-function isKernel(n: Node): boolean {
-  return n.domain === DYNCONV_DOMAIN;
+/** The com.dynconv domain and the domains of its further function bodies (com.dynconv.*). */
+function isDynconvDomain(d: string | null | undefined): boolean {
+  return d === DYNCONV_DOMAIN || !!d?.startsWith(`${DYNCONV_DOMAIN}.`);
 }
 
-export function partitionModel(model: Model, analysis = analysisOf(model)): Partition {
+/** `kernels`: the nodes that run on dynconv's kernels (the back end's fused nodes); the rest is standard ops. */
+export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Set(fusedNodes(model).map((f) => f.node)), analysis = analysisOf(model)): Partition {
+  const isKernel = (n: Node) => kernels.has(n);
   const g = model.graph;
   g.topoSort();
   const nodes = g.nodes;
@@ -169,8 +173,8 @@ function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, input
   g.inputs = crossing;
   g.outputs = outputs.map((name) => g.values.get(name)!);
   g.sweepDeadNodes();
-  m.opsets.delete(DYNCONV_DOMAIN);
-  m.removeFunctions((f) => f.domain === DYNCONV_DOMAIN);
+  for (const d of [...m.opsets.keys()]) if (isDynconvDomain(d)) m.opsets.delete(d);
+  m.removeFunctions((f) => isDynconvDomain(f.domain));
   // Declared types of the cut's values: the element type, and the dims known as numbers.
   return modelBytesWithSignature(m, (v) => {
     const t = typeOf(source.graph.values.get(v.name)!);
