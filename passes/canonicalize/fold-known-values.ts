@@ -14,6 +14,11 @@ const SMALL_FLOAT = 64;
 const MAX_INDEX_ELEMENTS = 1 << 20;
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
+function allIntegers(data: ArrayLike<number>): boolean {
+  for (let i = 0; i < data.length; i++) if (!Number.isInteger(data[i])) return false;
+  return true;
+}
+
 export const foldKnownValues: CanonicalPass = {
   name: 'fold-known-values',
   requires: 'an analysis of the current model (labels, shapes, constant folding with its budget)',
@@ -31,7 +36,8 @@ export const foldKnownValues: CanonicalPass = {
         const t = folded[i];
         if (!t) return true;
         if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
-        return t.data.length <= MAX_INDEX_ELEMENTS;
+        // Folding arithmetic of a corrupt model can leave NaN or infinities in an integer result: not a literal.
+        return t.data.length <= MAX_INDEX_ELEMENTS && allIntegers(t.data);
       });
       if (!worth || folded.every((t) => !t)) continue;
       n.outputs.forEach((o, i) => {
