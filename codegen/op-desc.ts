@@ -4,8 +4,13 @@
 
 export const DYNCONV_DOMAIN = 'com.dynconv';
 
-export type FusedOpType = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
-export const FUSED_OP_TYPES: readonly FusedOpType[] = ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv'];
+export type FusedOpType = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
+export const FUSED_OP_TYPES: readonly FusedOpType[] = ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead'];
+
+/** The per-pixel ops: PixelConv, and PixelConvHead (PixelConv computing its kernel from a 1x1 head). */
+export function isPixelOp(op: FusedOpType): op is 'PixelConv' | 'PixelConvHead' {
+  return op === 'PixelConv' || op === 'PixelConvHead';
+}
 
 /** The attributes of a fused op, every one given (defaults filled in). */
 export interface ConvAttrs {
@@ -21,7 +26,7 @@ export interface ConvAttrs {
 export interface OpDesc {
   op: FusedOpType;
   attrs: ConvAttrs;
-  /** PixelConv only. */
+  /** PixelConv and PixelConvHead only. */
   kernelShape?: number[];
   upsample?: number;
   /** ModulatedConv only. */
@@ -36,6 +41,7 @@ export const OP_INPUTS: Record<FusedOpType, string[]> = {
   MixtureConv: ['X', 'R', 'W', 'B'],
   ModulatedConv: ['X', 'S', 'W', 'B'],
   PixelConv: ['X', 'K'],
+  PixelConvHead: ['X', 'F', 'HW', 'HB'],
 };
 
 /** Raw attribute values as read from a node: ints, int lists, floats. */
@@ -73,8 +79,8 @@ export function describeOp(op: FusedOpType, rank: number, raw: RawAttrs): OpDesc
   if (attrs.pads.some((p) => p < 0)) throw new OpDescError('pads must be >= 0');
   if (!(Number.isSafeInteger(attrs.group) && attrs.group >= 1)) throw new OpDescError('group must be a positive integer');
   const desc: OpDesc = { op, attrs, inputNames: OP_INPUTS[op] };
-  if (op === 'PixelConv') {
-    if (attrs.transpose) throw new OpDescError('PixelConv has no transpose form');
+  if (isPixelOp(op)) {
+    if (attrs.transpose) throw new OpDescError(`${op} has no transpose form`);
     desc.kernelShape = intList(raw.kernel_shape, rank, -1, 'kernel_shape');
     if (desc.kernelShape.some((k) => k < 1)) throw new OpDescError('kernel_shape is required and must be >= 1');
     desc.upsample = scalar(raw.upsample, 1, 'upsample');

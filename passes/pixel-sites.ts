@@ -363,7 +363,12 @@ function matchPixel(node: Node, operands: Value[], structural: Analysis, a: Anal
         site.bodyAttrs = { kernel_shape: p.kernel, upsample: p.upsample };
         const sizes = runtimeSizes(structural, xr, xPerm, p);
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)');
-        site.rewrite = () => rewritePixel(node, xr, xPerm, kr, p, sizes, yValue, yPerm);
+        const head = kernelHead(kr, p, site.generator, structural, a);
+        if (head) {
+          site.op = 'PixelConvHead';
+          site.explain.push('the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the kernel taps are computed in the op');
+          site.rewrite = () => rewritePixelHead(node, xr, xPerm, head, p, yValue, yPerm);
+        } else site.rewrite = () => rewritePixel(node, xr, xPerm, kr, p, sizes, yValue, yPerm);
         return site;
       }
     }
@@ -439,6 +444,83 @@ function rewritePixel(node: Node, xRoot: Value, xPerm: number[], kRoot: Value, p
     before: node,
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule pixel-sites/PixelConv; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
+    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample },
+  });
+  let out = fused.outputs[0];
+  if (!identity(yPerm)) out = g.addNode('Transpose', [out], 1, { before: node, attrs: { perm: inverse(yPerm) } }).outputs[0];
+  replaced.replaceAllUsesWith(out);
+  return fused;
+}
+
+/** The last 1x1 conv of a kernel generator, when the op can compute the kernel from its input instead. */
+interface KernelHead {
+  conv: Node;
+  /** The conv's input: features [N, Cf, *O]. */
+  features: Value;
+  weight: Value;
+  bias?: Value;
+  /** G * KK output channels, Cf input channels. */
+  M: number;
+  Cf: number;
+  /** Shape nodes reading the kernel root. */
+  shapeUses: Node[];
+}
+
+/**
+ * The kernel root as the output of a plain 1x1 conv (stride 1, no padding, one group, constant weights) whose
+ * output channels are K's (group, tap) in order, read only by this site (the conv is in its generator), with
+ * no upsampling: then PixelConvHead takes the conv's input and weights and never writes the kernel tensor.
+ */
+export function kernelHead(kRoot: Value, p: PixelParams, generator: Node[], structural: Analysis, a: Analysis): KernelHead | undefined {
+  const conv = kRoot.producer;
+  if (!conv || conv.opType !== 'Conv' || conv.domain !== '' || p.upsample !== 1) return undefined;
+  // Read only by the site, or by Shape nodes (dynamic exports take the kernel's sizes from it): those are given
+  // the same shape computed from F.
+  const shapeUses = kRoot.uses.filter((u) => u.node.opType === 'Shape' && u.node.domain === '' && u.node.attrInt('start') === undefined && u.node.attrInt('end') === undefined).map((u) => u.node);
+  if (kRoot.isGraphOutput || kRoot.uses.some((u) => !generator.includes(u.node) && !shapeUses.includes(u.node))) return undefined;
+  const [features, weight, bias] = conv.inputs;
+  if (!features || !weight || structural.label(weight) !== 'constant' || (bias && structural.label(bias) !== 'constant')) return undefined;
+  const r = p.kernel.length;
+  const ones = (v: number[] | undefined, n: number, want: number) => v === undefined || (v.length === n && v.every((x) => x === want));
+  const autoPad = conv.attrString('auto_pad');
+  if (conv.attrInt('group', 1) !== 1 || !ones(conv.attrInts('strides'), r, 1) || !ones(conv.attrInts('dilations'), r, 1) || !ones(conv.attrInts('pads'), 2 * r, 0) || !ones(conv.attrInts('kernel_shape'), r, 1) || (autoPad !== undefined && autoPad !== 'NOTSET')) return undefined;
+  const w = structural.shape(weight);
+  if (!isStatic(w) || w.length !== r + 2 || w.slice(2).some((d) => d !== 1)) return undefined;
+  const KK = numel(p.kernel), M = w[0], Cf = w[1];
+  if (M !== p.groups * KK) return undefined;
+  const b = bias ? structural.shape(bias) : undefined;
+  if (bias && (!isStatic(b) || b.length !== 1 || b[0] !== M)) return undefined;
+  // K's memory must be [N, G, KK, *O] in row-major order (size-1 axes have no stride to check).
+  const kDims = a.shape(kRoot);
+  if (!isStatic(kDims) || kDims.length !== r + 2 || kDims[0] !== p.N || kDims[1] !== M || kDims.slice(2).some((d, i) => d !== p.O[i])) return undefined;
+  const Oprod = numel(p.O);
+  const rowMajor = (dims: number[], scale: number) => dims.map((_, i) => numel(dims.slice(i + 1)) * scale);
+  const want = [M * Oprod, KK * Oprod, ...rowMajor(p.kernel, Oprod), ...rowMajor(p.O, 1)];
+  const sizes = [p.N, p.groups, ...p.kernel, ...p.O];
+  const got = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
+  if (sizes.some((size, i) => size > 1 && got[i] !== want[i])) return undefined;
+  return { conv, features, weight, bias: bias ?? undefined, M, Cf, shapeUses };
+}
+
+function rewritePixelHead(node: Node, xRoot: Value, xPerm: number[], head: KernelHead, p: PixelParams, replaced: Value, yPerm: number[]): Node {
+  const g = node.graph;
+  const identity = (perm: number[]) => perm.every((q, i) => q === i);
+  const x = identity(xPerm) ? xRoot : g.addNode('Transpose', [xRoot], 1, { before: node, attrs: { perm: xPerm } }).outputs[0];
+  const hw = g.addNode('Reshape', [head.weight, init(g, [head.M, head.Cf])], 1, { before: node, outputBase: `${head.weight.name}_head` }).outputs[0];
+  const hb = head.bias ?? g.addInitializer('dynconv_zero_bias', makeTensor(DataType.FLOAT, [head.M], new Float32Array(head.M)));
+  if (head.shapeUses.length) {
+    // Shape(K root) = [N, M, *O] = Shape(F) with M on axis 1.
+    const fShape = g.addNode('Shape', [head.features], 1, { before: node }).outputs[0];
+    const part = (b: number, e: number) => g.addNode('Slice', [fShape, init(g, [b]), init(g, [e]), init(g, [0])], 1, { before: node }).outputs[0];
+    const kShape = g.addNode('Concat', [part(0, 1), init(g, [head.M]), part(2, 2 ** 62)], 1, { before: node, attrs: { axis: 0 } }).outputs[0];
+    for (const s of head.shapeUses) s.outputs[0].replaceAllUsesWith(kShape);
+  }
+  const fused = g.addNode('PixelConvHead', [x, head.features, hw, hb], 1, {
+    domain: DYNCONV_DOMAIN,
+    name: 'dynconv_PixelConvHead',
+    before: node,
+    outputBase: `${replaced.name}_fused`,
+    docString: `dynconv: per-pixel site fused by rule pixel-sites/PixelConvHead; replaces the contraction ${JSON.stringify(node.name)}, its unfold and the kernel head ${JSON.stringify(head.conv.name)}`,
     attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample },
   });
   let out = fused.outputs[0];

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpDesc } from '../op-desc.js';
-import { OP_INPUTS, specializationKey } from '../op-desc.js';
+import { isPixelOp, OP_INPUTS, specializationKey } from '../op-desc.js';
 import { convKernel, demodKernel, packKernel, padKernel, pixelKernel, UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
 import type { DType } from './kernels.js';
 import type { NodePlan, ShaderInfo } from './runtime.js';
@@ -46,12 +46,12 @@ function kernelsFor(desc: OpDesc): KernelEntry[] {
     },
   ];
   const tiled = 'x = ceil(ST / SX), y * z = ceil(rows / SY) (y <= 65535); SX = min(64, nextPow2(ST)), SY = 64 / SX';
-  if (desc.op === 'PixelConv') {
+  if (isPixelOp(desc.op)) {
     for (const rc of [1, 4] as const)
       for (const rn of [4, 8] as const)
         ks.push({
           name: `pixel_rc${rc}_rn${rn}`,
-          bindings: ['u', 'X', 'K', 'Y'],
+          bindings: desc.op === 'PixelConv' ? ['u', 'X', 'K', 'Y'] : ['u', 'X', 'F', 'HW', 'HB', 'Y'],
           gen: (dt) => pixelKernel(desc, { rc, rn }, dt),
           when: `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
           dispatch: `${tiled}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`,
@@ -127,7 +127,7 @@ export interface RunOptions {
 }
 export declare const id: string;
 export declare const nodeName: string;
-export declare const opType: 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
+export declare const opType: 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
 export declare const inputNames: readonly string[];
 export declare const outputNames: readonly string[];
 /** Builds the pipelines of this node on a device (run does it lazily otherwise). */
@@ -159,7 +159,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
     const opInputs = OP_INPUTS[desc.op];
     if (node.inputNames.length !== opInputs.length) throw new Error(`emitWgsl: node ${node.id} (${desc.op}) has ${node.inputNames.length} inputs, expected ${opInputs.length}`);
     if (node.outputNames.length !== 1) throw new Error(`emitWgsl: node ${node.id} must have one output`);
-    if (desc.op === 'PixelConv' && desc.attrs.transpose) throw new Error('emitWgsl: PixelConv has no transpose form');
+    if (isPixelOp(desc.op) && desc.attrs.transpose) throw new Error(`emitWgsl: ${desc.op} has no transpose form`);
     const kernels = kernelsFor(desc);
     const shaders: Record<string, ShaderInfo> = {};
     const kernelManifest: unknown[] = [];
@@ -236,7 +236,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
       },
       uniforms: { struct: 'U', binding: 0, fields: UNIFORM_FIELDS.map((f) => ({ name: f, type: 'u32' })) },
       passes:
-        desc.op === 'PixelConv'
+        isPixelOp(desc.op)
           ? ['pad (when needed)', 'pixel_rc{1,4}_rn{4,8}']
           : [
               'pad (when needed)',

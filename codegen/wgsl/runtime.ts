@@ -3,7 +3,8 @@
 // and in browsers. It computes the sizes (uniforms), picks the kernel variant, builds the pipelines once per
 // GPUDevice and records the passes.
 
-export type OpKind = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
+export type OpKind = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
+const isPixel = (op: OpKind) => op === 'PixelConv' || op === 'PixelConvHead';
 
 export interface PlanAttrs {
   rank: number;
@@ -176,18 +177,30 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
   const N = X[0], C = X[1], D = X.slice(2);
   const grp = a.group;
   let M = 0, Cg = 0, Mg = 0, E = 1, K: number[] = [], biasPerSample = false;
-  if (plan.op === 'PixelConv') {
-    const Kd = dims.K;
+  if (isPixel(plan.op)) {
     const ks = plan.kernelShape!;
     const up = plan.upsample ?? 1;
-    chk('K', Kd.length === r + 3 && Kd[0] === N && Kd[2] === prod(ks), `expected [N, G, ${prod(ks)}, *O]`);
-    const G = Kd[1];
-    chk('K', G >= 1 && C % G === 0, 'G must divide C');
     const Ob = D.map((d, i) => convOut({ ...a, transpose: false }, i, d, ks[i]));
     if (Ob.some((o) => o < 1)) fail(plan, 'empty output');
     const O = Ob.map((o) => o * up);
-    chk('K', eqDims(Kd.slice(3), O), `spatial size must be [${O}]`);
-    return { N, C, M: C, G, Cg: C / G, Mg: C / G, E: 1, D, O, K: ks, Ob, biasPerSample: false, outDims: [N, C, ...O] };
+    let G: number, E = 1;
+    if (plan.op === 'PixelConv') {
+      const Kd = dims.K;
+      chk('K', Kd.length === r + 3 && Kd[0] === N && Kd[2] === prod(ks), `expected [N, G, ${prod(ks)}, *O]`);
+      G = Kd[1];
+      chk('K', G >= 1 && C % G === 0, 'G must divide C');
+      chk('K', eqDims(Kd.slice(3), O), `spatial size must be [${O}]`);
+    } else {
+      // PixelConvHead: E carries the head's input channels Cf.
+      const HW = dims.HW, F = dims.F;
+      chk('HW', HW.length === 2 && HW[0] >= 1 && HW[0] % prod(ks) === 0, `expected [G * ${prod(ks)}, Cf]`);
+      G = HW[0] / prod(ks);
+      E = HW[1];
+      chk('HW', C % G === 0, 'G must divide C');
+      chk('HB', dims.HB.length === 1 && dims.HB[0] === HW[0], `expected [${HW[0]}]`);
+      chk('F', F.length === r + 2 && F[0] === N && F[1] === E && eqDims(F.slice(2), O), `expected [${N}, ${E}, ${O}]`);
+    }
+    return { N, C, M: C, G, Cg: C / G, Mg: C / G, E, D, O, K: ks, Ob, biasPerSample: false, outDims: [N, C, ...O] };
   }
   const Wd = dims.W;
   const B = dims.B;
@@ -253,7 +266,7 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
   const XP: number[] = [], SH: number[] = [];
   for (let ax = 0; ax < r; ax++) {
     const st = a.strides[ax], dl = a.dilations[ax], pb = a.pads[ax], k = s.K[ax];
-    if (plan.op === 'PixelConv') {
+    if (isPixel(plan.op)) {
       const up = plan.upsample ?? 1;
       const oMax = ax === r - 1 ? lastTiles * rn - 1 : s.O[ax] - 1;
       SH.push(pb);
@@ -276,7 +289,7 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
 export function chooseVariant(plan: NodePlan, s: Sizes): Choice {
   const r = plan.attrs.rank;
   const ol = s.O[r - 1];
-  if (plan.op === 'PixelConv') {
+  if (isPixel(plan.op)) {
     return { pixel: { rc: s.Cg >= 4 ? 4 : 1, rn: ol <= 4 ? 4 : 8 }, direct: false };
   }
   const sl = plan.attrs.strides[r - 1];

@@ -1,7 +1,9 @@
 // dynconv: com.dynconv.PixelConv — a kernel per output position (involution, CARAFE, per-pixel dynamic filters,
-// fairseq dynamic 1-D conv) (docs/ops.md).
+// fairseq dynamic 1-D conv) — and com.dynconv.PixelConvHead, the same with the kernel computed by its 1x1 head
+// inside the op (docs/ops.md).
 // Inputs X [N, C, *D], K [N, G, prod(kernel_shape), *O]; output Y [N, C, *O];
 //   Y[n,c,o] = sum_j K[n, c/(C/G), j, o] * X[n, c, (o / upsample) * s + k_j * dil - pb]   (zero outside X).
+// PixelConvHead: inputs X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]; K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j,f] F[n,f,o].
 //
 // A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
 // Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
@@ -57,7 +59,7 @@ static inline __attribute__((always_inline)) void Store16(float* p, V16 v) { __b
 template <int CB>
 static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
                                                              const float* __restrict kbase, float* __restrict y0,
-                                                             int64_t bz, int64_t by, int64_t x0) {
+                                                             int64_t kstride, int64_t bz, int64_t by, int64_t x0) {
   const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
   const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
   const int64_t kx = p.k[2], dx = p.d[2];
@@ -70,8 +72,8 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
       const int64_t iy = by + ty * p.d[1];
       if (iy < 0 || iy >= Dy) continue;
       const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
-      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * plane_o + x0;
-      for (int64_t tx = 0; tx < kx; ++tx, kr += plane_o, xr += dx) {
+      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * kstride + x0;
+      for (int64_t tx = 0; tx < kx; ++tx, kr += kstride, xr += dx) {
         const V16 kv = Load16(kr);
         for (int c = 0; c < CB; ++c) acc[c] += kv * Load16(xr + c * plane_xp);
       }
@@ -82,11 +84,12 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
 
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
-                                                             const float* kbase, float* y0, int64_t bz, int64_t by) {
+                                                             const float* kbase, int64_t kstride, float* y0,
+                                                             int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
   for (int64_t x0 = 0;; x0 += 16) {
     const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<CB>(p, xc0, kbase, y0, bz, by, xs);
+    PixelChunk<CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
     if (x0 + 16 >= Ox) break;
   }
 }
@@ -103,30 +106,101 @@ inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task) {
   return {t / p.G, t % p.G, oz, oy};
 }
 
+// Where the tasks read the kernel taps: the K tensor [N, G, KK, *O] (PixelConv), or the kernel head
+// (PixelConvHead: K[n, g, j, o] = HB[g*KK + j] + sum_f HW[g*KK + j, f] * F[n, f, o]), which each task evaluates
+// for its output row into a small buffer of its own (KK x Ox, in L1/L2): the kernel tensor is never written.
+struct KernelSource {
+  const float* K = nullptr;
+  const float* F = nullptr;
+  const float* HW = nullptr;
+  const float* HB = nullptr;
+  int64_t Cf = 0;
+};
+
+// JB taps x 16 columns per step: one F load feeds JB multiply-adds, the accumulators stay in registers.
+template <int JB>
+static inline __attribute__((always_inline)) void HeadTaps(const float* __restrict f0, int64_t fplane,
+                                                           const float* __restrict w, const float* __restrict b,
+                                                           int64_t Cf, int64_t Ox, float* __restrict out) {
+  for (int64_t x0 = 0;; x0 += 16) {
+    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
+    V16 acc[JB];
+    for (int j = 0; j < JB; ++j) acc[j] = V16{} + b[j];
+    for (int64_t f = 0; f < Cf; ++f) {
+      const V16 fv = Load16(f0 + f * fplane + xs);
+      for (int j = 0; j < JB; ++j) acc[j] += w[j * Cf + f] * fv;
+    }
+    for (int j = 0; j < JB; ++j) Store16(out + j * Ox + xs, acc[j]);
+    if (x0 + 16 >= Ox) break;
+  }
+}
+
+// The taps of kernel group g for output row row_o of sample n: out[j * Ox + x], j < KK, x < Ox.
+DYNCONV_CLONES void HeadRow(const PixelGeometry& p, const KernelSource& ks, int64_t n, int64_t g, int64_t row_o,
+                            float* __restrict out) {
+  const int64_t Ox = p.O[2], KK = p.KK, Cf = ks.Cf;
+  const int64_t plane_o = p.O[0] * p.O[1] * p.O[2];
+  const float* f0 = ks.F + n * Cf * plane_o + row_o;
+  const float* w = ks.HW + g * KK * Cf;
+  const float* b = ks.HB + g * KK;
+  if (Ox >= 16) {
+    int64_t j = 0;
+    for (; j + 8 <= KK; j += 8) HeadTaps<8>(f0, plane_o, w + j * Cf, b + j, Cf, Ox, out + j * Ox);
+    for (; j < KK; ++j) HeadTaps<1>(f0, plane_o, w + j * Cf, b + j, Cf, Ox, out + j * Ox);
+    return;
+  }
+  for (int64_t j = 0; j < KK; ++j) {
+    float* o = out + j * Ox;
+    for (int64_t x = 0; x < Ox; ++x) o[x] = b[j];
+    for (int64_t f = 0; f < Cf; ++f) {
+      const float wf = w[j * Cf + f];
+      const float* fr = f0 + f * plane_o;
+      for (int64_t x = 0; x < Ox; ++x) o[x] += wf * fr[x];
+    }
+  }
+}
+
+// The kernel taps of one task: a pointer to tap 0 at output x = 0 and the distance between taps.
+struct TaskKernel {
+  const float* base;
+  int64_t stride;
+};
+inline TaskKernel KernelOf(const PixelGeometry& p, const KernelSource& ks, const PixelTask& tk, int64_t row_o) {
+  const int64_t plane_o = p.O[0] * p.O[1] * p.O[2];
+  if (ks.K != nullptr) return {ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + row_o, plane_o};
+  // One buffer per pool thread, grown to the largest row it has seen (a task runs on one thread, start to end).
+  thread_local std::vector<float> taps;
+  const size_t need = static_cast<size_t>(p.KK * p.O[2]);
+  if (taps.size() < need) taps.resize(need);
+  HeadRow(p, ks, tk.n, tk.g, row_o, taps.data());
+  return {taps.data(), p.O[2]};
+}
+
 // The fast path of one task (see PixelRow).
-DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* __restrict K, float* __restrict Y,
-                                 int64_t task) {
+DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const KernelSource& ks, float* __restrict Y, int64_t task) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
   const PixelTask tk = DecodeTask(p, task);
   const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
+  const TaskKernel kt = KernelOf(p, ks, tk, row_o);
+  const float* kbase = kt.base;
+  const int64_t kst = kt.stride;
   int64_t c = g * p.Cg;
   const int64_t ce = (g + 1) * p.Cg;
   for (; c + 8 <= ce; c += 8)
-    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, Y + (n * p.C + c) * plane_o + row_o, bz, by);
+    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, kst, Y + (n * p.C + c) * plane_o + row_o, bz, by);
   const float* xc = p.xp + (n * p.C + c) * plane_xp;
   float* yc = Y + (n * p.C + c) * plane_o + row_o;
   switch (ce - c) {
-    case 7: PixelBlock<7>(p, xc, kbase, yc, bz, by); break;
-    case 6: PixelBlock<6>(p, xc, kbase, yc, bz, by); break;
-    case 5: PixelBlock<5>(p, xc, kbase, yc, bz, by); break;
-    case 4: PixelBlock<4>(p, xc, kbase, yc, bz, by); break;
-    case 3: PixelBlock<3>(p, xc, kbase, yc, bz, by); break;
-    case 2: PixelBlock<2>(p, xc, kbase, yc, bz, by); break;
-    case 1: PixelBlock<1>(p, xc, kbase, yc, bz, by); break;
+    case 7: PixelBlock<7>(p, xc, kbase, kst, yc, bz, by); break;
+    case 6: PixelBlock<6>(p, xc, kbase, kst, yc, bz, by); break;
+    case 5: PixelBlock<5>(p, xc, kbase, kst, yc, bz, by); break;
+    case 4: PixelBlock<4>(p, xc, kbase, kst, yc, bz, by); break;
+    case 3: PixelBlock<3>(p, xc, kbase, kst, yc, bz, by); break;
+    case 2: PixelBlock<2>(p, xc, kbase, kst, yc, bz, by); break;
+    case 1: PixelBlock<1>(p, xc, kbase, kst, yc, bz, by); break;
     default: break;
   }
 }
@@ -144,7 +218,7 @@ DYNCONV_CLONES void PadRows(const float* __restrict X, float* __restrict XP, int
 }
 
 // Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] for task = ((n * G + g) * Oz + oz) * Oy + oy.
-DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __restrict K,
+DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const KernelSource& ks,
                              float* __restrict Y, int64_t task) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
   const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
@@ -154,7 +228,9 @@ DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, 
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
   const int64_t kx = p.k[2];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
+  const TaskKernel kt = KernelOf(p, ks, tk, row_o);
+  const float* kbase = kt.base;
+  const int64_t kst = kt.stride;
   for (int64_t c = g * p.Cg; c < (g + 1) * p.Cg; ++c) {
     float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
     for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
@@ -166,8 +242,8 @@ DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, 
         const int64_t iy = by + ty * p.d[1];
         if (iy < 0 || iy >= Dy) continue;
         const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
-        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * plane_o;
-        for (int64_t tx = 0; tx < kx; ++tx, kj += plane_o) {
+        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * kst;
+        for (int64_t tx = 0; tx < kx; ++tx, kj += kst) {
           const float* __restrict kr = kj;
           const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
           if (p.unit_x) {
@@ -184,13 +260,12 @@ DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, 
   }
 }
 
-struct PixelConvKernel {
-  static constexpr const char* kName = "PixelConv";
-  static constexpr size_t kInputs = 2;
+// The attributes of both per-pixel ops (docs/ops.md), read at kernel creation.
+struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
 
-  OrtStatus* Init(const OrtKernelInfo* info) {
+  OrtStatus* Read(const OrtKernelInfo* info) {
     if (!AttrInts(info, "kernel_shape", &kernel_shape) || kernel_shape.empty())
       return Error("attribute kernel_shape is required");
     const size_t r = kernel_shape.size();
@@ -210,53 +285,64 @@ struct PixelConvKernel {
     if (AttrInt(info, "upsample", &up)) upsample = up;
     if (upsample < 1) return Error("upsample must be >= 1");
     int64_t group = 1, transpose = 0;
-    if (AttrInt(info, "group", &group) && group != 1) return Error("PixelConv has no group attribute");
-    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("PixelConv has no transpose form");
+    if (AttrInt(info, "group", &group) && group != 1) return Error("the op has no group attribute");
+    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("the op has no transpose form");
     return nullptr;
   }
 
-  OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, Kt, Y;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+  // The geometry of X (N, C, D, O, kernel), before the kernel groups are known.
+  OrtStatus* Geometry(const Tensor& X, PixelGeometry* p) const {
     const int r = static_cast<int>(kernel_shape.size());
     if (X.Rank() != r + 2)
       return Error("X must have rank %d for a %d-D kernel_shape, got shape %s", r + 2, r, DimsString(X.dims).c_str());
-    PixelGeometry p;
-    p.N = X.dims[0];
-    p.C = X.dims[1];
-    p.up = upsample;
-    p.KK = 1;
+    p->N = X.dims[0];
+    p->C = X.dims[1];
+    p->up = upsample;
+    p->KK = 1;
     for (int i = 0; i < r; ++i) {
       const int a = 3 - r + i;
-      p.D[a] = X.dims[2 + i];
-      p.k[a] = kernel_shape[i];
-      p.s[a] = strides[i];
-      p.d[a] = dilations[i];
-      p.pb[a] = pads[i];
-      const int64_t span = p.D[a] + pads[i] + pads[i + r] - p.d[a] * (p.k[a] - 1) - 1;
+      p->D[a] = X.dims[2 + i];
+      p->k[a] = kernel_shape[i];
+      p->s[a] = strides[i];
+      p->d[a] = dilations[i];
+      p->pb[a] = pads[i];
+      const int64_t span = p->D[a] + pads[i] + pads[i + r] - p->d[a] * (p->k[a] - 1) - 1;
       if (span < 0)
         return Error("output size on spatial axis %d is empty (input %lld, kernel %lld)", i,
-                     static_cast<long long>(p.D[a]), static_cast<long long>(p.k[a]));
-      p.O[a] = (span / p.s[a] + 1) * upsample;
-      p.KK *= p.k[a];
+                     static_cast<long long>(p->D[a]), static_cast<long long>(p->k[a]));
+      p->O[a] = (span / p->s[a] + 1) * upsample;
+      p->KK *= p->k[a];
     }
-    if (Kt.Rank() != r + 3 || Kt.dims[0] != p.N || Kt.dims[2] != p.KK)
-      return Error("K must be [N, G, %lld, *O] with N = %lld, got shape %s", static_cast<long long>(p.KK),
-                   static_cast<long long>(p.N), DimsString(Kt.dims).c_str());
-    p.G = Kt.dims[1];
+    return nullptr;
+  }
+
+  // Checks that `name` is [N, lead, *O] (lead < 0: any), for the K of PixelConv and the F of PixelConvHead.
+  OrtStatus* CheckPerPixel(const Tensor& t, const char* name, const char* form, const PixelGeometry& p,
+                           int64_t second, int64_t third) const {
+    const int r = static_cast<int>(kernel_shape.size());
+    const int extra = third >= 0 ? 1 : 0;
+    bool ok = t.Rank() == r + 2 + extra && t.dims[0] == p.N && (second < 0 || t.dims[1] == second) &&
+              (third < 0 || t.dims[2] == third);
+    for (int i = 0; ok && i < r; ++i) ok = t.dims[2 + extra + i] == p.O[3 - r + i];
+    if (!ok) {
+      std::string o;
+      for (int i = 0; i < r; ++i) o += (i ? ", " : "") + std::to_string(p.O[3 - r + i]);
+      return Error("%s must be %s with N = %lld and O = [%s], got shape %s", name, form, static_cast<long long>(p.N),
+                   o.c_str(), DimsString(t.dims).c_str());
+    }
+    return nullptr;
+  }
+
+  // Runs the op once the geometry (with G) and the kernel source are set.
+  OrtStatus* Run(OrtKernelContext* ctx, const Tensor& X, PixelGeometry& p, const KernelSource& ks) const {
+    const int r = static_cast<int>(kernel_shape.size());
     if (p.G < 1 || p.C % p.G != 0)
-      return Error("K has %lld kernel groups, which must divide the %lld channels", static_cast<long long>(p.G),
+      return Error("%lld kernel groups do not divide the %lld channels", static_cast<long long>(p.G),
                    static_cast<long long>(p.C));
     p.Cg = p.C / p.G;
     std::vector<int64_t> y_dims = {p.N, p.C};
-    for (int i = 0; i < r; ++i) {
-      const int a = 3 - r + i;
-      if (Kt.dims[3 + i] != p.O[a])
-        return Error("K must be [N, G, %lld, *O] with O[%d] = %lld, got shape %s", static_cast<long long>(p.KK), i,
-                     static_cast<long long>(p.O[a]), DimsString(Kt.dims).c_str());
-      y_dims.push_back(p.O[a]);
-    }
+    for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    Tensor Y;
     DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
 
     // x tables (the same for every row).
@@ -282,7 +368,6 @@ struct PixelConvKernel {
 
     const int64_t tasks = p.N * p.G * p.O[0] * p.O[1];
     const float* x = X.data;
-    const float* k = Kt.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
     p.fast = p.unit_x && Ox >= 16;
@@ -303,10 +388,61 @@ struct PixelConvKernel {
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
       p.pb[2] = 0;
       return ParallelFor(ctx, static_cast<size_t>(tasks),
-                         [&](size_t t) { PixelRowFast(p, k, y, static_cast<int64_t>(t)); });
+                         [&](size_t t) { PixelRowFast(p, ks, y, static_cast<int64_t>(t)); });
     }
     return ParallelFor(ctx, static_cast<size_t>(tasks),
-                       [&](size_t t) { PixelRow(p, x, k, y, static_cast<int64_t>(t)); });
+                       [&](size_t t) { PixelRow(p, x, ks, y, static_cast<int64_t>(t)); });
+  }
+};
+
+struct PixelConvKernel {
+  static constexpr const char* kName = "PixelConv";
+  static constexpr size_t kInputs = 2;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, Kt;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    DC_TRY(attrs.CheckPerPixel(Kt, "K", "[N, G, prod(kernel_shape), *O]", p, -1, p.KK));
+    p.G = Kt.dims[1];
+    KernelSource ks;
+    ks.K = Kt.data;
+    return attrs.Run(ctx, X, p, ks);
+  }
+};
+
+struct PixelConvHeadKernel {
+  static constexpr const char* kName = "PixelConvHead";
+  static constexpr size_t kInputs = 4;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, F, HW, HB;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "F", &F));
+    DC_TRY(InputTensor(ctx, 2, "HW", &HW));
+    DC_TRY(InputTensor(ctx, 3, "HB", &HB));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    if (HW.Rank() != 2 || HW.dims[0] < 1 || HW.dims[0] % p.KK != 0)
+      return Error("HW must be [G * %lld, Cf], got shape %s", static_cast<long long>(p.KK), DimsString(HW.dims).c_str());
+    if (HB.Rank() != 1 || HB.dims[0] != HW.dims[0])
+      return Error("HB must be [%lld], got shape %s", static_cast<long long>(HW.dims[0]), DimsString(HB.dims).c_str());
+    DC_TRY(attrs.CheckPerPixel(F, "F", "[N, Cf, *O]", p, HW.dims[1], -1));
+    p.G = HW.dims[0] / p.KK;
+    KernelSource ks;
+    ks.F = F.data;
+    ks.HW = HW.data;
+    ks.HB = HB.data;
+    ks.Cf = HW.dims[1];
+    return attrs.Run(ctx, X, p, ks);
   }
 };
 
@@ -314,6 +450,11 @@ struct PixelConvKernel {
 
 const OrtCustomOp* PixelConvOp() {
   static CustomOp<PixelConvKernel> op;
+  return &op;
+}
+
+const OrtCustomOp* PixelConvHeadOp() {
+  static CustomOp<PixelConvHeadKernel> op;
   return &op;
 }
 

@@ -478,7 +478,7 @@ function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[
   const pads = n.attrInts('pads') ?? new Array(2 * r).fill(0);
   const dil = n.attrInts('dilations') ?? new Array(r).fill(1);
   const elemType = a.factsOf(n.inputs[0]!).type?.elemType ?? DataType.FLOAT;
-  if (n.opType === 'PixelConv') {
+  if (n.opType === 'PixelConv' || n.opType === 'PixelConvHead') {
     const k = n.attrInts('kernel_shape') ?? [];
     const up = n.attrInt('upsample', 1);
     return { types: [{ elemType, shape: [x[0], x[1], ...x.slice(2).map((d, i) => mulDim(convOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i]), up))] }], shapeValues: [] };
