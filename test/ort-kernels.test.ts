@@ -94,6 +94,11 @@ const CASES: OpCase[] = [
   { name: 'pix fast y-stride2, no x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [2, 1], pads: [1, 0, 1, 0] }, shapes: [[1, 8, 9, 20], [1, 1, 9, 5, 18]] },
   { name: 'pix fast 3d asym x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 0, 1, 1, 2] }, shapes: [[1, 4, 3, 4, 17], [1, 2, 27, 3, 4, 17]] },
   { name: 'pix 3d', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 2, 27, 4, 5, 6]] },
+  // PixelConvHead: X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]: the taps computed from the head in the op
+  { name: 'head fast k7 G2 Cf5 (involution)', op: 'PixelConvHead', raw: { kernel_shape: [7, 7], pads: [3, 3, 3, 3] }, shapes: [[2, 22, 5, 37], [2, 5, 5, 37], [98, 5], [98]] },
+  { name: 'head k3 stride2 G4', op: 'PixelConvHead', raw: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[2, 8, 9, 10], [2, 3, 5, 5], [36, 3], [36]] },
+  { name: 'head 1d causal dil2 fast', op: 'PixelConvHead', raw: { kernel_shape: [3], dilations: [2], pads: [4, 0] }, shapes: [[2, 12, 40], [2, 7, 40], [9, 7], [9]] },
+  { name: 'head 3d', op: 'PixelConvHead', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 3, 4, 5, 6], [54, 3], [54]] },
 ];
 
 let libPromise: Promise<string> | undefined;
