@@ -2,25 +2,13 @@
 import { Analysis } from '../src/analysis/analyze.js';
 import { badInput } from '../src/errors.js';
 import type { Model, Node } from '../src/ir/graph.js';
-import { AttrType, toNumber } from '../src/onnx/proto.js';
-import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc, type RawAttrs } from './op-desc.js';
+import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc } from '../ops/index.js';
 
 export interface FusedNode {
   /** A safe identifier ([A-Za-z0-9_]) for file and symbol names: never derived from the model's names. */
   id: string;
   node: Node;
   desc: OpDesc;
-}
-
-function rawAttrs(n: Node): RawAttrs {
-  const out: RawAttrs = {};
-  for (const a of n.proto.attribute ?? []) {
-    if (!a.name) continue;
-    if (a.type === AttrType.INTS) out[a.name] = (a.ints ?? []).map(toNumber);
-    else if (a.type === AttrType.FLOAT) out[a.name] = a.f ?? 0;
-    else if (a.type === AttrType.INT) out[a.name] = toNumber(a.i);
-  }
-  return out;
 }
 
 export function fusedNodes(model: Model, analysis = new Analysis(model)): FusedNode[] {
@@ -38,7 +26,7 @@ export function fusedNodes(model: Model, analysis = new Analysis(model)): FusedN
     if (!xShape) throw badInput(model.source, `${n.label}: the rank of its input X is unknown`);
     let desc: OpDesc;
     try {
-      desc = describeOp(n.opType as FusedOpType, xShape.length - 2, rawAttrs(n));
+      desc = describeOp(n.opType as FusedOpType, xShape.length - 2, n.numericAttributes());
     } catch (e) {
       if (e instanceof OpDescError) throw badInput(model.source, `${n.label}: ${e.message}`);
       throw e;

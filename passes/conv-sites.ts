@@ -5,7 +5,7 @@
 // the per-sample weight source and where the per-sample output is read back. Then the weight source is
 // classified: a mixture of constant experts (MixtureConv), a modulated constant weight (ModulatedConv),
 // or anything else (DynamicConv: `direct` when a kernel head produces it, `generic` otherwise).
-import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
 import type { Analysis } from '../src/analysis/analyze.js';
 import { divDim, dimsEqual, formatShape, mulDim, productDims } from '../src/analysis/dims.js';
 import { mulTensors, transpose as transposeTensor } from '../src/analysis/evaluate.js';

@@ -2,7 +2,7 @@
 // runtime without dynconv's kernels. Bodies use standard ops only, take their attributes by reference
 // (so one body serves every node of the op) and work for any batch and spatial size.
 // Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
-import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { DYNCONV_DOMAIN, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type FusedOpType } from '../ops/index.js';
 import { typeToProto } from '../src/ir/graph.js';
 import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
 
@@ -217,24 +217,9 @@ function pixelConvHeadBody(b: BodyBuilder): string {
   return pixelConvBody(b, k5);
 }
 
-const ATTRIBUTES: Record<FusedOpType, string[]> = {
-  DynamicConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding'],
-  MixtureConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding'],
-  ModulatedConv: ['strides', 'pads', 'dilations', 'group', 'transpose', 'output_padding', 'demodulate', 'epsilon'],
-  PixelConv: ['kernel_shape', 'strides', 'pads', 'dilations', 'upsample'],
-  PixelConvHead: ['kernel_shape', 'strides', 'pads', 'dilations', 'upsample'],
-};
-
-const INPUTS: Record<FusedOpType, string[]> = {
-  DynamicConv: ['X', 'W', 'B'],
-  MixtureConv: ['X', 'R', 'W', 'B'],
-  ModulatedConv: ['X', 'S', 'W', 'B'],
-  PixelConv: ['X', 'K'],
-  PixelConvHead: ['X', 'F', 'HW', 'HB'],
-};
-
-/** Attributes a body reads as values (not only passes on to a Conv): baked in before opset 12. */
-export const BAKED_ATTRIBUTES = ['transpose', 'demodulate', 'epsilon', 'group', 'kernel_shape', 'upsample'];
+/** Attributes a body reads as values (not only passes on to a Conv): baked in before opset 12. They are the ones the
+ * op definitions mark as specialising generated code. */
+export const BAKED_ATTRIBUTES = SPECIALIZING_ATTRIBUTES;
 
 /** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
 export const MIN_FUNCTION_OPSET = 11;
@@ -252,9 +237,9 @@ export function functionFor(op: FusedOpType, opset: number, rank: number, litera
   return onnx.FunctionProto.create({
     name: op,
     domain: DYNCONV_DOMAIN,
-    input: INPUTS[op],
+    input: OP_INPUTS[op],
     output: ['Y'],
-    attribute: ATTRIBUTES[op],
+    attribute: OP_DEFINITIONS[op].attributes.map((a) => a.name),
     node: b.nodes,
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: opset })],
     docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}; see docs/ops.md`,

@@ -1,6 +1,6 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, type FusedOpType } from '../codegen/op-desc.js';
+import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
 import { Analysis } from '../src/analysis/analyze.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';

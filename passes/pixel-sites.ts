@@ -7,7 +7,7 @@
 // holds its own index) at concrete sizes, reads off which input element and which kernel element every
 // term of every output uses, infers kernel size, stride, padding, dilation, upsampling and kernel
 // groups from that, and checks the inference against every term. Only what verifies is fused.
-import { DYNCONV_DOMAIN } from '../codegen/op-desc.js';
+import { DYNCONV_DOMAIN } from '../ops/index.js';
 import { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, ravel, Tracer, unravel, ZERO, type ProbeBudget } from './provenance.js';

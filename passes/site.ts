@@ -1,5 +1,5 @@
 // What `scan` reports about one dynamic-conv site, and how `fuse` rewrites it.
-import type { FusedOpType } from '../codegen/op-desc.js';
+import type { FusedOpType } from '../ops/index.js';
 import type { Node } from '../src/ir/graph.js';
 
 export type Family = 'mixture' | 'direct' | 'modulated' | 'per-pixel' | 'generic';

@@ -8,4 +8,4 @@ export { fuseModel, type FuseResult } from '../passes/fuse.js';
 export type { Site, Family } from '../passes/site.js';
 export { validateModels, type ValidateResult } from './validate/validate.js';
 export { DynconvError } from './errors.js';
-export { describeOp, DYNCONV_DOMAIN, type OpDesc } from '../codegen/op-desc.js';
+export { describeOp, DYNCONV_DOMAIN, type OpDesc } from '../ops/index.js';

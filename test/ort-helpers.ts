@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 
-import { describeOp, DYNCONV_DOMAIN, type FusedOpType, type OpDesc, type RawAttrs } from '../codegen/op-desc.js';
+import { describeOp, DYNCONV_DOMAIN, type FusedOpType, type OpDesc, type RawAttrs } from '../ops/index.js';
 import { packageRoot, ortHeadersPresent, FETCH_HEADERS_SCRIPT } from '../codegen/ort/paths.js';
 import type { FloatTensor } from '../codegen/ort/runner.js';
 import { randomTensor, rng } from './helpers/random.js';

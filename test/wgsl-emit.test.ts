@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describeOp } from '../codegen/op-desc.js';
+import { describeOp } from '../ops/index.js';
 import { emitWgsl, MANIFEST_FILE, RUNTIME_FILE } from '../codegen/wgsl/emit.js';
 import type { WgslNode } from '../codegen/wgsl/emit.js';
 import { runWgslBatch, runWgslNode, WgslRunnerError } from '../codegen/wgsl/dawn-runner.js';

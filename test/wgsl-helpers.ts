@@ -2,8 +2,8 @@
 // onnxruntime-node execution, reference models for the four com.dynconv ops and random data.
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import type { OpDesc } from '../codegen/op-desc.js';
-import { outputSize } from '../codegen/op-desc.js';
+import type { OpDesc } from '../ops/index.js';
+import { outputSize } from '../ops/index.js';
 
 const { onnx } = onnxProto;
 

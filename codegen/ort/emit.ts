@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { DYNCONV_DOMAIN, FUSED_OP_TYPES, type FusedOpType, type OpDesc } from '../op-desc.js';
+import { DYNCONV_DOMAIN, FUSED_OP_TYPES, specializationKey, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { nativeOpsDir, ortIncludeDir, requireOrtHeaders } from './paths.js';
 
 export const ORT_LIBRARY_NAME = 'libdynconv_ort.so';
@@ -144,7 +144,7 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string): { files: string
   const manifest: OrtLibraryManifest = {
     domain: DYNCONV_DOMAIN,
     ops,
-    specializations: [...new Set(descs.map(specKey))].sort(),
+    specializations: [...new Set(descs.map(specializationKey))].sort(),
     sources,
     library: ORT_LIBRARY_NAME,
     includeDir,
@@ -155,11 +155,6 @@ export function emitOrtLibrary(descs: OpDesc[], outDir: string): { files: string
   writeFileSync(mpath, JSON.stringify(manifest, null, 2) + '\n');
   files.push(mpath);
   return { files, buildCommand };
-}
-
-function specKey(d: OpDesc): string {
-  const a = d.attrs;
-  return `${d.op}_r${a.rank}_${a.transpose ? 't' : 'c'}_g${a.group}`;
 }
 
 function run(cmd: string, cwd: string): Promise<{ stdout: string; stderr: string }> {

@@ -5,8 +5,8 @@
 // JSON.stringify and never reach WGSL, file names or comments. File names come from the node ids only.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OpDesc } from '../op-desc.js';
-import { isPixelOp, OP_INPUTS, specializationKey } from '../op-desc.js';
+import type { OpDesc } from '../../ops/index.js';
+import { isPixelOp, OP_INPUTS, specializationKey } from '../../ops/index.js';
 import { convKernel, demodKernel, packKernel, padKernel, pixelKernel, UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
 import type { DType } from './kernels.js';
 import type { NodePlan, ShaderInfo } from './runtime.js';

@@ -16,7 +16,7 @@
 //           ModulatedConv: W * S * demod).
 //  - demod: ModulatedConv demodulation factors 1 / sqrt(sum (W S)^2 + eps) per sample and output channel.
 //  - pixel: PixelConv, RC channels of one kernel group x RN outputs on the last axis per invocation.
-import type { OpDesc } from '../op-desc.js';
+import type { OpDesc } from '../../ops/index.js';
 
 export type DType = 'f32' | 'f16';
 

@@ -7,6 +7,7 @@
 import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
+import { convOutputDim, DYNCONV_DOMAIN, describeOp, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
 
@@ -194,18 +195,6 @@ function broadcast(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefine
   return out;
 }
 
-function convOut(d: Dim, k: Dim, s: number, pb: number, pe: number, dil: number): Dim {
-  // "same" padding at stride 1 keeps a symbolic size
-  if (typeof d === 'string' && typeof k === 'number' && s === 1 && pb + pe === dil * (k - 1)) return d;
-  if (typeof d !== 'number' || typeof k !== 'number') return undefined;
-  return Math.floor((d + pb + pe - dil * (k - 1) - 1) / s) + 1;
-}
-
-function convTransposeOut(d: Dim, k: Dim, s: number, pb: number, pe: number, dil: number, op: number): Dim {
-  if (typeof d !== 'number' || typeof k !== 'number') return undefined;
-  return s * (d - 1) + op + dil * (k - 1) + 1 - pb - pe;
-}
-
 /** Infers output types (and shape values) of one node. */
 export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
   const s = (i: number) => a.shape(n.inputs[i]);
@@ -381,21 +370,24 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
       let channels: Dim = x[1];
       if (n.opType === 'Conv') channels = w?.[0];
       if (n.opType === 'ConvTranspose') channels = w ? mulDim(w[1], group) : undefined;
+      // The conv formula of the op layer (ops/conv-attributes.ts) serves ONNX's own Conv, ConvTranspose and pools.
+      const transpose = n.opType === 'ConvTranspose' ? 1 : 0;
+      const withPads = (p: number[]) => ({ strides, pads: p, dilations: dil, transpose, output_padding: n.attrInts('output_padding') ?? new Array(r).fill(0) });
       const spatial = x.slice(2).map((d, i) => {
         if (autoPad !== 'NOTSET' && autoPad !== '') {
           if (typeof d !== 'number') return undefined;
-          if (autoPad === 'VALID') return convOut(d, kernel[i], strides[i], 0, 0, dil[i]);
+          if (autoPad === 'VALID') return convOutputDim(withPads(new Array(2 * r).fill(0)), i, d, kernel[i]);
           return n.opType === 'ConvTranspose' ? d * strides[i] : Math.ceil(d / strides[i]);
         }
         if (n.opType === 'ConvTranspose') {
           const os = n.attrInts('output_shape');
           if (os) return os[i];
-          return convTransposeOut(d, kernel[i], strides[i], pads[i], pads[i + r], dil[i], n.attrInts('output_padding')?.[i] ?? 0);
+          return convOutputDim(withPads(pads), i, d, kernel[i]);
         }
         if (n.attrInt('ceil_mode', 0) === 1 && typeof d === 'number' && typeof kernel[i] === 'number') {
           return Math.ceil((d + pads[i] + pads[i + r] - dil[i] * (kernel[i] - 1) - 1) / strides[i]) + 1;
         }
-        return convOut(d, kernel[i], strides[i], pads[i], pads[i + r], dil[i]);
+        return convOutputDim(withPads(pads), i, d, kernel[i]);
       });
       return { types: n.outputs.map((_, i) => (i === 0 ? { elemType: elem(0), shape: [x[0], channels, ...spatial] } : undefined)), shapeValues: [] };
     }
@@ -467,31 +459,22 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
   }
 }
 
-/** Output shapes of dynconv's own fused ops, so that a fused model analyses like the original. */
+/** Output shapes of dynconv's own fused ops (their definitions in ops/), so that a fused model analyses like the original. */
 function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
   const none = { types: n.outputs.map(() => undefined), shapeValues: [] };
-  if (n.domain !== 'com.dynconv') return none;
+  if (n.domain !== DYNCONV_DOMAIN || !isFusedOpType(n.opType)) return none;
   const x = a.shape(n.inputs[0]);
   if (!x) return none;
-  const r = x.length - 2;
-  const strides = n.attrInts('strides') ?? new Array(r).fill(1);
-  const pads = n.attrInts('pads') ?? new Array(2 * r).fill(0);
-  const dil = n.attrInts('dilations') ?? new Array(r).fill(1);
-  const elemType = a.factsOf(n.inputs[0]!).type?.elemType ?? DataType.FLOAT;
-  if (n.opType === 'PixelConv' || n.opType === 'PixelConvHead') {
-    const k = n.attrInts('kernel_shape') ?? [];
-    const up = n.attrInt('upsample', 1);
-    return { types: [{ elemType, shape: [x[0], x[1], ...x.slice(2).map((d, i) => mulDim(convOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i]), up))] }], shapeValues: [] };
+  let desc;
+  try {
+    desc = describeOp(n.opType, x.length - 2, n.numericAttributes());
+  } catch (e) {
+    if (e instanceof OpDescError) return none;
+    throw e;
   }
-  const wIndex = n.opType === 'DynamicConv' ? 1 : 2;
-  const w = a.shape(n.inputs[wIndex]);
-  if (!w) return none;
-  const lead = n.opType === 'ModulatedConv' ? 0 : 1; // per-sample and expert weights have a leading axis
-  const transpose = n.attrInt('transpose', 0) === 1;
-  const group = n.attrInt('group', 1);
-  const m = transpose ? mulDim(w[lead + 1], group) : w[lead];
-  const k = w.slice(lead + 2);
-  const op = n.attrInts('output_padding') ?? new Array(r).fill(0);
-  const spatial = x.slice(2).map((d, i) => (transpose ? convTransposeOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i], op[i]) : convOut(d, k[i], strides[i], pads[i], pads[i + r], dil[i])));
-  return { types: [{ elemType, shape: [x[0], m, ...spatial] }], shapeValues: [] };
+  // An input of unknown shape is taken at its first allowed rank with unknown dims.
+  const shapes = OP_DEFINITIONS[n.opType].inputs.map((spec, i) => a.shape(n.inputs[i]) ?? new Array<Dim>(spec.ranks(x.length - 2)[0]).fill(undefined));
+  const y = outputShape(desc, shapes, mulDim);
+  if (typeof y === 'string') return none;
+  return { types: [{ elemType: a.factsOf(n.inputs[0]!).type?.elemType ?? DataType.FLOAT, shape: y }], shapeValues: [] };
 }

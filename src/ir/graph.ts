@@ -67,7 +67,12 @@ export class Value {
   }
 }
 
-export type AttrValue = number | number[] | string | string[] | Tensor | Graph | Graph[] | undefined;
+/** A float attribute value, kept FLOAT even when it happens to be integral (a plain number that is integral becomes INT). */
+export class FloatAttr {
+  constructor(readonly value: number) {}
+}
+
+export type AttrValue = number | FloatAttr | number[] | string | string[] | Tensor | Graph | Graph[] | undefined;
 
 export class Node {
   inputs: (Value | null)[] = [];
@@ -137,6 +142,17 @@ export class Node {
   }
   attrTensor(name: string): TensorProto | undefined {
     return this.attr(name)?.t ?? undefined;
+  }
+  /** The node's INT, INTS and FLOAT attributes by name (others are left out). */
+  numericAttributes(): Record<string, number | number[]> {
+    const out: Record<string, number | number[]> = {};
+    for (const a of this.proto.attribute ?? []) {
+      if (!a.name) continue;
+      if (a.type === AttrType.INTS) out[a.name] = (a.ints ?? []).map(toNumber);
+      else if (a.type === AttrType.FLOAT) out[a.name] = a.f ?? 0;
+      else if (a.type === AttrType.INT) out[a.name] = toNumber(a.i);
+    }
+    return out;
   }
 }
 
@@ -371,7 +387,8 @@ export class Graph {
 
 function makeAttribute(name: string, v: AttrValue): AttributeProto {
   const a = onnx.AttributeProto.create({ name });
-  if (typeof v === 'number') {
+  if (v instanceof FloatAttr) { a.type = AttrType.FLOAT; a.f = v.value; }
+  else if (typeof v === 'number') {
     if (Number.isInteger(v) && !Object.is(v, -0)) { a.type = AttrType.INT; a.i = v; }
     else { a.type = AttrType.FLOAT; a.f = v; }
   } else if (typeof v === 'string') { a.type = AttrType.STRING; a.s = new TextEncoder().encode(v); }

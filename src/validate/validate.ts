@@ -6,7 +6,7 @@ import { compareArrays, type Agreement } from './compare.js';
 import { checkBudget, DEFAULT_MAX_BYTES } from './budget.js';
 import { feedShapes, randomFeeds, readFeedsFromDir, readOutputsFromDir, type Feeds } from './feeds.js';
 import { runOrt } from './ort.js';
-import { DYNCONV_DOMAIN } from '../../codegen/op-desc.js';
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import { runFusedWithOrtKernels } from './kernels-ort.js';
 import { checkWgslKernels } from './kernels-wgsl.js';
 
