@@ -1,4 +1,4 @@
-// Small matching helpers shared by the rules: walking reshape chains, flattening commutative trees.
+// Small matching helpers shared by the rules: walking reshape chains, the nodes between values, generators.
 // Rules match what a subgraph computes, so these look through ops that only re-view memory.
 import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
@@ -48,13 +48,6 @@ export function reshapeChainForward(v: Value, a: Analysis): Value[] {
     chain.push(cur);
   }
   return chain;
-}
-
-/** The factors of a tree of Mul nodes (any association, any order). */
-export function mulFactors(v: Value, limit = 16): Value[] {
-  const p = v.producer;
-  if (!p || p.opType !== 'Mul' || p.domain !== '' || limit <= 0) return [v];
-  return [...mulFactors(p.inputs[0]!, limit - 1), ...mulFactors(p.inputs[1]!, limit - 1)];
 }
 
 /** Nodes strictly between `from` (exclusive) and the values in `stops` (exclusive), walking producers. */

@@ -45,6 +45,8 @@ export class Tracer {
     private readonly a: Analysis,
     readonly root: Value,
     private readonly budget?: ProbeBudget,
+    /** Shapes the analysis does not know (a contraction's output at probe sizes), by value. */
+    private readonly knownDims?: ReadonlyMap<Value, number[]>,
   ) {}
 
   // Shapes and constant operands are read at every step of every trace: once per value is enough (the
@@ -55,7 +57,7 @@ export class Tracer {
   private dims(v: Value | null | undefined): number[] | undefined {
     if (!v) return undefined;
     if (this.dimsMemo.has(v)) return this.dimsMemo.get(v);
-    const s = this.a.shape(v);
+    const s = this.knownDims?.get(v) ?? this.a.shape(v);
     const d = s && s.every((x) => typeof x === 'number') ? (s as number[]) : undefined;
     this.dimsMemo.set(v, d);
     return d;

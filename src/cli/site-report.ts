@@ -1,5 +1,5 @@
 // How a site is shown: JSON for tools, one line (plus reasons) for people.
-import type { Site } from '../../passes/site.js';
+import { isFusable, type Site } from '../../passes/site.js';
 
 export interface SiteJson {
   family: string;
@@ -19,6 +19,8 @@ export interface SiteJson {
   perPixel: boolean;
   batch: string;
   explain: string[];
+  /** For a site that is generic or not fused: the rule that came closest, where and why it failed. */
+  closest: { rule: string; node: string; reason: string } | null;
 }
 
 export function siteJson(s: Site): SiteJson {
@@ -26,7 +28,7 @@ export function siteJson(s: Site): SiteJson {
   return {
     family: s.family,
     op: s.op ?? null,
-    fusable: !!s.rewrite && !s.notFused,
+    fusable: isFusable(s),
     node: { name: s.anchor.name, opType: s.anchor.opType },
     generator: s.generator.map((n) => n.name || n.outputs[0]?.name || n.opType),
     kernel: p?.kernel ?? null,
@@ -41,6 +43,7 @@ export function siteJson(s: Site): SiteJson {
     perPixel: s.perPixel,
     batch: s.batch,
     explain: [...s.explain, ...(s.notFused && !s.explain.some((e) => e.includes(s.notFused!)) ? [`not fused: ${s.notFused}`] : [])],
+    closest: s.closest ? { rule: s.closest.rule, node: s.closest.node.name, reason: s.closest.reason } : null,
   };
 }
 

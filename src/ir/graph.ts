@@ -423,6 +423,26 @@ export class Model {
     return this.proto.functions ?? [];
   }
 
+  /** Whether the model has a local function (domain, name). */
+  hasFunction(domain: string, name: string): boolean {
+    return this.functions.some((f) => (f.domain ?? '') === domain && f.name === name);
+  }
+
+  /** Adds a model-local function; a node of op type `name` in `domain` then runs its body. */
+  addFunction(f: FunctionProto): void {
+    if (this.hasFunction(f.domain ?? '', f.name ?? '')) throw new Error(`internal: the model already has function ${f.domain}.${f.name}`);
+    (this.proto.functions ??= []).push(f);
+  }
+
+  get irVersion(): number {
+    return toNumber(this.proto.irVersion ?? 0);
+  }
+
+  /** Raises the IR version to at least `v` (model-local functions need IR 8), never lowers it. */
+  requireIrVersion(v: number): void {
+    if (this.irVersion < v) this.proto.irVersion = v;
+  }
+
   reserveName(name: string): void {
     this.names.add(name);
   }

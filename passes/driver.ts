@@ -1,0 +1,115 @@
+// The one loop over the graph: every node is offered to the rules anchored at its op type, in benefit
+// order; the first that matches describes the site (and, when rewriting, replaces it). A node some rule
+// calls a site but none matches is reported with the closest rule's reason. `scan` is this driver with
+// rewriting off; `fuse` runs it with rewriting on.
+import { Analysis } from '../src/analysis/analyze.js';
+import type { Model, Node } from '../src/ir/graph.js';
+import { RewriteBuilder } from './rewrite-builder.js';
+import { RULES } from './rules/index.js';
+import type { MatchContext, Rule } from './rules/rule.js';
+import { isFusable, type Site } from './site.js';
+import { MatchTracer } from './tracer.js';
+
+/** Symbolic dims of the graph inputs get small sizes for probing: batch 2, others 12. */
+function probeSize(sym: string, axis: number): number {
+  return axis === 0 && /^(n|b|batch|batch_size|bs)$/i.test(sym) ? 2 : 12;
+}
+
+export function matchContext(model: Model, analysis: Analysis): MatchContext {
+  const memo = new Map<string, Map<Node, unknown>>();
+  let probe: Analysis | undefined;
+  // A model without symbolic input dims probes at its own sizes: the analysis it has is the probe one.
+  const symbolic = model.graph.inputs.some((v) => !v.initializer && v.type?.shape?.some((d) => typeof d === 'string'));
+  return {
+    model,
+    analysis,
+    probe: () => (probe ??= symbolic ? new Analysis(model, probeSize) : analysis),
+    memo<T>(key: string, node: Node, compute: () => T): T {
+      const m = memo.get(key) ?? memo.set(key, new Map()).get(key)!;
+      if (!m.has(node)) m.set(node, compute());
+      return m.get(node) as T;
+    },
+  };
+}
+
+export interface DriverOptions {
+  rules?: readonly Rule<unknown>[];
+  tracer?: MatchTracer;
+}
+
+/** Every site of the model, described by the rule that matched it (or the closest one), in graph order. */
+export function matchSites(model: Model, analysis: Analysis, opts: DriverOptions = {}): Site[] {
+  const rules = opts.rules ?? RULES;
+  const tracer = opts.tracer ?? new MatchTracer();
+  const ctx = matchContext(model, analysis);
+  const byAnchor = new Map<string, Rule<unknown>[]>();
+  for (const r of rules) for (const op of r.anchors) (byAnchor.get(op) ?? byAnchor.set(op, []).get(op)!).push(r);
+  const sites: Site[] = [];
+  for (const node of model.graph.allNodes()) {
+    if (node.domain !== '') continue;
+    const candidates = (byAnchor.get(node.opType) ?? []).filter((r) => r.isSite(node, ctx));
+    if (!candidates.length) continue;
+    let site: Site | undefined;
+    for (const rule of candidates) {
+      const m = rule.match(node, ctx);
+      if (!m.ok) { tracer.record(node, rule.name, m); continue; }
+      site = { ...m.facts, anchor: node, explain: [...(m.notes ?? [])], fusion: { rule, match: m.data } };
+      if (m.facts.family === 'generic') site.closest = closestOf(tracer, node);
+      break;
+    }
+    if (!site) {
+      const best = tracer.closest(node)!;
+      const f = best.failure;
+      site = { family: 'generic', generator: [], perSample: true, perPixel: false, batch: 'unknown', ...f.facts, anchor: node, explain: [`not fused: ${f.reason}`], notFused: f.reason };
+      site.closest = closestOf(tracer, node);
+    }
+    if (site.closest) {
+      const c = site.closest;
+      const who = c.tiedWith.length ? `every rule (${[c.rule, ...c.tiedWith].join(', ')}) failed` : `closest rule: ${c.rule}, failed`;
+      site.explain.push(`${who} at ${c.node.label}${site.notFused === c.reason ? '' : `: ${c.reason}`}`);
+    }
+    if (node.graph !== model.graph) {
+      site.notFused = 'the conv is inside a subgraph (If/Loop/Scan body); dynconv fuses top-level sites only';
+      site.fusion = undefined;
+    }
+    sites.push(site);
+  }
+  return sites;
+}
+
+function closestOf(tracer: MatchTracer, node: Node): Site['closest'] {
+  const best = tracer.closest(node);
+  if (!best) return undefined;
+  // Rules that all stopped at the same step for the same reason (a conv whose batch cannot be taken apart) are named together.
+  const same = tracer.failures(node).filter(([, f]) => f.reason === best.failure.reason && f.node === best.failure.node).map(([r]) => r);
+  return { rule: best.rule, tiedWith: same.filter((r) => r !== best.rule), reason: best.failure.reason, node: best.failure.node };
+}
+
+export interface RunOptions extends DriverOptions {
+  /** Rewrite the sites (fuse); off, the driver only describes them (scan). */
+  rewrite?: boolean;
+  /** Before a site is rewritten: a reason to leave it, or undefined to go ahead. */
+  admit?: (site: Site) => string | undefined;
+}
+
+/** The driver: matches every site, then (when asked) rewrites each fusable one the caller admits. */
+export function runRules(model: Model, analysis: Analysis, opts: RunOptions = {}): { sites: Site[]; rewritten: Site[] } {
+  const sites = matchSites(model, analysis, opts);
+  const rewritten: Site[] = [];
+  if (!opts.rewrite) return { sites, rewritten };
+  for (const s of sites) {
+    if (!isFusable(s)) continue;
+    const why = opts.admit?.(s);
+    if (why) { s.notFused = why; s.explain.push(`not fused: ${why}`); continue; }
+    rewriteSite(s);
+    rewritten.push(s);
+  }
+  return { sites, rewritten };
+}
+
+/** Rewrites one matched site in place; returns the fused node. */
+export function rewriteSite(site: Site): Node {
+  if (!site.fusion) throw new Error('internal: rewriteSite on a site no rule matched');
+  const { rule, match } = site.fusion;
+  return rule.rewrite(match, new RewriteBuilder(site.anchor.graph, site.anchor, rule.name));
+}

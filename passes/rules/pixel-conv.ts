@@ -1,0 +1,193 @@
+// pixel-conv: per-pixel dynamic convolution (involution, CARAFE, per-pixel dynamic filters, dynamic 1-D
+// conv): an unfold of the input, multiplied by a data-dependent kernel and summed over the kernel window.
+//
+// Exporters write the unfold many ways (im2col as Pad+Gather+Gather+Transpose, stacks of shifted Slices,
+// Resize before or after, Einsum or MatMul or Mul+ReduceSum for the contraction). Rather than matching one
+// op sequence, the rule traces elements through the data-movement subgraphs at concrete (probe) sizes: which
+// input element and which kernel element every term of an output uses. From that it infers kernel size,
+// stride, padding, dilation, upsampling and kernel groups (passes/pixel-layout.ts) and checks the inference
+// against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]), or PixelConvHead when the
+// kernel is made by a plain 1x1 conv (passes/pixel-head.ts).
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import type { Analysis } from '../../src/analysis/analyze.js';
+import { isStatic } from '../../src/analysis/dims.js';
+import type { Node, Value } from '../../src/ir/graph.js';
+import { numel } from '../../src/ir/tensor.js';
+import { exclusiveGenerator } from '../match.js';
+import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
+import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams } from '../pixel-layout.js';
+import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
+import type { RewriteBuilder } from '../rewrite-builder.js';
+import type { SiteFacts } from '../site.js';
+import { fail, matched, type MatchContext, type Rule } from './rule.js';
+
+const LAYOUT_NAMES: Record<string, string> = { '0,1,2': 'NCT', '1,2,0': 'TBC', '0,2,1': 'BTC', '0,1,2,3': 'NCHW', '0,3,1,2': 'NHWC', '0,1,2,3,4': 'NCDHW' };
+const layoutName = (perm: number[]) => LAYOUT_NAMES[perm.join(',')] ?? `[${perm.join(',')}]`;
+
+/** The two operands of a contraction: the factors of the Mul a ReduceSum sums, or the MatMul/Einsum inputs. */
+function operandsOf(node: Node): Value[] | undefined {
+  if (node.opType === 'ReduceSum') {
+    const mul = node.inputs[0]?.producer;
+    if (!mul || mul.opType !== 'Mul' || mul.domain !== '') return undefined;
+    return [mul.inputs[0]!, mul.inputs[1]!];
+  }
+  return [node.inputs[0]!, node.inputs[1]!];
+}
+
+interface Candidate { operands: Value[]; roots: [Value, Value] }
+
+/** A contraction of two data-dependent operands, one of them an unfold (it repeats elements of its root). */
+function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
+  return ctx.memo('pixel-candidate', node, () => {
+    if (node.domain !== '' || node.graph !== ctx.model.graph) return undefined;
+    const operands = operandsOf(node);
+    if (!operands || operands.length !== 2 || operands.some((v) => !v || ctx.analysis.label(v) !== 'data')) return undefined;
+    const a = ctx.probe();
+    const rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+    if (!rootA || !rootB || rootA === rootB) return undefined;
+    const size = (v: Value) => { const s = a.shape(v); return s && s.every((d) => typeof d === 'number') ? numel(s as number[]) : undefined; };
+    const grows = (root: Value, v: Value) => (size(root) ?? Infinity) < (size(v) ?? 0);
+    if (!grows(rootA, operands[0]) && !grows(rootB, operands[1])) return undefined;
+    return { operands, roots: [rootA, rootB] };
+  });
+}
+
+/** A size at run time: a constant, or an axis of the input's shape times a factor. */
+type SizeSpec = { value: number } | { xAxis: number; times: number };
+interface Sizes { n: SizeSpec; o: SizeSpec[] }
+
+/** Sizes of N and of each output axis: constants where the model is static, else read from X's shape. */
+function runtimeSizes(a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams): Sizes | undefined {
+  const xs = a.shape(xRoot);
+  if (!xs) return undefined;
+  const nDim = xs[xPerm[0]];
+  const n: SizeSpec = typeof nDim === 'number' ? { value: nDim } : { xAxis: xPerm[0], times: 1 };
+  const o: SizeSpec[] = [];
+  for (let ax = 0; ax < p.kernel.length; ax++) {
+    const d = xs[xPerm[2 + ax]];
+    if (typeof d === 'number') o.push({ value: p.O[ax] });
+    else if (p.strides[ax] === 1 && p.pads[ax] + p.pads[ax + p.kernel.length] === p.dilations[ax] * (p.kernel[ax] - 1)) o.push({ xAxis: xPerm[2 + ax], times: p.upsample });
+    else return undefined;
+  }
+  return { n, o };
+}
+
+export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
+
+const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
+
+export const pixelConv: Rule<PixelData> = {
+  name: 'pixel-conv',
+  anchors: ['ReduceSum', 'MatMul', 'Einsum'],
+  benefit: 10,
+  isSite: (n, ctx) => candidate(n, ctx) !== undefined,
+  match(node, ctx) {
+    const { operands, roots } = candidate(node, ctx)!;
+    const a = ctx.probe();
+    const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
+    try {
+      return matchTraced(node, operands, roots, ctx, a, budget);
+    } catch (e) {
+      if (!(e instanceof ProbeBudgetExceeded)) throw e;
+      return fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
+    }
+  },
+  rewrite: rewritePixel,
+};
+
+function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
+  const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
+  if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes', node, 0, baseFacts());
+  // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
+  const contracted = node.outputs[0];
+  const outTracer = new Tracer(a, contracted, budget, new Map([[contracted, terms.outDims]]));
+  let final = contracted;
+  const chain: Value[] = [contracted];
+  while (!final.isGraphOutput && final.uses.length === 1 && isMovement(final.uses[0].node) && final.uses[0].index === 0 && final.uses[0].node.opType !== 'Concat') {
+    final = final.uses[0].node.outputs[0];
+    chain.push(final);
+  }
+  let yValue = contracted;
+  for (const v of chain.reverse()) {
+    const d = v === contracted ? terms.outDims : (a.shape(v) as number[] | undefined);
+    if (d && d.every((x) => typeof x === 'number') && outTracer.trace(v, d.map(() => 0)) !== undefined) { yValue = v; break; }
+  }
+  const yDims = yValue === contracted ? terms.outDims : (a.shape(yValue) as number[]);
+  const yMap = (flat: number) => { const t = outTracer.trace(yValue, unravel(flat, yDims)); return t === ZERO ? undefined : t; };
+  let closest: { f: LayoutFailure; what: string } | undefined;
+  for (const [xr, kr, swap] of [[rootA, rootB, false], [rootB, rootA, true]] as const) {
+    const xDims = a.shape(xr), kDims = a.shape(kr);
+    if (!isStatic(xDims) || !isStatic(kDims)) continue; // a root of unknown shape at probe sizes: nothing to infer from
+    for (const xPerm of LAYOUTS[xDims.length] ?? []) {
+      for (const yPerm of LAYOUTS[yDims.length] ?? []) {
+        const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
+        if (!p.ok) {
+          if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}, output as ${layoutName(yPerm)}` };
+          continue;
+        }
+        const r = xDims.length - 2;
+        const facts: SiteFacts = {
+          ...baseFacts(),
+          params: { rank: r, kernel: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, group: p.groups, transpose: false, outputPadding: new Array(r).fill(0), upsample: p.upsample },
+          generator: exclusiveGenerator(node, node.inputs.filter((v): v is Value => !!v && ctx.analysis.label(v) === 'data'), ctx.analysis),
+          op: 'PixelConv',
+          bodyAttrs: { kernel_shape: p.kernel, upsample: p.upsample },
+        };
+        const sizes = runtimeSizes(ctx.analysis, xr, xPerm, p);
+        if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)', node, 20, facts);
+        // A kernel made by a plain 1x1 conv is computed inside the op (PixelConvHead, passes/pixel-head.ts).
+        const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
+        if (head) facts.op = 'PixelConvHead';
+        const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : undefined;
+        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head }, notes);
+      }
+    }
+  }
+  const why = closest ? `; closest: ${closest.what}: ${closest.f.reason}` : '';
+  return fail(`the terms do not match a per-pixel convolution in any supported layout (NCHW, NHWC, NCT, TBC, BTC)${why}`, node, 2 + (closest?.f.progress ?? 0), baseFacts());
+}
+
+/**
+ * Builds K [N, G, KK, *O] from the kernel root, whose memory holds K's logical axes (n, g, kernel offsets,
+ * outputs) in some order: reshape to that order, transpose to the logical one, merge the kernel axes.
+ */
+function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelParams, sizes: Sizes): Value {
+  const specs: SizeSpec[] = [sizes.n, { value: p.groups }, ...p.kernel.map((k) => ({ value: k })), ...sizes.o];
+  const strides = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
+  const memOrder = specs.map((_, i) => i).sort((i, j) => strides[j] - strides[i] || i - j);
+  let xShape: Value | undefined;
+  const sizeValue = (spec: SizeSpec): Value => {
+    if ('value' in spec) return b.ints([spec.value]);
+    xShape ??= b.op('Shape', [xRoot]);
+    const dim = b.op('Slice', [xShape, b.ints([spec.xAxis]), b.ints([spec.xAxis + 1]), b.ints([0])]);
+    return spec.times === 1 ? dim : b.op('Mul', [dim, b.ints([spec.times])]);
+  };
+  const concat = (vals: Value[]) => b.op('Concat', vals, { axis: 0 });
+  const reshape = (v: Value, shape: Value) => b.op('Reshape', [v, shape], undefined, `${kRoot.name}_per_pixel`);
+  const target = () => concat([sizeValue(specs[0]), b.ints([p.groups, numel(p.kernel)]), ...sizes.o.map(sizeValue)]);
+  // Axes of size 1 can sit anywhere; when the others are already in logical order, one reshape does.
+  const nonUnit = memOrder.filter((i) => !('value' in specs[i] && specs[i].value === 1));
+  if (nonUnit.every((m, i) => i === 0 || m > nonUnit[i - 1])) return reshape(kRoot, target());
+  const k1 = reshape(kRoot, concat(memOrder.map((i) => sizeValue(specs[i]))));
+  const perm = specs.map((_, i) => memOrder.indexOf(i));
+  const k2 = b.op('Transpose', [k1], { perm });
+  return reshape(k2, target());
+}
+
+function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+  if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
+  const identity = (perm: number[]) => perm.every((q, i) => q === i);
+  const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
+  const k = buildKernel(b, kRoot, xRoot, p, sizes);
+  const fused = b.node('PixelConv', [x, k], {
+    domain: DYNCONV_DOMAIN,
+    name: 'dynconv_PixelConv',
+    outputBase: `${replaced.name}_fused`,
+    docString: `dynconv: per-pixel site fused by rule ${b.rule}; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
+    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample },
+  });
+  let out = fused.outputs[0];
+  if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });
+  replaced.replaceAllUsesWith(out);
+  return fused;
+}
