@@ -19,7 +19,7 @@ import { randomFeeds } from '../src/validate/feeds.js';
 import { ortLibraryFor } from '../src/validate/kernels-ort.js';
 import { formatTable, type Cell } from './table.js';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const NETS_DIR = path.join(ROOT, '.cache', 'bench-nets');
 const EXPORT_COMMAND = '/usr/bin/python3 fixtures/export_nets.py';
 const THREADS = [1, 2];
@@ -46,7 +46,7 @@ export const NETS: Net[] = [
 ];
 
 /** A hash of the compiled fusing code, so that a cached fused model is remade when the passes change. */
-function fuserHash(): string {
+export function fuserHash(): string {
   const h = createHash('sha256');
   const dist = path.join(ROOT, 'dist');
   const walk = (dir: string) => {
@@ -62,7 +62,7 @@ function fuserHash(): string {
 }
 
 /** The fused model of `src`, from the cache or made now. */
-function fusedModelFor(src: string, fuser: string): string {
+export function fusedModelFor(src: string, fuser: string): string {
   const st = fs.statSync(src);
   const key = createHash('sha256').update(`${src}\0${st.size}\0${st.mtimeMs}\0${fuser}`).digest('hex').slice(0, 16);
   const out = path.join(NETS_DIR, 'fused', `${path.basename(src, '.onnx')}.${key}.fused.onnx`);

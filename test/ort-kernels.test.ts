@@ -98,6 +98,8 @@ const CASES: OpCase[] = [
   { name: 'head fast k7 G2 Cf5 (involution)', op: 'PixelConvHead', raw: { kernel_shape: [7, 7], pads: [3, 3, 3, 3] }, shapes: [[2, 22, 5, 37], [2, 5, 5, 37], [98, 5], [98]] },
   { name: 'head k3 stride2 G4', op: 'PixelConvHead', raw: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[2, 8, 9, 10], [2, 3, 5, 5], [36, 3], [36]] },
   { name: 'head 1d causal dil2 fast', op: 'PixelConvHead', raw: { kernel_shape: [3], dilations: [2], pads: [4, 0] }, shapes: [[2, 12, 40], [2, 7, 40], [9, 7], [9]] },
+  // rows shorter than 16 are grouped (here 73 rows of 7, then the 27 left)
+  { name: 'head narrow rows grouped', op: 'PixelConvHead', raw: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, shapes: [[1, 4, 100, 7], [1, 2, 100, 7], [18, 2], [18]] },
   { name: 'head 3d', op: 'PixelConvHead', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 3, 4, 5, 6], [54, 3], [54]] },
 ];
 

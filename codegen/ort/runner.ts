@@ -28,6 +28,8 @@ export interface RunWithOrtOptions {
   concurrent?: number;
   /** Graph optimisation level (default 'all'). */
   optLevel?: 'disable' | 'basic' | 'extended' | 'all';
+  /** ONNX Runtime's profiler on: per-node times written to `${profilePrefix}_<date>.json` (runner --profile). */
+  profilePrefix?: string;
 }
 
 export interface RunWithOrtResult {
@@ -39,6 +41,8 @@ export interface RunWithOrtResult {
   ortVersion?: string;
   /** With `concurrent`: the largest |difference| between a concurrent run's outputs and the first run's. */
   concurrentMaxAbsDiff?: number;
+  /** With `profilePrefix`: the profile file ONNX Runtime wrote. */
+  profileFile?: string;
 }
 
 export class OrtRunError extends Error {
@@ -171,6 +175,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
     if (opts.repeat && opts.repeat > 1) args.push('--repeat', String(opts.repeat));
     if (opts.concurrent) args.push('--concurrent', String(opts.concurrent));
     if (opts.optLevel) args.push('--opt-level', opts.optLevel);
+    if (opts.profilePrefix) args.push('--profile', opts.profilePrefix);
     const r = await exec(exe, args);
     if (r.code !== 0) {
       // The runner's own line carries ONNX Runtime's message; anything else on stderr is ORT's log.
@@ -189,6 +194,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       ort_version?: string;
       concurrent?: number;
       concurrent_max_abs_diff?: number | null;
+      profile?: string;
     };
     try {
       info = JSON.parse(line);
@@ -203,6 +209,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       ortVersion: info.ort_version,
     };
     if (opts.concurrent) result.concurrentMaxAbsDiff = info.concurrent_max_abs_diff ?? Number.POSITIVE_INFINITY;
+    if (info.profile) result.profileFile = info.profile;
     return result;
   } finally {
     rmSync(work, { recursive: true, force: true });

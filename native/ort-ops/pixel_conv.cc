@@ -8,7 +8,8 @@
 // A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
 // Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
-// it is reused by the C/G channels.
+// it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
+// of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
 // Fast path (x stride 1, no upsampling, output rows of >= 16): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding), so every tap reads a
 // full row; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
@@ -94,16 +95,17 @@ static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry
   }
 }
 
-// The output row of a task: task = ((n * G + g) * Oz + oz) * Oy + oy.
+// A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.
+// task = ((n * G + g) * Oz + oz) * row_blocks + rb, rows [rb * rows, min(Oy, (rb + 1) * rows)).
 struct PixelTask {
-  int64_t n, g, oz, oy;
+  int64_t n, g, oz, oy0, oy1;
 };
-inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task) {
-  const int64_t oy = task % p.O[1];
-  int64_t t = task / p.O[1];
+inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task, int64_t rows, int64_t row_blocks) {
+  const int64_t rb = task % row_blocks;
+  int64_t t = task / row_blocks;
   const int64_t oz = t % p.O[0];
   t /= p.O[0];
-  return {t / p.G, t % p.G, oz, oy};
+  return {t / p.G, t % p.G, oz, rb * rows, std::min(p.O[1], (rb + 1) * rows)};
 }
 
 // Where the tasks read the kernel taps: the K tensor [N, G, KK, *O] (PixelConv), or the kernel head
@@ -117,76 +119,78 @@ struct KernelSource {
   int64_t Cf = 0;
 };
 
-// JB taps x 16 columns per step: one F load feeds JB multiply-adds, the accumulators stay in registers.
+// JB taps x 16 columns per step: one F load feeds JB multiply-adds, the accumulators stay in registers. In
+// 8-float halves: GCC splits 16-float vectors badly on AVX2 (through general registers and the stack).
+typedef float V8 __attribute__((vector_size(32)));
+static inline __attribute__((always_inline)) V8 Load8(const float* p) {
+  V8 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline __attribute__((always_inline)) void Store8(float* p, V8 v) { __builtin_memcpy(p, &v, sizeof v); }
+
 template <int JB>
 static inline __attribute__((always_inline)) void HeadTaps(const float* __restrict f0, int64_t fplane,
                                                            const float* __restrict w, const float* __restrict b,
-                                                           int64_t Cf, int64_t Ox, float* __restrict out) {
+                                                           int64_t Cf, int64_t span, float* __restrict out) {
   for (int64_t x0 = 0;; x0 += 16) {
-    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    V16 acc[JB];
-    for (int j = 0; j < JB; ++j) acc[j] = V16{} + b[j];
-    for (int64_t f = 0; f < Cf; ++f) {
-      const V16 fv = Load16(f0 + f * fplane + xs);
-      for (int j = 0; j < JB; ++j) acc[j] += w[j * Cf + f] * fv;
+    const int64_t xs = x0 + 16 <= span ? x0 : span - 16;  // the last chunk overlaps the previous one
+    V8 lo[JB], hi[JB];
+    for (int j = 0; j < JB; ++j) lo[j] = hi[j] = V8{} + b[j];
+    const float* fp = f0 + xs;
+    for (int64_t f = 0; f < Cf; ++f, fp += fplane) {
+      const V8 fl = Load8(fp), fh = Load8(fp + 8);
+      for (int j = 0; j < JB; ++j) {
+        const float wj = w[j * Cf + f];
+        lo[j] += wj * fl;
+        hi[j] += wj * fh;
+      }
     }
-    for (int j = 0; j < JB; ++j) Store16(out + j * Ox + xs, acc[j]);
-    if (x0 + 16 >= Ox) break;
+    for (int j = 0; j < JB; ++j) {
+      Store8(out + j * span + xs, lo[j]);
+      Store8(out + j * span + xs + 8, hi[j]);
+    }
+    if (x0 + 16 >= span) break;
   }
 }
 
-// The taps of kernel group g for output row row_o of sample n: out[j * Ox + x], j < KK, x < Ox.
-DYNCONV_CLONES void HeadRow(const PixelGeometry& p, const KernelSource& ks, int64_t n, int64_t g, int64_t row_o,
-                            float* __restrict out) {
-  const int64_t Ox = p.O[2], KK = p.KK, Cf = ks.Cf;
+// The taps of kernel group g of sample n at the `span` consecutive output positions from pos0 (whole rows):
+// out[j * span + i], j < KK.
+DYNCONV_CLONES void HeadTapsOf(const PixelGeometry& p, const KernelSource& ks, int64_t n, int64_t g, int64_t pos0,
+                               int64_t span, float* __restrict out) {
+  const int64_t KK = p.KK, Cf = ks.Cf;
   const int64_t plane_o = p.O[0] * p.O[1] * p.O[2];
-  const float* f0 = ks.F + n * Cf * plane_o + row_o;
+  const float* f0 = ks.F + n * Cf * plane_o + pos0;
   const float* w = ks.HW + g * KK * Cf;
   const float* b = ks.HB + g * KK;
-  if (Ox >= 16) {
+  if (span >= 16) {
+    // 6 taps at a time: 12 accumulators + the F row in the 16 registers of AVX2.
     int64_t j = 0;
-    for (; j + 8 <= KK; j += 8) HeadTaps<8>(f0, plane_o, w + j * Cf, b + j, Cf, Ox, out + j * Ox);
-    for (; j < KK; ++j) HeadTaps<1>(f0, plane_o, w + j * Cf, b + j, Cf, Ox, out + j * Ox);
+    for (; j + 6 <= KK; j += 6) HeadTaps<6>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
+    for (; j + 3 <= KK; j += 3) HeadTaps<3>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
+    for (; j < KK; ++j) HeadTaps<1>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
     return;
   }
   for (int64_t j = 0; j < KK; ++j) {
-    float* o = out + j * Ox;
-    for (int64_t x = 0; x < Ox; ++x) o[x] = b[j];
+    float* o = out + j * span;
+    for (int64_t x = 0; x < span; ++x) o[x] = b[j];
     for (int64_t f = 0; f < Cf; ++f) {
       const float wf = w[j * Cf + f];
       const float* fr = f0 + f * plane_o;
-      for (int64_t x = 0; x < Ox; ++x) o[x] += wf * fr[x];
+      for (int64_t x = 0; x < span; ++x) o[x] += wf * fr[x];
     }
   }
 }
 
-// The kernel taps of one task: a pointer to tap 0 at output x = 0 and the distance between taps.
-struct TaskKernel {
-  const float* base;
-  int64_t stride;
-};
-inline TaskKernel KernelOf(const PixelGeometry& p, const KernelSource& ks, const PixelTask& tk, int64_t row_o) {
-  const int64_t plane_o = p.O[0] * p.O[1] * p.O[2];
-  if (ks.K != nullptr) return {ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + row_o, plane_o};
-  // One buffer per pool thread, grown to the largest row it has seen (a task runs on one thread, start to end).
-  thread_local std::vector<float> taps;
-  const size_t need = static_cast<size_t>(p.KK * p.O[2]);
-  if (taps.size() < need) taps.resize(need);
-  HeadRow(p, ks, tk.n, tk.g, row_o, taps.data());
-  return {taps.data(), p.O[2]};
-}
-
-// The fast path of one task (see PixelRow).
-DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const KernelSource& ks, float* __restrict Y, int64_t task) {
+// The fast path of one output row oy of a task (see PixelRow); kbase: tap 0 at output x = 0 of this row,
+// kst: the distance between taps.
+DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float* __restrict Y,
+                                 const PixelTask& tk, int64_t oy) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
-  const TaskKernel kt = KernelOf(p, ks, tk, row_o);
-  const float* kbase = kt.base;
-  const int64_t kst = kt.stride;
   int64_t c = g * p.Cg;
   const int64_t ce = (g + 1) * p.Cg;
   for (; c + 8 <= ce; c += 8)
@@ -217,20 +221,16 @@ DYNCONV_CLONES void PadRows(const float* __restrict X, float* __restrict XP, int
   }
 }
 
-// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] for task = ((n * G + g) * Oz + oz) * Oy + oy.
-DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const KernelSource& ks,
-                             float* __restrict Y, int64_t task) {
+// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] (kbase, kst as for PixelRowFast).
+DYNCONV_CLONES void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kbase, int64_t kst,
+                             float* __restrict Y, const PixelTask& tk, int64_t oy) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
   const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_x = Dz * Dy * Dx;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
   const int64_t kx = p.k[2];
-  const TaskKernel kt = KernelOf(p, ks, tk, row_o);
-  const float* kbase = kt.base;
-  const int64_t kst = kt.stride;
   for (int64_t c = g * p.Cg; c < (g + 1) * p.Cg; ++c) {
     float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
     for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
@@ -366,7 +366,12 @@ struct PixelAttrs {
       p.x1[tx] = std::max(p.x0[tx], std::min(b_hi * p.up, Ox));
     }
 
-    const int64_t tasks = p.N * p.G * p.O[0] * p.O[1];
+    // With the kernel head, a task computes its rows' taps first; rows shorter than 16 are taken several at a
+    // time (up to 512 positions) so that the head runs on vectors of 16 consecutive positions.
+    const int64_t Oy = p.O[1];
+    const int64_t rows = ks.K != nullptr || Ox >= 16 ? 1 : std::max<int64_t>(1, std::min<int64_t>(Oy, 512 / std::max<int64_t>(Ox, 1)));
+    const int64_t row_blocks = (Oy + rows - 1) / rows;
+    const int64_t tasks = p.N * p.G * p.O[0] * row_blocks;
     const float* x = X.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
@@ -387,11 +392,30 @@ struct PixelAttrs {
       }
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
       p.pb[2] = 0;
-      return ParallelFor(ctx, static_cast<size_t>(tasks),
-                         [&](size_t t) { PixelRowFast(p, ks, y, static_cast<int64_t>(t)); });
     }
-    return ParallelFor(ctx, static_cast<size_t>(tasks),
-                       [&](size_t t) { PixelRow(p, x, ks, y, static_cast<int64_t>(t)); });
+    const int64_t plane_o = p.O[0] * Oy * Ox;
+    return ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+      const PixelTask tk = DecodeTask(p, static_cast<int64_t>(t), rows, row_blocks);
+      const int64_t pos0 = (tk.oz * Oy + tk.oy0) * Ox;
+      const float* kb;
+      int64_t kst;
+      if (ks.K != nullptr) {
+        kb = ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + pos0;
+        kst = plane_o;
+      } else {
+        // One buffer per pool thread, grown to the largest it has needed (a task runs on one thread).
+        thread_local std::vector<float> taps;
+        kst = (tk.oy1 - tk.oy0) * Ox;
+        if (taps.size() < static_cast<size_t>(p.KK * kst)) taps.resize(static_cast<size_t>(p.KK * kst));
+        HeadTapsOf(p, ks, tk.n, tk.g, pos0, kst, taps.data());
+        kb = taps.data();
+      }
+      for (int64_t oy = tk.oy0; oy < tk.oy1; ++oy) {
+        const float* kr = kb + (oy - tk.oy0) * Ox;
+        if (p.fast) PixelRowFast(p, kr, kst, y, tk, oy);
+        else PixelRow(p, x, kr, kst, y, tk, oy);
+      }
+    });
   }
 };
 
