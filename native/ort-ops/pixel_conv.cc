@@ -10,7 +10,7 @@
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
 // it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
 // of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
-// Fast path (x stride 1, no upsampling, output rows of >= 16): X is first copied with its x padding made
+// Fast path (x stride 1, no upsampling, output rows of >= 8): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding), so every tap reads a
 // full row; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
 // staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
@@ -55,17 +55,27 @@ static inline __attribute__((always_inline)) V16 Load16(const float* p) {
   return v;
 }
 static inline __attribute__((always_inline)) void Store16(float* p, V16 v) { __builtin_memcpy(p, &v, sizeof v); }
+// 8 floats: rows of 8 to 15 outputs (and the head taps, see HeadTaps).
+typedef float V8 __attribute__((vector_size(32)));
+template <typename V>
+static inline __attribute__((always_inline)) V LoadV(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V>
+static inline __attribute__((always_inline)) void StoreV(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
 
-// 16 output columns [x0, x0 + 16) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
-template <int CB>
+// W (the width of V) output columns [x0, x0 + W) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
+template <typename V, int CB>
 static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
                                                              const float* __restrict kbase, float* __restrict y0,
                                                              int64_t kstride, int64_t bz, int64_t by, int64_t x0) {
   const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
   const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
   const int64_t kx = p.k[2], dx = p.d[2];
-  V16 acc[CB];
-  for (int c = 0; c < CB; ++c) acc[c] = V16{};
+  V acc[CB];
+  for (int c = 0; c < CB; ++c) acc[c] = V{};
   for (int64_t tz = 0; tz < p.k[0]; ++tz) {
     const int64_t iz = bz + tz * p.d[0];
     if (iz < 0 || iz >= Dz) continue;
@@ -75,12 +85,12 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
       const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
       const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * kstride + x0;
       for (int64_t tx = 0; tx < kx; ++tx, kr += kstride, xr += dx) {
-        const V16 kv = Load16(kr);
-        for (int c = 0; c < CB; ++c) acc[c] += kv * Load16(xr + c * plane_xp);
+        const V kv = LoadV<V>(kr);
+        for (int c = 0; c < CB; ++c) acc[c] += kv * LoadV<V>(xr + c * plane_xp);
       }
     }
   }
-  for (int c = 0; c < CB; ++c) Store16(y0 + c * plane_o + x0, acc[c]);
+  for (int c = 0; c < CB; ++c) StoreV<V>(y0 + c * plane_o + x0, acc[c]);
 }
 
 template <int CB>
@@ -88,9 +98,14 @@ static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry
                                                              const float* kbase, int64_t kstride, float* y0,
                                                              int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
+  if (Ox < 16) {  // 8 to 15 outputs: two chunks of 8, the second overlapping the first
+    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, 0);
+    if (Ox > 8) PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, Ox - 8);
+    return;
+  }
   for (int64_t x0 = 0;; x0 += 16) {
     const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
+    PixelChunk<V16, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
     if (x0 + 16 >= Ox) break;
   }
 }
@@ -121,14 +136,6 @@ struct KernelSource {
 
 // JB taps x 16 columns per step: one F load feeds JB multiply-adds, the accumulators stay in registers. In
 // 8-float halves: GCC splits 16-float vectors badly on AVX2 (through general registers and the stack).
-typedef float V8 __attribute__((vector_size(32)));
-static inline __attribute__((always_inline)) V8 Load8(const float* p) {
-  V8 v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline __attribute__((always_inline)) void Store8(float* p, V8 v) { __builtin_memcpy(p, &v, sizeof v); }
-
 template <int JB>
 static inline __attribute__((always_inline)) void HeadTaps(const float* __restrict f0, int64_t fplane,
                                                            const float* __restrict w, const float* __restrict b,
@@ -139,7 +146,7 @@ static inline __attribute__((always_inline)) void HeadTaps(const float* __restri
     for (int j = 0; j < JB; ++j) lo[j] = hi[j] = V8{} + b[j];
     const float* fp = f0 + xs;
     for (int64_t f = 0; f < Cf; ++f, fp += fplane) {
-      const V8 fl = Load8(fp), fh = Load8(fp + 8);
+      const V8 fl = LoadV<V8>(fp), fh = LoadV<V8>(fp + 8);
       for (int j = 0; j < JB; ++j) {
         const float wj = w[j * Cf + f];
         lo[j] += wj * fl;
@@ -147,8 +154,8 @@ static inline __attribute__((always_inline)) void HeadTaps(const float* __restri
       }
     }
     for (int j = 0; j < JB; ++j) {
-      Store8(out + j * span + xs, lo[j]);
-      Store8(out + j * span + xs + 8, hi[j]);
+      StoreV<V8>(out + j * span + xs, lo[j]);
+      StoreV<V8>(out + j * span + xs + 8, hi[j]);
     }
     if (x0 + 16 >= span) break;
   }
@@ -375,7 +382,7 @@ struct PixelAttrs {
     const float* x = X.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
-    p.fast = p.unit_x && Ox >= 16;
+    p.fast = p.unit_x && Ox >= 8;
     FloatBuffer padded;
     if (p.fast) {
       const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
