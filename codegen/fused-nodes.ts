@@ -1,5 +1,6 @@
 // The fused nodes of a model, each with its op description: what both back ends generate code from.
-import { Analysis } from '../src/analysis/analyze.js';
+import type { Analysis } from '../src/analysis/analyze.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import { badInput } from '../src/errors.js';
 import type { Model, Node } from '../src/ir/graph.js';
 import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc } from '../ops/index.js';
@@ -11,7 +12,7 @@ export interface FusedNode {
   desc: OpDesc;
 }
 
-export function fusedNodes(model: Model, analysis = new Analysis(model)): FusedNode[] {
+export function fusedNodes(model: Model, analysis: Analysis = analysisOf(model)): FusedNode[] {
   const nodes: FusedNode[] = [];
   let k = 0;
   for (const n of model.graph.nodes) {

@@ -164,13 +164,19 @@ function mixtureConvBody(b: BodyBuilder): string {
 
 function modulatedConvBody(b: BodyBuilder): string {
   // Wn = W[None] * S on the input-channel axis, demodulated per output channel when asked.
-  // The transpose layout [C, M, *K] (group 1) is swapped to [M, C, *K] first and back after, so that one
-  // computation serves both and no branch can fail shape inference.
+  // The transpose layout [C, M/g, *K] is rearranged to the conv layout [M, C/g, *K] first (per group:
+  // [g, C/g, M/g] -> [g, M/g, C/g]) and back after, so that one computation serves both and no branch can
+  // fail shape inference.
   const r = b.rank;
-  const swap = (perm: number[], x: string) => b.choose('transpose', (t) => t.one('Transpose', [x], { perm }), (t) => t.one('Identity', [x]));
-  const w = swap([1, 0, ...Array.from({ length: r }, (_, i) => i + 2)], 'W');
-  // weight (m, c') is scaled by S[n, (m / (M/g)) * C/g + c']
   const groups = b.one('Reshape', [b.attrValue('group', 'int'), b.ints([1])]);
+  const k = (x: string, from: number) => b.dims(x, from);
+  const toConvLayout = (t: BodyBuilder) => {
+    const split = t.one('Reshape', ['W', t.concat([groups, t.ints([-1]), t.dims('W', 1, 2), k('W', 2)])]);
+    const swapped = t.one('Transpose', [split], { perm: [0, 2, 1, ...Array.from({ length: r }, (_, i) => i + 3)] });
+    return t.one('Reshape', [swapped, t.concat([t.ints([-1]), t.dims(swapped, 2, 3), k('W', 2)])]);
+  };
+  const w = b.choose('transpose', toConvLayout, (t) => t.one('Identity', ['W']));
+  // weight (m, c') is scaled by S[n, (m / (M/g)) * C/g + c']
   const n = b.dims('S', 0, 1), m = b.dims(w, 0, 1), cg = b.dims(w, 1, 2);
   const s4 = b.one('Reshape', ['S', b.concat([n, groups, b.ints([1]), cg])]);
   const s4e = b.one('Expand', [s4, b.concat([n, groups, b.one('Div', [m, groups]), cg])]);
@@ -182,7 +188,13 @@ function modulatedConvBody(b: BodyBuilder): string {
     const ssum = h.reduceSum(h.one('Mul', [wn, wn]), axes, 1);
     return h.one('Mul', [wn, h.one('Reciprocal', [h.one('Sqrt', [h.one('Add', [ssum, h.attrValue('epsilon', 'float')])])])]);
   }, (h) => h.one('Identity', [wn]));
-  const wPerSample = swap([0, 2, 1, ...Array.from({ length: r }, (_, i) => i + 3)], demod);
+  // [N, M, C/g, *K] back to the per-sample transpose layout [N, C, M/g, *K]
+  const toTransposeLayout = (t: BodyBuilder) => {
+    const split = t.one('Reshape', [demod, t.concat([n, groups, t.ints([-1]), cg, k(demod, 3)])]);
+    const swapped = t.one('Transpose', [split], { perm: [0, 1, 3, 2, ...Array.from({ length: r }, (_, i) => i + 4)] });
+    return t.one('Reshape', [swapped, t.concat([n, t.ints([-1]), t.dims(swapped, 3, 4), k(demod, 3)])]);
+  };
+  const wPerSample = b.choose('transpose', toTransposeLayout, (t) => t.one('Identity', [demod]));
   return perSampleConv(b, 'X', wPerSample, 'B');
 }
 

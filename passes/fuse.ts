@@ -1,21 +1,37 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
 import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
-import { Analysis } from '../src/analysis/analyze.js';
+import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
+import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
 export interface FuseResult {
+  /** Every site found, in graph order (scan's report). */
+  sites: Site[];
   fused: Site[];
   notFused: Site[];
   changed: boolean;
 }
 
-export function fuseModel(model: Model): FuseResult {
-  const analysis = new Analysis(model);
+/**
+ * The fuse pipeline, in place: the sites rewritten with their function bodies, then (when anything was fused)
+ * dead nodes swept and the nodes sorted; a model with nothing fused is left exactly as it was.
+ */
+export function fuseModel(model: Model, opts: { verify?: boolean } = {}): FuseResult {
+  let result!: FuseResult;
+  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m)) };
+  runPasses(model, [fuseSitesPass], opts);
+  if (result.changed) runPasses(model, [sweepPass, sortPass], opts);
+  return result;
+}
+
+/** Rewrites every fusable site into its com.dynconv node (the rules, in benefit order) and adds the ops' function bodies. */
+function fuseSites(model: Model): FuseResult {
+  const analysis = analysisOf(model);
   const opset = model.opsets.get('') ?? 0;
   // One function body per op type, specialised to one spatial rank (and, before opset 12, to the
   // attribute values the body reads).
@@ -41,8 +57,6 @@ export function fuseModel(model: Model): FuseResult {
   };
   const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit });
   if (rewritten.length) {
-    model.graph.sweepDeadNodes();
-    model.graph.topoSort();
     for (const [op, body] of bodies) {
       if (body.rank < 0 || model.hasFunction(DYNCONV_DOMAIN, op)) continue;
       model.addFunction(functionFor(op, opset, body.rank, body.literals));
@@ -50,5 +64,5 @@ export function fuseModel(model: Model): FuseResult {
     model.opsets.set(DYNCONV_DOMAIN, 1);
     model.requireIrVersion(8); // model-local functions need IR 8
   }
-  return { fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0 };
+  return { sites, fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0 };
 }

@@ -126,10 +126,11 @@ export function caseDesc(c: OpCase): OpDesc {
 /** A model holding one fused com.dynconv node whose inputs are the graph inputs. */
 export function fusedModel(
   c: OpCase,
-  opts: { dynamicShapes?: boolean; zeroFunction?: boolean } = {},
+  opts: { dynamicShapes?: boolean; zeroFunction?: boolean; functions?: onnxProto.onnx.IFunctionProto[] } = {},
 ): { bytes: Uint8Array; inputNames: string[] } {
   const desc = caseDesc(c);
   const g = new GraphBuilder();
+  g.functions.push(...(opts.functions ?? []));
   if (opts.zeroFunction) {
     // A model-local function for the op whose body gives zeros shaped like X (a stand-in for the fallback
     // body fuse writes): tells which one ran, the registered kernel or the function.

@@ -43,6 +43,8 @@ export class Analysis {
   private readonly consts = new Map<Value, Tensor | null>();
   private foldBudget = MAX_FOLD_TOTAL;
   readonly opset: number;
+  /** Told of every analysis built, with the model state it is for (test/pipeline.test.ts counts them). */
+  static onBuilt: ((analysis: Analysis, version: number) => void) | undefined;
   constructor(
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
@@ -51,6 +53,7 @@ export class Analysis {
     readonly inputShapes?: Readonly<Record<string, readonly number[]>>,
   ) {
     this.opset = model.opsets.get('') ?? 1;
+    Analysis.onBuilt?.(this, model.version);
     this.analyzeGraph(model.graph);
   }
 

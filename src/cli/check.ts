@@ -2,15 +2,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Analysis } from '../analysis/analyze.js';
 import { Worker } from 'node:worker_threads';
 import { asUserError, EXIT_BAD_INPUT } from '../errors.js';
 import { onInterrupt, removeOnExit } from '../util/atomic-write.js';
-import { buildModel } from '../ir/build.js';
-import { loadModel, saveModel } from '../onnx/io.js';
-import { fuseModel } from '../../passes/fuse.js';
-import { scanModel } from '../../passes/scan.js';
-import { validateModels, type ValidateResult } from '../validate/validate.js';
+import type { FuseResult } from '../../passes/fuse.js';
+import { fuseAndValidate, openModel } from '../pipeline.js';
+import type { ValidateResult } from '../validate/validate.js';
 import { siteJson, type SiteJson } from './site-report.js';
 
 export interface ModelCheck {
@@ -47,26 +44,20 @@ type WorkerOptions = Omit<CheckOptions, 'onProgress' | 'jobs'>;
 
 export async function checkModel(file: string, opts: WorkerOptions): Promise<ModelCheck> {
   const result: ModelCheck = { file, ok: false, sites: [], fused: 0, unfused: 0 };
-  const tmp = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'dynconv-check-'));
   try {
-    const loaded = loadModel(file);
-    const model = buildModel(loaded);
-    result.sites = scanModel(model, new Analysis(model)).map(siteJson);
-    const fuse = fuseModel(model);
-    result.fused = fuse.fused.length;
-    result.unfused = fuse.notFused.length;
-    model.toProto();
-    const fusedPath = path.join(tmp, 'fused.onnx');
-    saveModel(loaded, fusedPath);
-    result.validation = await validateModels(file, fusedPath, { sizes: opts.sizes, kernels: opts.kernels, maxBytes: opts.maxBytes });
+    const opened = openModel(file);
+    const onFused = (fuse: FuseResult) => {
+      result.sites = fuse.sites.map(siteJson);
+      result.fused = fuse.fused.length;
+      result.unfused = fuse.notFused.length;
+    };
+    result.validation = (await fuseAndValidate(opened, { sizes: opts.sizes, kernels: opts.kernels, maxBytes: opts.maxBytes, onFused })).validation;
     result.ok = result.unfused === 0 && result.validation.ok;
   } catch (e) {
     const user = asUserError(e);
     if (!user) throw e;
     result.error = user.message;
     result.errorKind = user.exitCode === EXIT_BAD_INPUT ? 'input' : 'check';
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
   }
   return result;
 }

@@ -3,12 +3,12 @@ import type { ParseArgsConfig } from 'node:util';
 import { DynconvError, quoteName } from '../errors.js';
 import path from 'node:path';
 import fs from 'node:fs';
-import { Analysis } from '../analysis/analyze.js';
+import { analysisOf } from '../analysis/cache.js';
 import { buildModel } from '../ir/build.js';
 import { forEachTensor, loadModel, saveModel, type LoadedModel } from '../onnx/io.js';
 import { externalRef, isExternal, resolveLocation } from '../onnx/external-data.js';
 import { scanModel } from '../../passes/scan.js';
-import { fuseModel } from '../../passes/fuse.js';
+import { fuse as fuseOpened, openModel, type OpenedModel } from '../pipeline.js';
 import { formatInspect, inspectModel } from './inspect.js';
 import { formatSite, siteJson } from './site-report.js';
 import { validateModels, type ValidateResult } from '../validate/validate.js';
@@ -58,8 +58,8 @@ export const commands: Record<string, Command> = {
     optionHelp: { json: 'print {"sites": [...]}', explain: 'say why a candidate is only generic or not fused' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('scan', 'expects exactly one MODEL');
-      const model = buildModel(loadModel(pos[0]));
-      const sites = scanModel(model, new Analysis(model)).map(siteJson);
+      const { model } = openModel(pos[0]);
+      const sites = scanModel(model, analysisOf(model)).map(siteJson);
       if (opts.json) print(JSON.stringify({ file: pos[0], sites }, null, 2));
       else print([`${pos[0]}: ${sites.length} dynamic-conv site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, !!opts.explain))].join('\n'));
       return 0;
@@ -148,8 +148,9 @@ async function fuse(modelPath: string, out: string, emitTarget: Target | undefin
   if (emitTarget) checkOutDir(opts['out-dir'] as string, !!opts.clean);
   if (emitTarget && opts.clean) refuseCleaning(opts['out-dir'] as string, [...reads, out, `${out}.data`]);
   progress.stage('finding and fusing the dynamic-conv sites');
-  const model = buildModel(loaded);
-  const result = fuseModel(model);
+  const opened: OpenedModel = { loaded, model: buildModel(loaded), label: modelPath, original: { label: modelPath, source: modelPath } };
+  const result = fuseOpened(opened);
+  const model = opened.model;
   model.toProto();
   // What the save may write, and which of those are there already (a rollback removes only new files).
   const outDir = path.dirname(path.resolve(out));

@@ -40,6 +40,7 @@ export class Value {
 
   /** Redirects every use (node inputs, subgraph uses, graph outputs) to `other`. */
   replaceAllUsesWith(other: Value): void {
+    this.graph.model.edited();
     for (const use of [...this.uses]) {
       if (use.index >= 0) {
         use.node.setInput(use.index, other);
@@ -107,6 +108,7 @@ export class Node {
   }
 
   setInput(i: number, v: Value | null): void {
+    this.graph.model.edited();
     const old = this.inputs[i];
     if (old) {
       const k = old.uses.findIndex((u) => u.node === this && u.index === i);
@@ -185,6 +187,7 @@ export class Graph {
   }
 
   renameValue(v: Value, name: string): void {
+    this.model.edited();
     this.values.delete(v.name);
     v.name = name;
     this.values.set(name, v);
@@ -200,6 +203,7 @@ export class Graph {
 
   /** Adds an initializer from a tensor; returns its value. */
   addInitializer(base: string, t: Tensor): Value {
+    this.model.edited();
     const v = this.newValue(base, { elemType: t.dtype, shape: [...t.dims] });
     v.initializer = encodeTensor(t, v.name);
     this.initializers.push(v);
@@ -214,6 +218,7 @@ export class Graph {
     const proto = onnx.NodeProto.create({ opType, domain: opts.domain ?? '', name: this.uniqueNodeName(opts.name ?? opType), attribute: [] });
     if (opts.docString) proto.docString = opts.docString;
     for (const [k, v] of Object.entries(opts.attrs ?? {})) if (v !== undefined) proto.attribute!.push(makeAttribute(k, v));
+    this.model.edited();
     const node = new Node(proto, this);
     inputs.forEach((v, i) => node.setInput(i, v));
     for (let i = 0; i < outputCount; i++) {
@@ -232,6 +237,7 @@ export class Graph {
   }
 
   removeNode(node: Node): void {
+    this.model.edited();
     // Nodes inside its subgraphs go too: their reads of outer values must not keep those alive.
     const detach = (n: Node) => {
       for (const sg of n.subgraphs) for (const inner of sg.nodes) detach(inner);
@@ -411,7 +417,21 @@ export class Model {
   private readonly names = new Set<string>();
   private readonly nodeNames = new Set<string>();
   private nameCounter = 0;
-  constructor(readonly loaded: LoadedModel) {}
+  /** Bumped by every edit through the IR: analyses are cached per version (src/analysis/cache.ts). */
+  private editCount = 0;
+  /** How many models were built in this process (a check builds each IR once: test/pipeline.test.ts counts). */
+  static built = 0;
+  constructor(readonly loaded: LoadedModel) {
+    Model.built++;
+  }
+
+  /** The model state: changes with every edit made through the IR. */
+  get version(): number {
+    return this.editCount;
+  }
+  edited(): void {
+    this.editCount++;
+  }
 
   get proto() {
     return this.loaded.proto;

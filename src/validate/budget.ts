@@ -3,7 +3,7 @@
 // concrete input sizes the run will use. A run past the budget is refused with the largest tensor named,
 // instead of ending in an out-of-memory crash (a dim of 2^40, a batch of a million, an Expand to a huge
 // constant shape).
-import { Analysis } from '../analysis/analyze.js';
+import { analysisOf } from '../analysis/cache.js';
 import { DynconvError, quoteName } from '../errors.js';
 import type { Graph, Model, Value } from '../ir/graph.js';
 import { elementBytes } from '../onnx/external-data.js';
@@ -43,7 +43,7 @@ export function formatBytes(n: number): string {
 
 /** Peak memory of one run of `model` with its inputs at `inputDims` (by input name). */
 export function estimateRun(model: Model, inputDims: Record<string, number[]>): RunEstimate {
-  const a = new Analysis(model, undefined, inputDims);
+  const a = analysisOf(model, inputDims);
   const est: RunEstimate = { bytes: 0, unknown: 0 };
   const sizeOf = (v: Value): number => {
     const shape = a.shape(v);
@@ -88,11 +88,13 @@ function graphPeak(g: Graph, sizeOf: (v: Value) => number): number {
  * the other; the larger need counts).
  */
 export function checkBudget(models: Model[], inputDims: Record<string, number[]>, maxBytes: number): RunEstimate {
+  return enforceBudget(models.map((m) => estimateRun(m, inputDims)), maxBytes);
+}
+
+/** The largest of the estimates, when it fits the budget; else the error naming the largest tensor. */
+export function enforceBudget(estimates: RunEstimate[], maxBytes: number): RunEstimate {
   let worst: RunEstimate | undefined;
-  for (const m of models) {
-    const e = estimateRun(m, inputDims);
-    if (!worst || e.bytes > worst.bytes) worst = e;
-  }
+  for (const e of estimates) if (!worst || e.bytes > worst.bytes) worst = e;
   if (worst && worst.bytes > maxBytes) {
     const l = worst.largest;
     const largest = l ? `; the largest tensor is ${quoteName(l.name)} [${l.dims.join(', ')}] (${formatBytes(l.bytes)})` : '';

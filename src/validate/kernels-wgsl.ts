@@ -10,29 +10,21 @@ import { emitWgsl } from '../../codegen/wgsl/emit.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
 import { wgslNodes } from '../emit/emit-kernels.js';
 import { DynconvError } from '../errors.js';
-import type { Model } from '../ir/graph.js';
-import { loadModel, saveModel } from '../onnx/io.js';
-import { DataType, onnx } from '../onnx/proto.js';
+import type { Model, Value } from '../ir/graph.js';
+import { modelBytesWithOutputs } from '../ir/serialize.js';
 import { compareArrays, type Agreement } from './compare.js';
 import type { Feeds } from './feeds.js';
 import { runOrt } from './ort.js';
 
-export async function checkWgslKernels(fusedPath: string, fused: Model, feeds: Feeds, rtol: number): Promise<Agreement[]> {
+export async function checkWgslKernels(fused: Model, feeds: Feeds, rtol: number): Promise<Agreement[]> {
   const nodes = fusedNodes(fused);
   if (!nodes.length) return [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-wgsl-validate-'));
   try {
-    // The fused model again, with every fused op's non-constant inputs and its outputs as graph outputs.
-    const probe = loadModel(fusedPath);
-    const g = probe.proto.graph!;
-    const existing = new Set((g.output ?? []).map((o) => o.name));
-    const initializers = new Set((g.initializer ?? []).map((t) => t.name));
-    const wanted = new Set<string>();
-    for (const n of nodes) for (const v of [...n.node.inputs, ...n.node.outputs]) if (v && !v.initializer && !initializers.has(v.name)) wanted.add(v.name);
-    for (const name of wanted) if (!existing.has(name)) g.output!.push(onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DataType.FLOAT }) }) }));
-    const probePath = path.join(tmp, 'probe.onnx');
-    saveModel(probe, probePath, { externalData: { kind: 'inline' } });
-    const values = await runOrt(probePath, feeds);
+    // One run of the fused model that also returns every fused op's non-constant inputs and its outputs.
+    const wanted = new Map<string, Value>();
+    for (const n of nodes) for (const v of [...n.node.inputs, ...n.node.outputs]) if (v && !v.initializer) wanted.set(v.name, v);
+    const values = await runOrt({ label: `${fused.source} (with the fused ops' inputs as outputs)`, source: modelBytesWithOutputs(fused, [...wanted.values()]) }, feeds);
 
     const tensorOf = (v: NonNullable<(typeof nodes)[number]['node']['inputs'][number]>): WgslTensor => {
       if (v.initializer) {

@@ -20,17 +20,25 @@ export interface RunOptions {
   /** Extra graph values to return (must be graph outputs of the model). */
 }
 
-export async function runOrt(modelPath: string, feeds: Feeds, opts: RunOptions = {}): Promise<Record<string, HostTensor>> {
+/** A model ONNX Runtime can run: its file, or its bytes in memory (external data inlined), with a label for messages. */
+export interface RunnableModel {
+  label: string;
+  source: string | Uint8Array;
+}
+
+export async function runOrt(model: string | RunnableModel, feeds: Feeds, opts: RunOptions = {}): Promise<Record<string, HostTensor>> {
   const o = ort();
+  const { label: modelPath, source } = typeof model === 'string' ? { label: model, source: model } : model;
+  const options = {
+    intraOpNumThreads: opts.threads ?? 2,
+    interOpNumThreads: 1,
+    executionProviders: (opts.executionProviders ?? ['cpu']) as never,
+    graphOptimizationLevel: 'all' as const,
+    logSeverityLevel: 4 as const,
+  };
   let session;
   try {
-    session = await o.InferenceSession.create(modelPath, {
-      intraOpNumThreads: opts.threads ?? 2,
-      interOpNumThreads: 1,
-      executionProviders: (opts.executionProviders ?? ['cpu']) as never,
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 4,
-    });
+    session = typeof source === 'string' ? await o.InferenceSession.create(source, options) : await o.InferenceSession.create(source, options);
   } catch (e) {
     throw new DynconvError(`${modelPath}: ONNX Runtime cannot load the model: ${firstLine(e)}`, 1);
   }

@@ -5,7 +5,7 @@ import { loadModel } from '../onnx/io.js';
 import { compareArrays, type Agreement } from './compare.js';
 import { checkBudget, DEFAULT_MAX_BYTES } from './budget.js';
 import { feedShapes, randomFeeds, readFeedsFromDir, readOutputsFromDir, type Feeds } from './feeds.js';
-import { runOrt } from './ort.js';
+import { runOrt, type RunnableModel } from './ort.js';
 import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import { runFusedWithOrtKernels } from './kernels-ort.js';
 import { checkWgslKernels } from './kernels-wgsl.js';
@@ -51,19 +51,34 @@ export function makeFeeds(model: Model, opts: ValidateOptions, alsoRun: Model[] 
   return randomFeeds(model, opts.seed ?? 1, opts.sizes ?? {}, shapes);
 }
 
+/** The fused side of a comparison: what ONNX Runtime runs, and its IR (for the kernels). */
+export interface FusedUnderTest extends RunnableModel {
+  model: Model;
+}
+
+/** Loads both files (each once) and compares them: the `validate` command. */
 export async function validateModels(originalPath: string, fusedPath: string, opts: ValidateOptions = {}): Promise<ValidateResult> {
   const stage = opts.onStage ?? (() => {});
   stage(`loading ${originalPath} and ${fusedPath}`);
   const original = buildModel(loadModel(originalPath));
   const fusedModel = buildModel(loadModel(fusedPath)); // the fused file must itself be a well-formed model
   const feeds = makeFeeds(original, opts, [fusedModel]);
-  stage(`running ${originalPath} on ONNX Runtime`);
+  return compareModels({ label: originalPath, source: originalPath }, { label: fusedPath, source: fusedPath, model: fusedModel }, feeds, opts);
+}
+
+/**
+ * Runs the original and the fused model on `feeds` and compares every output of the original; with
+ * `opts.kernels`, the fused ops run on the emitted kernels. Both models come from memory or from their files.
+ */
+export async function compareModels(original: RunnableModel, fused: FusedUnderTest, feeds: Feeds, opts: ValidateOptions = {}): Promise<ValidateResult> {
+  const stage = opts.onStage ?? (() => {});
+  stage(`running ${original.label} on ONNX Runtime`);
   // The reference is the original model on ONNX Runtime. Where it cannot run at these sizes (an export that
   // baked its batch into the graph) and the input folder holds the exporter's outputs, those serve instead.
   let want: Record<string, { dims: number[]; data: ArrayLike<number> | BigInt64Array }>;
   let reference: ValidateResult['reference'] = 'original';
   try {
-    want = await runOrt(originalPath, feeds);
+    want = await runOrt(original, feeds);
   } catch (e) {
     const stored = opts.inputsDir ? readOutputsFromDir(opts.inputsDir) : undefined;
     if (!stored || !Object.keys(stored).length) throw e;
@@ -71,25 +86,27 @@ export async function validateModels(originalPath: string, fusedPath: string, op
     reference = 'stored outputs';
   }
   // Kernels run only where there are fused ops; a model without any has nothing for them to do.
+  const fusedModel = fused.model;
   const kernels = fusedModel.graph.nodes.some((n) => n.domain === DYNCONV_DOMAIN) ? opts.kernels : undefined;
-  stage(`running ${fusedPath} on ONNX Runtime${kernels === 'ort' ? ' with the ort kernels' : ''}`);
-  const got = kernels === 'ort' ? await runFusedWithOrtKernels(fusedPath, fusedModel, feeds) : await runOrt(fusedPath, feeds);
+  stage(`running ${fused.label} on ONNX Runtime${kernels === 'ort' ? ' with the ort kernels' : ''}`);
+  const got = kernels === 'ort' ? await runFusedWithOrtKernels(fused, feeds) : await runOrt(fused, feeds);
   const rtol = opts.rtol ?? (opts.kernels === 'ort' ? 1e-5 : 1e-4);
-  const outputs = original.graph.outputs.map((v) => {
-    const w = want[v.name], g = got[v.name];
-    if (!w || !g) return { name: v.name, dims: w?.dims ?? [], maxAbs: Infinity, relL2: Infinity, ok: false };
+  // Every output of the original, by name (a fused model keeps its graph's interface).
+  const outputs = Object.keys(want).map((name) => {
+    const w = want[name], g = got[name];
+    if (!w || !g) return { name, dims: w?.dims ?? [], maxAbs: Infinity, relL2: Infinity, ok: false };
     const sameDims = w.dims.length === g.dims.length && w.dims.every((d, i) => d === g.dims[i]);
-    const agreement = compareArrays(v.name, w.dims, Array.from(g.data as ArrayLike<number>, Number), Array.from(w.data as ArrayLike<number>, Number), rtol);
+    const agreement = compareArrays(name, w.dims, Array.from(g.data as ArrayLike<number>, Number), Array.from(w.data as ArrayLike<number>, Number), rtol);
     return sameDims ? agreement : { ...agreement, ok: false };
   });
   if (kernels === 'wgsl') stage('running the WGSL kernels');
-  const wgsl = kernels === 'wgsl' ? await checkWgslKernels(fusedPath, fusedModel, feeds, rtol) : undefined;
+  const wgsl = kernels === 'wgsl' ? await checkWgslKernels(fusedModel, feeds, rtol) : undefined;
   return {
     ok: outputs.every((o) => o.ok) && (wgsl ?? []).every((k) => k.ok),
     ...(wgsl ? { kernels: wgsl } : {}),
     reference,
-    original: originalPath,
-    fused: fusedPath,
+    original: original.label,
+    fused: fused.label,
     inputs: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])),
     outputs,
   };

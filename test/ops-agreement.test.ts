@@ -1,0 +1,175 @@
+// The op layer, the function bodies, the C++ kernels and the WGSL kernels agree on what each com.dynconv op
+// computes, over a grid of attributes: the output shape the definition gives (ops/) is the one every back end
+// produces, the back ends' values agree with the function body run by onnxruntime-node, and where the definition
+// says the inputs do not fit, every back end refuses them.
+import test from 'ava';
+import { rmSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
+import { runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { emitWgsl, type WgslNode } from '../codegen/wgsl/emit.js';
+import { runWgslBatch, type WgslBatchResult } from '../codegen/wgsl/dawn-runner.js';
+import { outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';
+import { functionFor } from '../passes/function-bodies.js';
+import { caseDesc, caseFeeds, ensureOrtHeaders, fusedModel, relL2, rng, runReference, testCacheDir, writeModel, type OpCase } from './ort-helpers.js';
+
+const N = 2, C = 4, M = 6, E = 3, CF = 3;
+
+/** Input shapes of an op for X [N, C, *D], a kernel k per axis and the attributes; K of PixelConv sized by `o`. */
+function shapesFor(op: FusedOpType, d: number[], k: number, raw: RawAttrs, o: number[]): number[][] {
+  const r = d.length, g = (raw.group as number | undefined) ?? 1, ks = new Array<number>(r).fill(k);
+  const layout = raw.transpose ? [C, M / g, ...ks] : [M, C / g, ...ks];
+  const x = [N, C, ...d];
+  switch (op) {
+    case 'DynamicConv': return [x, [N, ...layout], [N, M]];
+    case 'MixtureConv': return [x, [N, E], [E, ...layout], [E, M]];
+    case 'ModulatedConv': return [x, [N, C], layout, [M]];
+    case 'PixelConv': return [x, [N, g, k ** r, ...o]];
+    case 'PixelConvHead': return [x, [N, CF, ...o], [g * k ** r, CF], [g * k ** r]];
+  }
+}
+
+/** A deterministic sample of the attribute grid: every op, ranks 1 and 2, strides, dilations, pads, groups, transpose. */
+function grid(): Case[] {
+  const pick = rng(20261201);
+  const choose = <T>(xs: T[]): T => xs[Math.floor(pick() * xs.length)];
+  const cases: Case[] = [];
+  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead'] as FusedOpType[]) {
+    const pixel = op === 'PixelConv' || op === 'PixelConvHead';
+    for (let i = 0; i < 10; i++) {
+      const r = i % 2 === 0 ? 2 : 1;
+      const transpose = !pixel && i % 4 >= 2 ? 1 : 0;
+      const s = choose([1, 2]), dl = choose([1, 2]), k = choose([1, 2, 3]);
+      const pads = Array.from({ length: 2 * r }, () => choose([0, 1, 2]).valueOf()).map((p) => Math.min(p, dl * (k - 1)));
+      const raw: RawAttrs = { strides: new Array(r).fill(s), dilations: new Array(r).fill(dl), pads };
+      if (pixel) {
+        raw.kernel_shape = new Array(r).fill(k);
+        raw.group = choose([1, 2]); // read back as the kernel group count below (K, or HW's rows), not an attribute
+        if (i === 3) raw.upsample = 2;
+      } else {
+        raw.group = choose([1, 2]);
+        if (transpose) { raw.transpose = 1; raw.output_padding = new Array(r).fill(s - 1); }
+      }
+      const d = r === 2 ? [7, 6] : [9];
+      cases.push(makeCase(op, `${op} #${i} r${r} k${k} ${JSON.stringify(raw)}`, d, k, raw));
+    }
+  }
+  return cases;
+}
+
+type Case = OpCase & { expect: number[] | string };
+
+function makeCase(op: FusedOpType, name: string, d: number[], k: number, raw: RawAttrs): Case {
+  const attrs = { ...raw };
+  const groups = attrs.group as number;
+  if (op === 'PixelConv' || op === 'PixelConvHead') delete attrs.group;
+  const probe: OpCase = { name, op, raw: attrs, shapes: shapesFor(op, d, k, raw, []) };
+  // PixelConv's K (PixelConvHead's F) carries the output size: ask the definition for it, then size K (F) by it.
+  const unknownO = d.map(() => undefined);
+  const base = outputShape(caseDesc(probe), probe.shapes.map((s, i) => (i === 1 && op === 'PixelConv' ? [N, groups, k ** d.length, ...unknownO] : i === 1 && op === 'PixelConvHead' ? [N, CF, ...unknownO] : s)));
+  const o = typeof base === 'string' ? d : (base.slice(2) as number[]);
+  // The node carries every attribute, defaults written out, as `fuse` writes it (the function bodies read them all).
+  const c: OpCase = { ...probe, raw: { ...caseDesc(probe).values }, shapes: shapesFor(op, d, k, raw, o) };
+  return { ...c, expect: outputShape(caseDesc(c), c.shapes) as number[] | string };
+}
+
+const CASES = grid();
+// Inputs the definition refuses: every back end must refuse them too.
+const REFUSED = [
+  makeCase('DynamicConv', 'empty output (3x3 kernel on 2x2, no pads)', [2, 2], 3, {}),
+  makeCase('MixtureConv', 'empty output, 1-D', [2], 3, { dilations: [2] }),
+  makeCase('PixelConv', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
+  makeCase('PixelConvHead', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
+];
+
+test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, groups and upsampling; the refused cases are refused by the definition', (t) => {
+  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead']) t.true(CASES.some((c) => c.op === op), op);
+  t.true(CASES.some((c) => c.raw.transpose === 1) && CASES.some((c) => (c.raw.strides as number[])[0] === 2));
+  t.true(CASES.some((c) => (c.raw.dilations as number[])[0] === 2) && CASES.some((c) => c.raw.group === 2) && CASES.some((c) => c.raw.upsample === 2));
+  t.true(CASES.some((c) => c.shapes[0].length === 3) && CASES.some((c) => c.shapes[0].length === 4));
+  for (const c of CASES) t.true(Array.isArray(c.expect), `${c.name}: ${String(c.expect)}`);
+  for (const c of REFUSED) t.is(typeof c.expect, 'string', c.name);
+});
+
+/** The fused single-node model with the real function body (what `fuse` writes) as its model-local function. */
+function withFunctionBody(c: OpCase): Uint8Array {
+  return fusedModel(c, { functions: [functionFor(c.op, 17, c.shapes[0].length - 2)] }).bytes;
+}
+
+const modelDir = testCacheDir('ops-agreement-models');
+
+for (const [i, c] of [...CASES, ...REFUSED].entries()) {
+  test.serial(`function body: ${c.name}`, async (t) => {
+    const feeds = caseFeeds(c, 500 + i);
+    if (typeof c.expect === 'string') {
+      await t.throwsAsync(runReference(withFunctionBody(c), feeds));
+      return;
+    }
+    const y = await runReference(withFunctionBody(c), feeds);
+    t.deepEqual(y.dims, c.expect);
+  });
+}
+
+let libPromise: Promise<string> | undefined;
+function library(): Promise<string> {
+  libPromise ??= (async () => {
+    ensureOrtHeaders();
+    const dir = testCacheDir('ops-agreement-lib');
+    emitOrtLibrary([...CASES, ...REFUSED].map(caseDesc), dir);
+    return buildOrtLibrary(dir);
+  })();
+  return libPromise;
+}
+
+for (const [i, c] of [...CASES, ...REFUSED].entries()) {
+  test.serial(`C++ kernel: ${c.name}`, async (t) => {
+    const lib = await library();
+    const feeds = caseFeeds(c, 500 + i);
+    const model = writeModel(modelDir, `case${i}`, fusedModel(c).bytes);
+    const run = runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds, threads: 1 });
+    if (typeof c.expect === 'string') {
+      await t.throwsAsync(run);
+      return;
+    }
+    const y = (await run).outputs.Y;
+    t.deepEqual(y.dims, c.expect);
+    const want = await runReference(withFunctionBody(c), feeds);
+    t.true(relL2(y.data, want.data) <= 1e-4, 'values agree with the function body');
+  });
+}
+
+let wgslResults: Promise<WgslBatchResult[]> | undefined;
+function wgslRuns(): Promise<WgslBatchResult[]> {
+  wgslResults ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dynconv-ops-agreement-'));
+    try {
+      const all = [...CASES, ...REFUSED];
+      const nodes: WgslNode[] = all.map((c, i) => {
+        const desc = caseDesc(c);
+        return { id: `c${i}`, nodeName: c.name, desc, inputNames: desc.inputNames, outputNames: ['Y'] };
+      });
+      emitWgsl(nodes, dir);
+      return await runWgslBatch(all.map((c, i) => ({ moduleDir: dir, id: `c${i}`, feeds: caseFeeds(c, 500 + i) })));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  })();
+  return wgslResults;
+}
+
+for (const [i, c] of [...CASES, ...REFUSED].entries()) {
+  test.serial(`WGSL kernel: ${c.name}`, async (t) => {
+    const res = (await wgslRuns())[i];
+    if (typeof c.expect === 'string') {
+      t.truthy(res.error, 'refused');
+      return;
+    }
+    t.falsy(res.error);
+    const y = res.outputs!.Y;
+    t.deepEqual(y.dims, c.expect);
+    const want = await runReference(withFunctionBody(c), caseFeeds(c, 500 + i));
+    t.true(relL2(y.data, want.data) <= 1e-4, 'values agree with the function body');
+  });
+}
