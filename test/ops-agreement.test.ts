@@ -81,7 +81,7 @@ const REFUSED = [
   makeCase('DynamicConv', 'empty output (3x3 kernel on 2x2, no pads)', [2, 2], 3, {}),
   makeCase('MixtureConv', 'empty output, 1-D', [2], 3, { dilations: [2] }),
   makeCase('PixelConv', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
-  makeCase('PixelConvHead', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
+  makeCase('PixelConvHead', 'empty output (5-tap window on 3, taps from the head)', [3], 5, { kernel_shape: [5], group: 1 }),
 ];
 
 test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, groups and upsampling; the refused cases are refused by the definition', (t) => {

@@ -10,9 +10,9 @@
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
 // it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
 // of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
-// Fast path (x stride 1, no upsampling, output rows of >= 8): X is first copied with its x padding made
-// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding), so every tap reads a
-// full row; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
+// Fast path (no upsampling, output rows of >= 8): X is first copied with its x padding made
+// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
+// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
 // staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
 // a row overlaps the previous one instead of running a remainder loop.
 // Other cases: simple loops over output x with the valid range of each tap precomputed.
@@ -35,10 +35,12 @@ struct PixelGeometry {
   // Input x of output x, without the tap offset: (x / up) * s. Only used when not (up == 1 && s == 1).
   std::vector<int64_t> xin;
   bool unit_x = true;
-  // Fast path: X with explicit x padding (row length Dxp, the output x = 0 reads column tx * dx).
+  // Fast path: X with explicit x padding, each padded row split into its sx phases (phase q holds padded
+  // columns q, q + sx, ...; Lp each): row length Dxp = sx * Lp; output x reads x + xoff[tx] for tap tx.
   bool fast = false;
   const float* xp = nullptr;
   int64_t Dxp = 0;
+  std::vector<int64_t> xoff;
 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DYNCONV_NO_CLONES)
@@ -73,7 +75,8 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
                                                              int64_t kstride, int64_t bz, int64_t by, int64_t x0) {
   const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
   const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
-  const int64_t kx = p.k[2], dx = p.d[2];
+  const int64_t kx = p.k[2];
+  const int64_t* xoff = p.xoff.data();
   V acc[CB];
   for (int c = 0; c < CB; ++c) acc[c] = V{};
   for (int64_t tz = 0; tz < p.k[0]; ++tz) {
@@ -82,10 +85,11 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
     for (int64_t ty = 0; ty < p.k[1]; ++ty) {
       const int64_t iy = by + ty * p.d[1];
       if (iy < 0 || iy >= Dy) continue;
-      const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
+      const float* xrow = xc0 + (iz * Dy + iy) * Dxp + x0;
       const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * kstride + x0;
-      for (int64_t tx = 0; tx < kx; ++tx, kr += kstride, xr += dx) {
+      for (int64_t tx = 0; tx < kx; ++tx, kr += kstride) {
         const V kv = LoadV<V>(kr);
+        const float* xr = xrow + xoff[tx];
         for (int c = 0; c < CB; ++c) acc[c] += kv * LoadV<V>(xr + c * plane_xp);
       }
     }
@@ -216,15 +220,27 @@ DYNCONV_CLONES void PixelRowFast(const PixelGeometry& p, const float* kbase, int
   }
 }
 
-// Copies rows of X into rows of length Dxp with pb zeros before and the rest after.
+// Copies rows of X into rows of length Dxp = sx * Lp: padded column j (pb zeros before X's row, zeros after)
+// goes to phase j % sx, position j / sx.
 DYNCONV_CLONES void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
-                            int64_t r0, int64_t r1) {
+                            int64_t sx, int64_t r0, int64_t r1) {
+  const int64_t Lp = Dxp / sx;
   for (int64_t r = r0; r < r1; ++r) {
     const float* src = X + r * Dx;
     float* dst = XP + r * Dxp;
-    for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
-    for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
-    for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
+    if (sx == 1) {
+      for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
+      for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
+      for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
+      continue;
+    }
+    for (int64_t q = 0; q < sx; ++q) {
+      float* ph = dst + q * Lp;
+      for (int64_t i = 0; i < Lp; ++i) {
+        const int64_t j = i * sx + q - pb;
+        ph[i] = j >= 0 && j < Dx ? src[j] : 0.f;
+      }
+    }
   }
 }
 
@@ -382,19 +398,22 @@ struct PixelAttrs {
     const float* x = X.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
-    p.fast = p.unit_x && Ox >= 8;
+    p.fast = p.up == 1 && Ox >= 8;
     FloatBuffer padded;
     if (p.fast) {
       const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
-      p.Dxp = Dx + pl + pr;
-      if (pl == 0 && pr == 0) {
+      const int64_t Lp = (Dx + pl + pr + sx - 1) / sx;
+      p.Dxp = sx * Lp;
+      p.xoff.resize(kx);
+      for (int64_t tx = 0; tx < kx; ++tx) p.xoff[tx] = ((tx * p.d[2]) % sx) * Lp + (tx * p.d[2]) / sx;
+      if (pl == 0 && pr == 0 && sx == 1) {
         p.xp = x;
       } else {
         const int64_t rows = p.N * p.C * p.D[0] * p.D[1];
         DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
         float* xp = padded.get();
         const int64_t dxp = p.Dxp;
-        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { PadRows(x, xp, Dx, dxp, pl, r0, r1); }));
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { PadRows(x, xp, Dx, dxp, pl, sx, r0, r1); }));
         p.xp = xp;
       }
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
