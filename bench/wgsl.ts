@@ -65,7 +65,7 @@ export async function runWgslBench(repeat = 3): Promise<string> {
       rest.graph.outputs = [...needed];
       rest.graph.sweepDeadNodes();
       rest.toProto();
-      rest.proto.functions = [];
+      rest.removeFunctions(() => true);
       const restPath = path.join(tmp, `${layer.model}.rest.onnx`);
       saveModel(restLoaded, restPath);
 

@@ -1,10 +1,11 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
+import { DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION, type FusedOpType } from '../ops/index.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
+import type { Rule } from './rules/rule.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
@@ -17,20 +18,27 @@ export interface FuseResult {
   changed: boolean;
 }
 
+export interface FuseOptions {
+  /** The rules to apply (default: all, passes/rules/index.ts). */
+  rules?: readonly Rule<unknown>[];
+  /** Check the properties each pass ensures (passes/pipeline.ts). */
+  verify?: boolean;
+}
+
 /**
  * The fuse pipeline, in place: the sites rewritten with their function bodies, then (when anything was fused)
  * dead nodes swept and the nodes sorted; a model with nothing fused is left exactly as it was.
  */
-export function fuseModel(model: Model, opts: { verify?: boolean } = {}): FuseResult {
+export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   let result!: FuseResult;
-  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m)) };
+  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, opts)) };
   runPasses(model, [fuseSitesPass], opts);
   if (result.changed) runPasses(model, [sweepPass, sortPass], opts);
   return result;
 }
 
-/** Rewrites every fusable site into its com.dynconv node (the rules, in benefit order) and adds the ops' function bodies. */
-function fuseSites(model: Model): FuseResult {
+/** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
+function fuseSites(model: Model, opts: FuseOptions): FuseResult {
   const analysis = analysisOf(model);
   const opset = model.opsets.get('') ?? 0;
   // One function body per op type, specialised to one spatial rank (and, before opset 12, to the
@@ -55,13 +63,13 @@ function fuseSites(model: Model): FuseResult {
     bodies.set(s.op!, { key, rank, literals });
     return undefined;
   };
-  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit });
+  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
   if (rewritten.length) {
     for (const [op, body] of bodies) {
       if (body.rank < 0 || model.hasFunction(DYNCONV_DOMAIN, op)) continue;
       model.addFunction(functionFor(op, opset, body.rank, body.literals));
     }
-    model.opsets.set(DYNCONV_DOMAIN, 1);
+    model.opsets.set(DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION);
     model.requireIrVersion(8); // model-local functions need IR 8
   }
   return { sites, fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0 };

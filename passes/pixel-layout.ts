@@ -5,9 +5,14 @@
 import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { ravel, Tracer, unravel } from './provenance.js';
+import { ravel, stridesOf, Tracer, unravel } from './provenance.js';
 
-export const MAX_TERMS_CHECKED = 1 << 18;
+/** Terms of the even sample over all outputs checked after the chosen ones (verificationPoints). */
+export const MAX_TERMS_CHECKED = 1 << 10;
+/** Outputs per axis band (into the padding at either end) that are checked. */
+const MAX_BAND = 16;
+/** Spatial positions checked in all. */
+const MAX_SPATIAL_CHECKS = 1024;
 /**
  * Trace steps (ops walked back from an element to its root) one candidate may take in all: about a second of
  * work. The heaviest fixture candidate takes 4.2 million; past the budget the candidate is reported as too
@@ -15,8 +20,8 @@ export const MAX_TERMS_CHECKED = 1 << 18;
  */
 export const MAX_TRACE_STEPS = 1 << 23;
 
-/** Outputs tried (per pattern) when looking for one whose window lies inside the input. */
-const MAX_INTERIOR_SEARCH = 4096;
+/** Outputs tried in order (per pattern, after the centre and the diagonal) when looking for one whose window lies inside the input. */
+const MAX_INTERIOR_SEARCH = 256;
 /** The largest upsampling factor recognised (CARAFE uses 2 to 4). */
 const MAX_UPSAMPLE = 64;
 /** Channels per sample past which a layout is not taken for a per-pixel conv (each is probed). */
@@ -24,23 +29,69 @@ const MAX_CHANNELS = 1 << 16;
 
 /** Output positions that may have their whole window inside the input, most likely first, bounded. */
 function* interiorCandidates(O: number[]): Generator<number[]> {
-  const Oprod = numel(O);
-  for (let f = 0; f < Math.min(Oprod, MAX_INTERIOR_SEARCH); f++) yield unravel(f, O);
-  const longest = Math.max(...O);
-  for (let t = 1; t < Math.min(longest, MAX_INTERIOR_SEARCH); t++) yield O.map((s) => Math.min(t, s - 1));
   yield O.map((s) => s >> 1);
+  const longest = Math.max(...O);
+  for (let t = 0; t < Math.min(longest, MAX_INTERIOR_SEARCH); t++) yield O.map((s) => Math.min(t, s - 1));
+  for (let f = 0; f < Math.min(numel(O), MAX_INTERIOR_SEARCH); f++) yield unravel(f, O);
 }
 
 /** The terms of a contraction, computed per output element on demand. */
 export interface Terms {
   outDims: number[];
-  /** Pairs (operand-0 root index or ZERO, operand-1 root index or ZERO) of one output element. */
-  termsAt(outFlat: number): number[] | undefined;
+  /** Terms per output element. */
+  count: number;
+  /**
+   * Traces term t of one output element: false if it does not trace, else true with `a` and `b` set to the
+   * operand-0 and operand-1 root indices (or ZERO). Fields rather than a pair: millions of calls, no garbage.
+   */
+  termAt(outFlat: number, t: number): boolean;
+  a: number;
+  b: number;
 }
 
-function broadcastCoord(c: number[], dims: number[]): number[] {
-  const off = c.length - dims.length;
-  return dims.map((d, i) => (d === 1 ? 0 : c[i + off]));
+/**
+ * Strides of an operand over the axes of the full (broadcast) iteration space, right-aligned: 0 on an axis
+ * the operand broadcasts over. An element's flat index in the operand is the dot product with its coordinate.
+ */
+function broadcastStrides(dims: number[], rank: number): number[] {
+  const s = stridesOf(dims), off = rank - dims.length;
+  return Array.from({ length: rank }, (_, i) => (i < off || dims[i - off] === 1 ? 0 : s[i - off]));
+}
+
+/**
+ * Terms of a contraction over an iteration space of `outAxes` (the output's, in its order) and `sumAxes`
+ * (summed): each operand's flat index is a dot product of the coordinate with its strides, so per output
+ * only a base is computed and per term a precomputed offset added.
+ */
+function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], sumDims: number[], sA: { out: number[]; sum: number[] }, sB: { out: number[]; sum: number[] }): Terms {
+  const count = numel(sumDims);
+  const offA = new Float64Array(count), offB = new Float64Array(count);
+  for (let t = 0; t < count; t++) {
+    const rc = unravel(t, sumDims);
+    for (let i = 0; i < rc.length; i++) { offA[t] += rc[i] * sA.sum[i]; offB[t] += rc[i] * sB.sum[i]; }
+  }
+  let last = -1, baseA = 0, baseB = 0;
+  return {
+    outDims,
+    count,
+    a: 0,
+    b: 0,
+    termAt(o, t) {
+      if (o !== last) {
+        const oc = unravel(o, outDims);
+        baseA = 0; baseB = 0;
+        for (let i = 0; i < oc.length; i++) { baseA += oc[i] * sA.out[i]; baseB += oc[i] * sB.out[i]; }
+        last = o;
+      }
+      const ia = tracers[0].traceFlat(operands[0], baseA + offA[t]);
+      if (ia === undefined) return false;
+      const ib = tracers[1].traceFlat(operands[1], baseB + offB[t]);
+      if (ib === undefined) return false;
+      this.a = ia;
+      this.b = ib;
+      return true;
+    },
+  };
 }
 
 /** The terms of a contraction node (ReduceSum of a Mul, MatMul, or two-operand Einsum). */
@@ -48,80 +99,53 @@ export function contractionTerms(node: Node, operands: Value[], tracers: Tracer[
   const dimsOf = (v: Value) => a.shape(v) as number[] | undefined;
   const Ad = dimsOf(operands[0]), Bd = dimsOf(operands[1]);
   if (!Ad || !Bd || Ad.some((d) => typeof d !== 'number') || Bd.some((d) => typeof d !== 'number')) return undefined;
-  const pair = (ca: number[], cb: number[], out: number[]) => {
-    const ia = tracers[0].trace(operands[0], ca), ib = tracers[1].trace(operands[1], cb);
-    if (ia === undefined || ib === undefined) return false;
-    out.push(ia, ib);
-    return true;
-  };
+  const pick = (s: number[], axes: number[]) => axes.map((i) => s[i]);
   if (node.opType === 'ReduceSum') {
     const r = Math.max(Ad.length, Bd.length);
     const full = Array.from({ length: r }, (_, i) => Math.max(Ad[i - (r - Ad.length)] ?? 1, Bd[i - (r - Bd.length)] ?? 1));
     const axesRaw = a.opset >= 13 ? a.intsOf(node.inputs[1]) : node.attrInts('axes');
     if (!axesRaw || !axesRaw.length) return undefined;
     const axes = [...new Set(axesRaw.map((x) => (x < 0 ? x + r : x)))].sort((x, y) => x - y);
+    if (axes.some((x) => !(x >= 0 && x < r))) return undefined;
     const keptAxes = full.map((_, i) => i).filter((i) => !axes.includes(i));
-    const reducedDims = axes.map((i) => full[i]);
-    const nReduced = reducedDims.reduce((p, d) => p * d, 1);
     const keep = node.attrInt('keepdims', 1) === 1;
     const outDims = keep ? full.map((d, i) => (axes.includes(i) ? 1 : d)) : keptAxes.map((i) => full[i]);
-    return {
-      outDims,
-      termsAt(o) {
-        const oc = unravel(o, keptAxes.map((i) => full[i]));
-        const res: number[] = [];
-        for (let t = 0; t < nReduced; t++) {
-          const rc = unravel(t, reducedDims);
-          const c = full.map((_, i) => (axes.includes(i) ? rc[axes.indexOf(i)] : oc[keptAxes.indexOf(i)]));
-          if (!pair(broadcastCoord(c, Ad), broadcastCoord(c, Bd), res)) return undefined;
-        }
-        return res;
-      },
-    };
+    const bA = broadcastStrides(Ad, r), bB = broadcastStrides(Bd, r);
+    // With keepdims the output has unit axes where the summed ones were: they contribute nothing.
+    const outAxes = keep ? full.map((_, i) => i) : keptAxes;
+    const zeroOnSummed = (s: number[]) => outAxes.map((i) => (axes.includes(i) ? 0 : s[i]));
+    return linearTerms(operands, tracers, outDims, axes.map((i) => full[i]), { out: zeroOnSummed(bA), sum: pick(bA, axes) }, { out: zeroOnSummed(bB), sum: pick(bB, axes) });
   }
   if (node.opType === 'MatMul') {
     if (Ad.length < 2 || Bd.length < 2) return undefined;
     const m = Ad[Ad.length - 2], k = Ad[Ad.length - 1], n = Bd[Bd.length - 1];
+    if (Bd[Bd.length - 2] !== k) return undefined;
     const ba = Ad.slice(0, -2), bb = Bd.slice(0, -2);
     const r = Math.max(ba.length, bb.length);
     const batch = Array.from({ length: r }, (_, i) => Math.max(ba[i - (r - ba.length)] ?? 1, bb[i - (r - bb.length)] ?? 1));
-    return {
-      outDims: [...batch, m, n],
-      termsAt(o) {
-        const c = unravel(o, [...batch, m, n]);
-        const bc = c.slice(0, r), i = c[r], j = c[r + 1];
-        const res: number[] = [];
-        for (let p = 0; p < k; p++) if (!pair([...broadcastCoord(bc, ba), i, p], [...broadcastCoord(bc, bb), p, j], res)) return undefined;
-        return res;
-      },
-    };
+    const sA = stridesOf(Ad), sB = stridesOf(Bd);
+    const batchA = broadcastStrides(ba, r).map((x) => x * m * k), batchB = broadcastStrides(bb, r).map((x) => x * k * n);
+    // out axes: batch..., i, j; summed: p. A[.., i, p], B[.., p, j].
+    return linearTerms(operands, tracers, [...batch, m, n], [k], { out: [...batchA, sA[Ad.length - 2], 0], sum: [sA[Ad.length - 1]] }, { out: [...batchB, 0, sB[Bd.length - 1]], sum: [sB[Bd.length - 2]] });
   }
   if (node.opType === 'Einsum') {
     const eq = (node.attrString('equation') ?? '').replace(/\s/g, '');
     const [lhs, rhs] = eq.split('->');
     const terms = lhs?.split(',');
     if (rhs === undefined || !terms || terms.length !== 2 || eq.includes('.')) return undefined;
+    if (terms[0].length !== Ad.length || terms[1].length !== Bd.length) return undefined;
     const size = new Map<string, number>();
     [...terms[0]].forEach((ch, i) => size.set(ch, Ad[i]));
     [...terms[1]].forEach((ch, i) => size.set(ch, Math.max(size.get(ch) ?? 1, Bd[i])));
+    if ([...rhs].some((l) => !size.has(l))) return undefined;
     const summed = [...size.keys()].filter((l) => !rhs.includes(l));
-    const outDims = [...rhs].map((l) => size.get(l)!);
-    const sumDims = summed.map((l) => size.get(l)!);
-    const nSum = sumDims.reduce((p, d) => p * d, 1);
-    return {
-      outDims,
-      termsAt(o) {
-        const oc = unravel(o, outDims);
-        const res: number[] = [];
-        for (let t = 0; t < nSum; t++) {
-          const sc = unravel(t, sumDims);
-          const val = (l: string) => (rhs.includes(l) ? oc[rhs.indexOf(l)] : sc[summed.indexOf(l)]);
-          const coord = (term: string, dims: number[]) => [...term].map((l, i) => (dims[i] === 1 ? 0 : val(l)));
-          if (!pair(coord(terms[0], Ad), coord(terms[1], Bd), res)) return undefined;
-        }
-        return res;
-      },
+    // An operand's stride for a letter: the sum over its axes with that letter (a repeated letter is a diagonal), 0 where it broadcasts.
+    const letterStrides = (term: string, dims: number[]) => {
+      const s = stridesOf(dims);
+      const of = (l: string) => [...term].reduce((acc, ch, i) => acc + (ch === l && dims[i] !== 1 ? s[i] : 0), 0);
+      return { out: [...rhs].map(of), sum: summed.map(of) };
     };
+    return linearTerms(operands, tracers, [...rhs].map((l) => size.get(l)!), summed.map((l) => size.get(l)!), letterStrides(terms[0], Ad), letterStrides(terms[1], Bd));
   }
   return undefined;
 }
@@ -158,31 +182,51 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   const yStrides = yDims.map((_, i) => numel(yDims.slice(i + 1)));
   const Oprod = numel(O);
   type Term = { x: number[] | null; k: number };
+  const yS = yPerm.map((p) => yStrides[p]); // strides of [N, C, *O] in the output's memory
+  const srcOf = (n: number, c: number, o: number[]): number | undefined => {
+    let flat = n * yS[0] + c * yS[1];
+    for (let i = 0; i < o.length; i++) flat += o[i] * yS[2 + i];
+    return yMap(flat);
+  };
+  const termOf = (src: number, t: number): Term | undefined => {
+    if (!terms.termAt(src, t)) return undefined;
+    const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
+    if (ki < 0) return undefined; // the kernel side is never zero-filled
+    if (xi < 0) return { x: null, k: ki };
+    const raw = unravel(xi, xDims);
+    return { x: xPerm.map((p) => raw[p]), k: ki };
+  };
   const termsAt = (n: number, c: number, o: number[]): Term[] | undefined => {
-    const yc = [n, c, ...o];
-    let flat = 0;
-    yPerm.forEach((p, i) => (flat += yc[i] * yStrides[p]));
-    const src = yMap(flat);
-    const pr = src === undefined ? undefined : terms.termsAt(src);
-    if (!pr) return undefined;
+    const src = srcOf(n, c, o);
+    if (src === undefined) return undefined;
     const list: Term[] = [];
-    for (let t = 0; t < pr.length; t += 2) {
-      const xi = swap ? pr[t + 1] : pr[t], ki = swap ? pr[t] : pr[t + 1];
-      if (ki < 0) return undefined; // the kernel side is never zero-filled
-      if (xi < 0) { list.push({ x: null, k: ki }); continue; }
-      const raw = unravel(xi, xDims);
-      list.push({ x: xPerm.map((p) => raw[p]), k: ki });
+    for (let t = 0; t < terms.count; t++) {
+      const term = termOf(src, t);
+      if (!term) return undefined;
+      list.push(term);
+    }
+    return list;
+  };
+  /** The terms of an output of sample 0, channel 0 whose window lies inside X; stops at the first term that is not. */
+  const interiorAt = (o: number[]): Term[] | undefined => {
+    const src = srcOf(0, 0, o);
+    if (src === undefined || terms.count === 0) return undefined;
+    const list: Term[] = [];
+    for (let t = 0; t < terms.count; t++) {
+      const e = termOf(src, t);
+      if (!e || !e.x || e.x[0] !== 0 || e.x[1] !== 0) return undefined;
+      list.push(e);
     }
     return list;
   };
   const minK = (t: Term[] | undefined) => (t && t.length ? t.reduce((m, e) => Math.min(m, e.k), Infinity) : undefined);
-  // An output whose window lies inside X gives the kernel shape and dilation. With padding p and stride s
-  // the first one is at ceil(p / s) on every axis: the first outputs in order, then the diagonal, then the
-  // centre are tried, a bounded number (a scan of all outputs of a corrupt 16-million-wide input takes minutes).
+  // An output whose window lies inside X gives the kernel shape and dilation. The centre is one for any
+  // real conv; then the diagonal and the first outputs in order are tried, a bounded number (a scan of all
+  // outputs of a corrupt 16-million-wide input takes minutes; a wrong layout fails on every candidate).
   let interior: Term[] | undefined, oStar: number[] | undefined;
   for (const o of interiorCandidates(O)) {
-    const t = termsAt(0, 0, o);
-    if (t && t.length && t.every((e) => e.x && e.x[0] === 0 && e.x[1] === 0)) { interior = t; oStar = o; break; }
+    const t = interiorAt(o);
+    if (t) { interior = t; oStar = o; break; }
   }
   if (!interior || !oStar) return no(1, 'no output has its whole window inside the input (sample 0, channel 0)');
   const KK = interior.length;
@@ -214,7 +258,9 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   if (C > MAX_CHANNELS) return no(3, `${C} channels per sample are more than the ${MAX_CHANNELS} probed`);
   let G = 1;
   const groupBase: number[] = [];
-  for (let c = 0; c < C; c++) groupBase.push(minK(termsAt(0, c, oStar)) ?? NaN);
+  // The kernel element of one term (the first) of each channel's output at oStar: it moves where the group changes.
+  const srcStar = (c: number) => srcOf(0, c, oStar!);
+  for (let c = 0; c < C; c++) { const src = srcStar(c); groupBase.push(src === undefined ? NaN : termOf(src, 0)?.k ?? NaN); }
   for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
   if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return no(3, `the kernel does not repeat in equal channel groups (${G} changes over ${C} channels)`);
   const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;
@@ -259,28 +305,98 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   let expect = 1;
   for (let i = sorted.length - 1; i >= 0; i--) { if (sorted[i].stride !== expect) return no(7, 'the kernel tensor is not [N, G, kernel window, outputs] in any axis order'); expect *= sorted[i].size; }
   if (expect !== numel(kDims) || kBase !== 0) return no(7, `the kernel tensor [${kDims.join(', ')}] holds more than [N, G, kernel window, outputs]`);
-  // Check every term of every output (or an even sample of them on large tensors).
+  // Check the inference on chosen outputs: every output whose window reaches into the padding or past the
+  // input on some axis (and the first inside), the centre, a few pseudo-random positions, in turn for the
+  // first and last sample, channel and channel group; then an even sample over all outputs.
+  // The check runs on many terms: flat indices are compared, nothing is allocated per term.
+  const xS = stridesOf(xDims);
+  const sN = xS[xPerm[0]], sC = xS[xPerm[1]], sD = D.map((_, ax) => xS[xPerm[2 + ax]]);
+  const jOf = new Map<number, number>(), offsets: number[][] = [];
+  for (const [rem, off] of aOfRemainder) { jOf.set(rem, offsets.length); offsets.push(off); }
+  const mark = new Int32Array(KK);
+  let stamp = 0;
+  const checkAt = (n: number, c: number, o: number[]): LayoutFailure | undefined => {
+    const at = () => `output [${[n, c, ...o].join(', ')}]`;
+    const src = srcOf(n, c, o);
+    if (src === undefined || terms.count !== KK) return no(8, `${at()} does not have ${KK} traceable terms`);
+    stamp++;
+    let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride;
+    for (let ax = 0; ax < r; ax++) kb += o[ax] * oStrides[ax];
+    for (let t = 0; t < KK; t++) {
+      if (!terms.termAt(src, t)) return no(8, `${at()} does not have ${KK} traceable terms`);
+      const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
+      const j = ki < 0 ? undefined : jOf.get(ki - kb);
+      if (j === undefined) return no(8, `${at()} reads a kernel element outside its window`);
+      if (mark[j] === stamp) return no(8, `${at()} reads one kernel offset twice`);
+      mark[j] = stamp;
+      const a = offsets[j];
+      let inside = true, want = n * sN + c * sC;
+      for (let ax = 0; ax < r; ax++) {
+        const q = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + a[ax] * dilations[ax];
+        if (q < 0 || q >= D[ax]) { inside = false; break; }
+        want += q * sD[ax];
+      }
+      if (!inside) { if (xi >= 0) return no(8, `${at()} reads input where padding was expected`); continue; }
+      if (xi !== want) return no(8, `${at()} reads another input element than the inferred conv does`);
+    }
+    return undefined;
+  };
+  const window = { kernel, strides, padsBegin, dilations, upsample, D };
+  for (const [n, c, o] of verificationPoints(N, C, G, O, window)) {
+    const bad = checkAt(n, c, o);
+    if (bad) return bad;
+  }
   const total = N * C * Oprod;
   const step = Math.max(1, Math.floor((total * KK) / MAX_TERMS_CHECKED));
   for (let e = 0; e < total; e += step) {
-    const [n, c, oFlat] = [Math.floor(e / (C * Oprod)), Math.floor(e / Oprod) % C, e % Oprod];
-    const o = unravel(oFlat, O);
-    const t = termsAt(n, c, o);
-    if (!t || t.length !== KK) return no(8, `output [${[n, c, ...o].join(', ')}] does not have ${KK} traceable terms`);
-    const seen = new Set<number>();
-    for (const term of t) {
-      const a = offsetFromK(term.k, n, c, o);
-      if (!a) return no(8, `output [${[n, c, ...o].join(', ')}] reads a kernel element outside its window`);
-      const j = ravel(a, kernel);
-      if (seen.has(j)) return no(8, `output [${[n, c, ...o].join(', ')}] reads one kernel offset twice`);
-      seen.add(j);
-      const p = a.map((v, ax) => Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + v * dilations[ax]);
-      const inside = p.every((q, ax) => q >= 0 && q < D[ax]);
-      if (!inside) { if (term.x) return no(8, `output [${[n, c, ...o].join(', ')}] reads input where padding was expected`); continue; }
-      if (!term.x || term.x[0] !== n || term.x[1] !== c || term.x.slice(2).some((q, ax) => q !== p[ax])) return no(8, `output [${[n, c, ...o].join(', ')}] reads another input element than the inferred conv does`);
-    }
+    const bad = checkAt(Math.floor(e / (C * Oprod)), Math.floor(e / Oprod) % C, unravel(e % Oprod, O));
+    if (bad) return bad;
   }
   return { ok: true, kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G, kStrides: { n: nStride, g: gStride, a: aStrides, o: oStrides }, N, O };
+}
+
+interface Window { kernel: number[]; strides: number[]; padsBegin: number[]; dilations: number[]; upsample: number; D: number[] }
+
+/** A fixed pseudo-random sequence (the checks are the same on every run). */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+}
+
+/**
+ * The outputs (n, c, o) the inference is checked on. Data movement is piecewise regular: what differs
+ * between outputs is where a window meets the padding or the input's end, the upsampling phase, and the
+ * sample, channel and group boundaries; those are all taken, with a few pseudo-random ones besides.
+ */
+export function* verificationPoints(N: number, C: number, G: number, O: number[], w: Window): Generator<[number, number, number[]]> {
+  const rand = lcg(0x5eed);
+  const perAxis = O.map((size, ax) => {
+    const start = (o: number) => Math.floor(o / w.upsample) * w.strides[ax] - w.padsBegin[ax];
+    const end = (o: number) => start(o) + w.dilations[ax] * (w.kernel[ax] - 1);
+    const picks = new Set<number>();
+    for (let o = 0; o < size && picks.size < MAX_BAND; o++) { picks.add(o); if (start(o) >= 0 && o % w.upsample === w.upsample - 1) break; }
+    for (let o = size - 1, k = 0; o >= 0 && k < MAX_BAND; o--, k++) { picks.add(o); if (end(o) < w.D[ax] && o % w.upsample === 0) break; }
+    picks.add(size >> 1);
+    for (let i = 0; i < 2; i++) picks.add(Math.floor(rand() * size));
+    return [...picks].sort((x, y) => x - y);
+  });
+  // Spatial points: each axis's choices with the other axes at the centre, and the corners (the first two
+  // and last two choices of every axis combined), where two axes meet the padding at once.
+  const centre = O.map((s) => s >> 1);
+  const points: number[][] = [];
+  perAxis.forEach((picks, ax) => { for (const p of picks) points.push(centre.map((c, b) => (b === ax ? p : c))); });
+  const ends = perAxis.map((picks) => [...new Set([picks[0], picks[1] ?? picks[0], picks[picks.length - 2] ?? picks[0], picks[picks.length - 1]])]);
+  const corners = ends.reduce((p, a) => p * a.length, 1);
+  for (let i = 0; i < corners && points.length < MAX_SPATIAL_CHECKS; i++) points.push(unravel(i, ends.map((a) => a.length)).map((j, ax) => ends[ax][j]));
+  const cg = C / G;
+  const pairs: [number, number][] = [[0, 0], [N - 1, C - 1], [0, C - 1], [N - 1, 0]];
+  for (const g of new Set([0, 1, G - 1, Math.floor(rand() * G)])) if (g < G) pairs.push([0, g * cg], [N - 1, g * cg + cg - 1]);
+  for (let i = 0; i < 4; i++) pairs.push([Math.floor(rand() * N), Math.floor(rand() * C)]);
+  for (const [n, c] of pairs) yield [n, c, centre];
+  for (let k = 0; k < points.length; k++) {
+    const [n, c] = pairs[k % pairs.length];
+    yield [n, c, points[k]];
+  }
 }
 
 export function inverse(perm: number[]): number[] {

@@ -25,6 +25,16 @@ export function ravel(c: readonly number[], dims: readonly number[]): number {
 
 export const ZERO = -1;
 
+/** A step that reaches something other than data movement (or a non-zero fill). */
+const FAIL = -2;
+
+/** One op backwards for one output value (see Tracer.compile): the input (`from`, or the Concat part `map` picked) and its flat index. */
+interface Step {
+  from?: Value;
+  picked?: Value;
+  map(flat: number): number;
+}
+
 /**
  * Thrown when the traces of one match run past their budget: the shapes are too large, or the paths too
  * long, to verify by probing (a corrupt static dim of 2^24 makes every loop over positions take minutes).
@@ -71,118 +81,222 @@ export class Tracer {
     return i;
   }
 
-  trace(v: Value, c: number[]): number | undefined {
+  /** Each value's backward step, built once: a trace step is index arithmetic without allocation. */
+  private readonly steps = new Map<Value, Step | null>();
+
+  /** The root's flat index of element `c` (a coordinate) of v, ZERO for zero fill, undefined when not pure data movement. */
+  trace(v: Value, c: readonly number[]): number | undefined {
+    const dims = this.dims(v);
+    if (!dims || dims.length !== c.length) return undefined;
+    return this.traceFlat(v, ravel(c, dims));
+  }
+
+  /** As trace, for the element at flat (row-major) index `flat` of v. */
+  traceFlat(v: Value, flat: number): number | undefined {
     for (let depth = 0; depth < 256; depth++) {
       if (this.budget && --this.budget.left < 0) throw new ProbeBudgetExceeded();
-      if (v === this.root) return ravel(c, this.dims(v)!);
-      const n = v.producer;
-      if (!isMovement(n)) return undefined;
-      const next = this.step(n!, v, c);
-      if (next === undefined || next === ZERO) return next;
-      [v, c] = next;
-      // A coordinate has one entry per axis of its value; anything else comes of a malformed node (a Slice
-      // axis of 4e9 makes a sparse coordinate 4e9 long) and traces nothing.
-      if (c.length !== this.dims(v)?.length) return undefined;
+      if (v === this.root) return flat;
+      let step = this.steps.get(v);
+      if (step === undefined) {
+        step = isMovement(v.producer) ? this.compile(v.producer!, v) : null;
+        this.steps.set(v, step);
+      }
+      if (!step) return undefined;
+      flat = step.map(flat);
+      if (flat === ZERO) return ZERO;
+      if (flat === FAIL) return undefined;
+      v = step.from ?? step.picked!;
     }
     return undefined;
   }
 
-  /** One op backwards: the input value and coordinate an output element comes from. */
-  private step(n: Node, out: Value, c: number[]): [Value, number[]] | typeof ZERO | undefined {
+  /**
+   * One op backwards, for one output value: from an output element's flat index, the flat index of the input
+   * element it comes from. Attributes, constant operands and shapes are read here, once.
+   */
+  private compile(n: Node, out: Value): Step | null {
     const x = n.inputs[0];
-    if (!x) return undefined;
+    if (!x) return null;
     const inDims = this.dims(x), outDims = this.dims(out);
-    if (!inDims || !outDims) return undefined;
+    if (!inDims || !outDims) return null;
+    const rank = inDims.length, outRank = outDims.length;
     const opset = this.a.opset;
+    const inS = stridesOf(inDims);
+    const c = new Array<number>(outRank).fill(0); // the output coordinate, decoded in place
+    const decode = (flat: number) => {
+      for (let i = outRank - 1; i >= 0; i--) {
+        const d = outDims[i], q = Math.floor(flat / d);
+        c[i] = flat - q * d;
+        flat = q;
+      }
+    };
+    const simple = (map: (flat: number) => number): Step => ({ from: x, map });
     switch (n.opType) {
-      case 'Reshape': case 'Flatten': case 'Squeeze': case 'Unsqueeze': case 'Identity': case 'Cast':
-        return [x, unravel(ravel(c, outDims), inDims)];
+      case 'Reshape': case 'Flatten': case 'Squeeze': case 'Unsqueeze': case 'Identity': case 'Cast': {
+        // A chain of re-views keeps the flat index: one step goes to the first value that is not a re-view.
+        let src = x, srcDims = inDims;
+        for (let hops = 0; hops < 64 && src !== this.root && isReView(src.producer); hops++) {
+          const up = src.producer!.inputs[0], d = up && this.dims(up);
+          if (!up || !d || numelOf(d) !== numelOf(srcDims)) break;
+          src = up; srcDims = d;
+        }
+        if (numelOf(srcDims) !== numelOf(outDims)) return null;
+        return { from: src, map: (f) => f };
+      }
       case 'Transpose': {
         const perm = n.attrInts('perm') ?? inDims.map((_, i) => inDims.length - 1 - i);
-        const ic = new Array(inDims.length);
-        perm.forEach((p, i) => (ic[p] = c[i]));
-        return [x, ic];
+        if (perm.length !== rank || outRank !== rank || perm.some((p) => !(p >= 0 && p < rank))) return null;
+        const s = perm.map((p) => inS[p]);
+        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += c[i] * s[i]; return r; });
       }
       case 'Gather': {
         const t = this.a.constValue(n.inputs[1]);
-        if (!t) return undefined;
-        const axis = norm(n.attrInt('axis', 0), inDims.length);
-        const ir = t.dims.length;
-        let k = t.data[ravel(c.slice(axis, axis + ir), t.dims)];
-        if (k < 0) k += inDims[axis];
-        return [x, [...c.slice(0, axis), k, ...c.slice(axis + ir)]];
+        if (!t) return null;
+        const axis = norm(n.attrInt('axis', 0), rank);
+        const ir = t.dims.length, size = inDims[axis], idx = t.data, tS = stridesOf(t.dims);
+        if (!(axis >= 0 && axis < rank) || outRank !== rank - 1 + ir) return null;
+        return simple((f) => {
+          decode(f);
+          let j = 0;
+          for (let i = 0; i < ir; i++) j += c[axis + i] * tS[i];
+          let k = idx[j];
+          if (k < 0) k += size;
+          if (!(k >= 0 && k < size)) return FAIL;
+          let r = k * inS[axis];
+          for (let i = 0; i < axis; i++) r += c[i] * inS[i];
+          for (let i = axis + 1; i < rank; i++) r += c[i - 1 + ir] * inS[i];
+          return r;
+        });
       }
       case 'Slice': {
         const starts = opset >= 10 ? this.ints(n.inputs[1]) : n.attrInts('starts');
         const ends = opset >= 10 ? this.ints(n.inputs[2]) : n.attrInts('ends');
-        if (!starts || !ends) return undefined;
+        if (!starts || !ends || outRank !== rank) return null;
         const axes = (opset >= 10 ? this.ints(n.inputs[3]) : n.attrInts('axes')) ?? starts.map((_, i) => i);
         const steps = (opset >= 10 ? this.ints(n.inputs[4]) : undefined) ?? starts.map(() => 1);
-        const ic = [...c];
-        axes.forEach((raw, i) => {
-          const ax = norm(raw, inDims.length), d = inDims[ax], step = steps[i];
-          let s = starts[i] < 0 ? starts[i] + d : starts[i];
-          s = step > 0 ? Math.max(0, Math.min(s, d)) : Math.max(-1, Math.min(s, d - 1));
-          ic[ax] = s + c[ax] * step;
-        });
-        return [x, ic];
+        const first = new Array<number>(rank).fill(0), step = new Array<number>(rank).fill(1);
+        for (let i = 0; i < axes.length; i++) {
+          const ax = norm(axes[i], rank);
+          if (!(ax >= 0 && ax < rank) || starts[i] === undefined || steps[i] === undefined) return null;
+          const d = inDims[ax];
+          let st = starts[i] < 0 ? starts[i] + d : starts[i];
+          st = steps[i] > 0 ? Math.max(0, Math.min(st, d)) : Math.max(-1, Math.min(st, d - 1));
+          first[ax] = st; step[ax] = steps[i];
+        }
+        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (first[i] + c[i] * step[i]) * inS[i]; return r; });
       }
       case 'Pad': {
         const pads = opset >= 11 ? this.ints(n.inputs[1]) : n.attrInts('pads');
-        if (!pads || (opset >= 18 && n.inputs[3])) return undefined;
+        if (!pads || (opset >= 18 && n.inputs[3]) || pads.length !== 2 * rank || outRank !== rank) return null;
         const value = opset >= 11 ? (n.inputs[2] ? this.a.constValue(n.inputs[2])?.data[0] : 0) : n.attrFloat('value', 0);
-        const r = inDims.length;
-        const ic = c.map((v, i) => v - pads[i]);
-        if (ic.some((v, i) => v < 0 || v >= inDims[i])) return value === 0 ? ZERO : undefined;
-        void r;
-        return [x, ic];
+        const fill = value === 0 ? ZERO : FAIL;
+        return simple((f) => {
+          decode(f);
+          let r = 0;
+          for (let i = 0; i < rank; i++) {
+            const v = c[i] - pads[i];
+            if (v < 0 || v >= inDims[i]) return fill;
+            r += v * inS[i];
+          }
+          return r;
+        });
       }
       case 'Concat': {
-        const axis = norm(n.attrInt('axis', 0), outDims.length);
+        const axis = norm(n.attrInt('axis', 0), outRank);
+        const parts: { v: Value; end: number; offset: number; zero: boolean | undefined; s: number[] }[] = [];
         let offset = 0;
         for (const inp of n.inputs) {
           const d = this.dims(inp);
-          if (!inp || !d) return undefined;
-          if (c[axis] < offset + d[axis]) {
-            const ic = [...c];
-            ic[axis] -= offset;
-            if (this.a.label(inp) !== 'data') return this.a.constValue(inp)?.data.every((v) => v === 0) ? ZERO : undefined;
-            return [inp, ic];
-          }
+          if (!inp || !d || d.length !== outRank) return null;
+          const zero = this.a.label(inp) !== 'data' ? this.a.constValue(inp)?.data.every((v) => v === 0) ?? false : undefined;
+          parts.push({ v: inp, offset, end: offset + d[axis], zero, s: stridesOf(d) });
           offset += d[axis];
         }
-        return undefined;
+        const step: Step = {
+          map: (f) => {
+            decode(f);
+            for (const p of parts) {
+              if (c[axis] >= p.end) continue;
+              if (p.zero !== undefined) return p.zero ? ZERO : FAIL;
+              step.picked = p.v;
+              let r = 0;
+              for (let i = 0; i < outRank; i++) r += (i === axis ? c[i] - p.offset : c[i]) * p.s[i];
+              return r;
+            }
+            return FAIL;
+          },
+        };
+        return step;
       }
       case 'Expand': case 'Tile': {
-        const off = outDims.length - inDims.length;
-        return [x, inDims.map((d, i) => (n.opType === 'Tile' ? c[i + off] % d : d === 1 ? 0 : c[i + off]))];
+        const off = outRank - rank;
+        if (off < 0) return null;
+        const tile = n.opType === 'Tile';
+        return simple((f) => {
+          decode(f);
+          let r = 0;
+          for (let i = 0; i < rank; i++) r += (tile ? c[i + off] % inDims[i] : inDims[i] === 1 ? 0 : c[i + off]) * inS[i];
+          return r;
+        });
       }
       case 'Resize': case 'Upsample': {
-        if ((n.attrString('mode') ?? 'nearest') !== 'nearest') return undefined;
-        if (n.opType === 'Resize' && opset >= 11 && ((n.attrString('coordinate_transformation_mode') ?? 'half_pixel') !== 'asymmetric' || (n.attrString('nearest_mode') ?? 'round_prefer_floor') !== 'floor')) return undefined;
-        return [x, c.map((v, i) => Math.min(inDims[i] - 1, Math.floor((v * inDims[i]) / outDims[i])))];
+        if ((n.attrString('mode') ?? 'nearest') !== 'nearest') return null;
+        if (n.opType === 'Resize' && opset >= 11 && ((n.attrString('coordinate_transformation_mode') ?? 'half_pixel') !== 'asymmetric' || (n.attrString('nearest_mode') ?? 'round_prefer_floor') !== 'floor')) return null;
+        if (outRank !== rank) return null;
+        return simple((f) => {
+          decode(f);
+          let r = 0;
+          for (let i = 0; i < rank; i++) r += Math.min(inDims[i] - 1, Math.floor((c[i] * inDims[i]) / outDims[i])) * inS[i];
+          return r;
+        });
       }
       case 'DepthToSpace': {
         const b = n.attrInt('blocksize', 1);
-        const [bn, ch, h, w] = c;
         const cOut = outDims[1];
         const crd = (n.attrString('mode') ?? 'DCR') === 'CRD';
-        const inC = crd ? ch * b * b + (h % b) * b + (w % b) : ((h % b) * b + (w % b)) * cOut + ch;
-        return [x, [bn, inC, Math.floor(h / b), Math.floor(w / b)]];
+        if (rank !== 4 || outRank !== 4) return null;
+        return simple((f) => {
+          decode(f);
+          const [bn, ch, h, w] = c;
+          const inC = crd ? ch * b * b + (h % b) * b + (w % b) : ((h % b) * b + (w % b)) * cOut + ch;
+          return bn * inS[0] + inC * inS[1] + Math.floor(h / b) * inS[2] + Math.floor(w / b) * inS[3];
+        });
       }
       case 'Split': {
-        const axis = norm(n.attrInt('axis', 0), inDims.length);
+        const axis = norm(n.attrInt('axis', 0), rank);
         const k = n.outputs.indexOf(out);
         let offset = 0;
-        for (let i = 0; i < k; i++) offset += this.dims(n.outputs[i])![axis];
-        const ic = [...c];
-        ic[axis] += offset;
-        return [x, ic];
+        for (let i = 0; i < k; i++) {
+          const d = this.dims(n.outputs[i]);
+          if (!d) return null;
+          offset += d[axis];
+        }
+        if (!(axis >= 0 && axis < rank) || outRank !== rank) return null;
+        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (i === axis ? c[i] + offset : c[i]) * inS[i]; return r; });
       }
       default:
-        return undefined;
+        return null;
     }
   }
+}
+
+/** Row-major strides of a shape. */
+export function stridesOf(dims: readonly number[]): number[] {
+  const s = new Array<number>(dims.length);
+  let p = 1;
+  for (let i = dims.length - 1; i >= 0; i--) { s[i] = p; p *= dims[i]; }
+  return s;
+}
+
+const RE_VIEWS = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Cast']);
+function isReView(n: Node | null | undefined): boolean {
+  return !!n && n.domain === '' && RE_VIEWS.has(n.opType);
+}
+
+function numelOf(dims: readonly number[]): number {
+  let p = 1;
+  for (const d of dims) p *= d;
+  return p;
 }
 
 function norm(a: number, r: number): number {

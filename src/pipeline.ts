@@ -4,12 +4,12 @@
 import { buildModel } from './ir/build.js';
 import type { Model } from './ir/graph.js';
 import { modelBytes } from './ir/serialize.js';
-import { loadModel, loadModelFromBytes, type LoadedModel } from './onnx/io.js';
+import { loadModel, loadModelFromBytes, saveModel, type LoadedModel, type SaveOptions } from './onnx/io.js';
 import { fuseModel, type FuseResult } from '../passes/fuse.js';
 import { DEFAULT_MAX_BYTES, enforceBudget, estimateRun } from './validate/budget.js';
 import { feedShapes, randomFeeds } from './validate/feeds.js';
 import type { RunnableModel } from './validate/ort.js';
-import { compareModels, type ValidateOptions, type ValidateResult } from './validate/validate.js';
+import { compareModels, makeFeeds, type ValidateOptions, type ValidateResult } from './validate/validate.js';
 
 /** A model loaded and built into the IR; `model` is edited in place by the passes. */
 export interface OpenedModel {
@@ -39,6 +39,17 @@ export function fuse(opened: OpenedModel): FuseResult {
 /** The model as it is now, for ONNX Runtime, from memory. */
 export function runnable(opened: OpenedModel, label = `${opened.label} (fused, in memory)`): RunnableModel & { model: Model } {
   return { label, source: modelBytes(opened.model), model: opened.model };
+}
+
+/** Writes the model as it is now (atomically; external data kept as it was by default). Returns the files written. */
+export function save(opened: OpenedModel, file: string, options?: SaveOptions): string[] {
+  opened.model.toProto();
+  return saveModel(opened.loaded, file, options);
+}
+
+/** The original (its file, or the bytes it was opened from) against the model as it is now (from memory). */
+export async function validateFused(opened: OpenedModel, opts: ValidateOptions = {}): Promise<ValidateResult> {
+  return compareModels(opened.original, runnable(opened), makeFeeds(opened.model, opts), opts);
 }
 
 export interface FuseAndValidate {

@@ -406,11 +406,6 @@ function makeAttribute(name: string, v: AttrValue): AttributeProto {
   return a;
 }
 
-/** A float attribute even when the value happens to be an integer. */
-export function floatAttr(name: string, f: number): AttributeProto {
-  return onnx.AttributeProto.create({ name, type: AttrType.FLOAT, f });
-}
-
 export class Model {
   graph!: Graph;
   readonly opsets = new Map<string, number>();
@@ -442,6 +437,11 @@ export class Model {
   get functions(): FunctionProto[] {
     return this.proto.functions ?? [];
   }
+  /** Removes the model-local functions that `drop` selects. */
+  removeFunctions(drop: (f: FunctionProto) => boolean): void {
+    this.edited();
+    this.proto.functions = this.functions.filter((f) => !drop(f));
+  }
 
   /** Whether the model has a local function (domain, name). */
   hasFunction(domain: string, name: string): boolean {
@@ -451,6 +451,7 @@ export class Model {
   /** Adds a model-local function; a node of op type `name` in `domain` then runs its body. */
   addFunction(f: FunctionProto): void {
     if (this.hasFunction(f.domain ?? '', f.name ?? '')) throw new Error(`internal: the model already has function ${f.domain}.${f.name}`);
+    this.edited();
     (this.proto.functions ??= []).push(f);
   }
 

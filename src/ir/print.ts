@@ -2,10 +2,11 @@
 // be reviewed at a glance and a test can compare it with the expected text.
 //
 //   graph(%x: f32[N,4,8,8]) -> (%y)
-//   %w2 = Reshape(%w, @shape)
-//   %y = com.dynconv.MixtureConv(%x, %r, @experts, @bias) {group=1, pads=[1,1,1,1], strides=[1,1]}
+//   %w2 = Reshape(%w, @shape=[-1,3])
+//   %y = com.dynconv.MixtureConv(%x, %w2, @experts:f32[3,8,4,3,3], @bias:f32[3,8]) {group=1, pads=[1,1,1,1]}
 //
-// `%` marks values computed in the graph or fed in, `@` initializers. Attributes are sorted by name.
+// `%` marks values computed in the graph or fed in, `@` initializers (short integer ones with their values,
+// others with their type). Attributes are sorted by name.
 import { AttrType, DataType, toNumber, type AttributeProto } from '../onnx/proto.js';
 import type { Dim, Graph, Value } from './graph.js';
 
@@ -15,9 +16,17 @@ function dims(shape: Dim[] | undefined): string {
   return shape ? `[${shape.map((d) => (d === undefined ? '?' : String(d))).join(',')}]` : '[*]';
 }
 
+/** A value: `%name`, or for an initializer `@name` with its values when it is a short integer list, else its type. */
 function ref(v: Value | null): string {
   if (!v) return '_';
-  return `${v.initializer ? '@' : '%'}${v.name}`;
+  if (!v.initializer) return `%${v.name}`;
+  const type = v.type;
+  const n = (type?.shape ?? []).reduce<number>((p, d) => p * (typeof d === 'number' ? d : NaN), 1);
+  if ((type?.elemType === DataType.INT64 || type?.elemType === DataType.INT32) && n <= 8) {
+    const t = v.graph.model.initializerTensor(v);
+    if (t) return `@${v.name}=${t.dims.length ? `[${Array.from(t.data).join(',')}]` : String(t.data[0])}`;
+  }
+  return `@${v.name}:${DTYPES[type?.elemType ?? 0] ?? '?'}${dims(type?.shape)}`;
 }
 
 function attribute(a: AttributeProto): string {

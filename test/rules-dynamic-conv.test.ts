@@ -1,0 +1,102 @@
+// dynamic-conv on hand-built graphs: a conv whose per-sample weights come from a kernel head (a dynamic
+// filter network: Gemm of the pooled input) in the grouped-conv trick becomes one DynamicConv with the
+// per-sample weights and bias; the graph before and after, the fused model against the original on ONNX
+// Runtime, and a weight shared by the whole batch, which no conv rule can take apart, with the reason in
+// `scan --explain`.
+import test from 'ava';
+import { dynamicConv } from '../passes/rules/dynamic-conv.js';
+import { runCli } from './helpers/cli.js';
+import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
+import { cleanup, fuseWith, scanSpec, text, validate, writeSpec } from './helpers/rules.js';
+
+const N = 2, C = 4, M = 6, K = 3, H = 5;
+const values = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed) * 0.3);
+const transB = { name: 'transB', type: 2, i: 1 } as never;
+
+/** Weights and bias per sample from Gemm heads on the pooled input; the conv over the batch as one grouped conv. */
+function dynamicFilter(opts: { sharedWeight?: boolean } = {}): ModelSpec {
+  const perSample = M * C * K * K;
+  const nodes = [
+    node('GlobalAveragePool', ['x'], ['pooled']),
+    node('Flatten', ['pooled'], ['flat']),
+    node('Gemm', ['flat', 'head_w', 'head_b'], ['w_flat'], { attrs: [transB] }),
+    node('Gemm', ['flat', 'bias_w'], ['b_flat'], { attrs: [transB] }),
+    node('Relu', ['w_flat'], ['w_act']),
+  ];
+  if (opts.sharedWeight) {
+    // one data-dependent weight for the whole batch: sample 0's, applied to every sample
+    nodes.push(node('Slice', ['w_act', 'zero', 'one', 'zero'], ['w0']), node('Reshape', ['w0', 'w_shared_shape'], ['w']));
+    nodes.push(node('Conv', ['x', 'w'], ['y'], { attrs: [{ name: 'pads', type: 7, ints: [1, 1, 1, 1] } as never] }));
+  } else {
+    nodes.push(
+      node('Reshape', ['w_act', 'w_shape'], ['w']),
+      node('Reshape', ['b_flat', 'b_shape'], ['b']),
+      node('Reshape', ['x', 'x_shape'], ['x1']),
+      node('Conv', ['x1', 'w', 'b'], ['y1'], { attrs: [{ name: 'group', type: 2, i: N } as never, { name: 'pads', type: 7, ints: [1, 1, 1, 1] } as never] }),
+      node('Reshape', ['y1', 'y_shape'], ['y']),
+    );
+  }
+  return {
+    opset: 13,
+    nodes,
+    inputs: [valueInfo('x', DataType.FLOAT, [N, C, H, H])],
+    outputs: [valueInfo('y', DataType.FLOAT, [N, M, H, H])],
+    initializers: [
+      tensor('head_w', DataType.FLOAT, [perSample, C], f32Bytes(values(perSample * C, 1))),
+      tensor('head_b', DataType.FLOAT, [perSample], f32Bytes(values(perSample, 2))),
+      tensor('bias_w', DataType.FLOAT, [M, C], f32Bytes(values(M * C, 3))),
+      tensorI64('w_shape', [4], [N * M, C, K, K]),
+      tensorI64('w_shared_shape', [4], [M, C, K, K]),
+      tensorI64('b_shape', [1], [N * M]),
+      tensorI64('x_shape', [4], [1, N * C, H, H]),
+      tensorI64('y_shape', [4], [N, M, H, H]),
+      tensorI64('zero', [1], [0]),
+      tensorI64('one', [1], [1]),
+    ],
+  };
+}
+
+test('dynamic-conv: per-sample weights and bias from kernel heads become one DynamicConv (family direct)', async (t) => {
+  const run = fuseWith(dynamicFilter(), dynamicConv);
+  t.teardown(() => cleanup(run));
+  t.is(run.before, text(`
+    graph(%x: f32[2,4,5,5]) -> (%y)
+    %pooled = GlobalAveragePool(%x)
+    %flat = Flatten(%pooled)
+    %w_flat = Gemm(%flat, @head_w:f32[216,4], @head_b:f32[216]) {transB=1}
+    %b_flat = Gemm(%flat, @bias_w:f32[6,4]) {transB=1}
+    %w_act = Relu(%w_flat)
+    %w = Reshape(%w_act, @w_shape=[12,4,3,3])
+    %b = Reshape(%b_flat, @b_shape=[12])
+    %x1 = Reshape(%x, @x_shape=[1,8,5,5])
+    %y1 = Conv(%x1, %w, %b) {group=2, pads=[1,1,1,1]}
+    %y = Reshape(%y1, @y_shape=[2,6,5,5])
+  `));
+  // The heads stay: their outputs are re-viewed per sample ([N, M, C/g, *K] and [N, M]).
+  t.is(run.after, text(`
+    graph(%x: f32[2,4,5,5]) -> (%y)
+    %pooled = GlobalAveragePool(%x)
+    %flat = Flatten(%pooled)
+    %w_flat = Gemm(%flat, @head_w:f32[216,4], @head_b:f32[216]) {transB=1}
+    %b_flat = Gemm(%flat, @bias_w:f32[6,4]) {transB=1}
+    %w_act = Relu(%w_flat)
+    %w_act_reshaped = Reshape(%w_act, @dynconv_shape=[-1,6,4,3,3])
+    %b_flat_reshaped = Reshape(%b_flat, @dynconv_shape__1=[-1,6])
+    %y = com.dynconv.DynamicConv(%x, %w_act_reshaped, %b_flat_reshaped) {dilations=[1,1], group=1, pads=[1,1,1,1], strides=[1,1], transpose=0}
+  `));
+  t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.batch]), [['direct', 'DynamicConv', 'grouped-trick']]);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
+test('dynamic-conv: a weight shared by the whole batch is left, and scan --explain names every conv rule and the reason', async (t) => {
+  const sites = scanSpec(dynamicFilter({ sharedWeight: true }));
+  t.is(sites.length, 1);
+  t.truthy(sites[0].notFused);
+  t.deepEqual([sites[0].closest?.rule, ...(sites[0].closest?.tiedWith ?? [])].sort(), ['dynamic-conv', 'mixture-conv', 'modulated-conv']);
+  const r = await runCli(['scan', writeSpec(dynamicFilter({ sharedWeight: true })), '--explain']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /not fused: the conv input has batch \[2\] but one data-dependent weight: the weight is shared by the whole batch/);
+  t.regex(r.stdout, /every rule \(mixture-conv, modulated-conv, dynamic-conv\) failed at node "Conv_y" \(Conv\)/);
+});
