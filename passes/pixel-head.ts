@@ -66,10 +66,14 @@ export function rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm 
   const hw = b.op('Reshape', [head.weight, b.ints([head.M, head.Cf])], undefined, `${head.weight.name}_head`);
   const hb = head.bias ?? b.initializer('dynconv_zero_bias', makeTensor(DataType.FLOAT, [head.M], new Float32Array(head.M)));
   if (head.shapeUses.length) {
-    // Shape(kernel root) = [N, M, *O] = Shape(F) with M on axis 1.
-    const fShape = b.op('Shape', [head.features]);
-    const part = (from: number, to: number) => b.op('Slice', [fShape, b.ints([from]), b.ints([to]), b.ints([0])]);
-    const kShape = b.op('Concat', [part(0, 1), b.ints([head.M]), part(2, 2 ** 62)], { axis: 0 });
+    // Shape(kernel root) = [N, M, *O] = Shape(F) with M on axis 1, computed where the first Shape node was (its
+    // readers come before the site: the graph stays in order, so the sweep removes what dies in one pass).
+    const order = new Map(b.graph.nodes.map((n, i) => [n, i]));
+    const first = head.shapeUses.reduce((x, y) => ((order.get(y) ?? 0) < (order.get(x) ?? 0) ? y : x));
+    const op = (type: string, inputs: Value[], attrs?: Record<string, number>) => b.graph.addNode(type, inputs, 1, { before: first, attrs }).outputs[0];
+    const fShape = op('Shape', [head.features]);
+    const part = (from: number, to: number) => op('Slice', [fShape, b.ints([from]), b.ints([to]), b.ints([0])]);
+    const kShape = op('Concat', [part(0, 1), b.ints([head.M]), part(2, 2 ** 62)], { axis: 0 });
     for (const s of head.shapeUses) s.outputs[0].replaceAllUsesWith(kShape);
   }
   const fused = b.node('PixelConvHead', [x, head.features, hw, hb], {
