@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runWithOrtLibrary, type FloatTensor } from '../codegen/ort/index.js';
+import { runWithOrtLibrary, type FloatTensor } from '../src/run/ort/runner.js';
 import { fuseModel } from '../passes/fuse.js';
 import { buildModel } from '../src/ir/build.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';

@@ -215,7 +215,8 @@ function pixelConvBody(b: BodyBuilder, kIn = 'K'): string {
   const uu = b.one('Resize', [u, roi, scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
   const oprod = b.reduceProd(b.dims(uu, 2));
   const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims(kIn, 1, 2), b.ints([-1]), kk, oprod])]);
-  const k5 = b.unsqueeze(b.one('Reshape', [kIn, b.concat([b.dims(kIn, 0, 3), oprod])]), [2]);
+  // K's batch is X's (docs/ops.md): reshaping K to X's N fails for any other batch instead of broadcasting one of 1.
+  const k5 = b.unsqueeze(b.one('Reshape', [kIn, b.concat([b.dims('X', 0, 1), b.dims(kIn, 1, 3), oprod])]), [2]);
   const p = b.reduceSum(b.one('Mul', [u5, k5]), [3], 0);
   return b.one('Reshape', [p, b.concat([b.dims('X', 0, 2), b.dims(uu, 2)])]);
 }

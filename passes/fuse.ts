@@ -7,6 +7,7 @@ import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
 import type { Rule } from './rules/rule.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
+import { canonicalize, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
@@ -26,16 +27,27 @@ export interface FuseOptions {
 }
 
 /**
- * The fuse pipeline, in place: the sites rewritten with their function bodies, then (when anything was fused)
- * dead nodes swept and the nodes sorted; a model with nothing fused is left exactly as it was.
+ * The fuse pipeline, in place: the model canonicalised, the sites rewritten with their function bodies, then (when
+ * anything was fused) dead nodes swept, the result cleaned up and the nodes sorted. A model with nothing to
+ * canonicalise and nothing fused is left exactly as it was.
  */
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   let result!: FuseResult;
   const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, opts)) };
+  const canonical = runPasses(model, [canonicalizePass], opts);
   runPasses(model, [fuseSitesPass], opts);
-  if (result.changed) runPasses(model, [sweepPass, sortPass], opts);
-  return result;
+  if (result.changed) runPasses(model, [sweepPass, cleanUpPass, sortPass], opts);
+  return { ...result, changed: result.changed || canonical.changed };
 }
+
+/** Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is. */
+const canonicalizePass: Pass = { name: 'canonicalize', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m) }) };
+
+/**
+ * The rewrites build their shapes and biases from what they found: folded here, the fused model is canonical
+ * (fusing it again changes nothing) and free of the Reshape pairs ONNX Runtime's optimiser mishandles.
+ */
+const cleanUpPass: Pass = { name: 'clean-up-fused', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES) }) };
 
 /** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
 function fuseSites(model: Model, opts: FuseOptions): FuseResult {

@@ -66,16 +66,40 @@ function convParams(conv: Node, a: Analysis, r: number, kernel: number[]): SiteP
   return { rank: r, kernel, strides, pads, dilations, group: 1, transpose, outputPadding: conv.attrInts('output_padding') ?? new Array(r).fill(0) };
 }
 
+/**
+ * X = Pad(x) with constant zeros on the spatial axes only (timm's padding='same': pad_same on the batch-folded
+ * input, then a conv with padding 0): the pads, per spatial axis begin then end, that the conv can take over.
+ */
+function spatialZeroPad(X: Value, a: Analysis, r: number): { input: Value; pads: number[] } | undefined {
+  const p = X.producer;
+  if (!p || p.domain !== '' || p.opType !== 'Pad' || !p.inputs[0]) return undefined;
+  if ((p.attrString('mode') ?? 'constant') !== 'constant' || p.inputs[3]) return undefined;
+  const value = a.opset >= 11 ? (p.inputs[2] ? a.constValue(p.inputs[2])?.data[0] : 0) : p.attrFloat('value', 0);
+  const all = a.opset >= 11 ? a.intsOf(p.inputs[1]) : p.attrInts('pads');
+  const R = r + 2;
+  if (value !== 0 || !all || all.length !== 2 * R || all.some((d) => d < 0)) return undefined;
+  if (all[0] || all[1] || all[R] || all[R + 1]) return undefined;
+  return { input: p.inputs[0], pads: [...all.slice(2, R), ...all.slice(R + 2)] };
+}
+
 /** Finds how the batch reaches the conv, and the per-sample pieces (throws NoMatch). */
 function unbatchOrThrow(conv: Node, a: Analysis): Unbatched {
   const transpose = conv.opType === 'ConvTranspose';
-  const X = conv.inputs[0]!, W = conv.inputs[1]!;
-  const xs = a.shape(X), ws = a.shape(W);
+  let X = conv.inputs[0]!;
+  const W = conv.inputs[1]!;
+  let xs = a.shape(X);
+  const ws = a.shape(W);
   if (!xs || !ws) fail('the rank of the conv input or weight is unknown');
   const r = xs!.length - 2;
   if (r < 1 || r > 3) fail(`spatial rank ${r} is not supported`);
   const kernel = conv.attrInts('kernel_shape') ?? staticInts(ws!.slice(2), 'kernel shape');
   const params = convParams(conv, a, r, kernel);
+  const padded = transpose ? undefined : spatialZeroPad(X, a, r);
+  if (padded && a.shape(padded.input)?.length === r + 2) {
+    X = padded.input;
+    xs = a.shape(X);
+    params.pads = params.pads.map((d, i) => d + padded.pads[i]);
+  }
   const G = conv.attrInt('group', 1);
   const wRowDim = ws![1]; // conv: C/g per group; transpose: M/g
   if (typeof wRowDim !== 'number') fail(`weight shape ${formatShape(ws)} has an unknown channel dim`);
@@ -85,13 +109,19 @@ function unbatchOrThrow(conv: Node, a: Analysis): Unbatched {
   // The grouped trick: X is a re-view of x0 [N, C, *D] as [1, N*C, *D].
   let x0 = X, n: Dim = xs![0], mode: Unbatched['mode'] = 'batch-1', cs: Dim = xs![1];
   if (xs![0] === 1) {
+    // The nearest such re-view whose channels suit the weight: farther ones can be an earlier re-view of the
+    // same elements (StyleGAN2's downsampling blur filters the input viewed as [N*C, 1, H, W] just before).
+    let fallback: { v: Value; s: Dim[] } | undefined;
     for (const v of reshapeChainBack(X, a).slice(1)) {
       const s = a.shape(v);
       if (!s || s.length !== r + 2 || s[0] === 1) continue;
       if (!s.slice(2).every((d, i) => dimsEqual(d, xs![2 + i]) || (d === undefined && xs![2 + i] === undefined))) continue;
       if (!dimsEqual(mulDim(s[0], s[1]), xs![1])) continue;
-      x0 = v; n = s[0]; cs = s[1]; mode = 'grouped-trick';
+      const suits = transpose || (typeof s[1] === 'number' && Number.isInteger(s[1] / wRow));
+      if (suits) { fallback = undefined; x0 = v; n = s[0]; cs = s[1]; mode = 'grouped-trick'; break; }
+      fallback ??= { v, s };
     }
+    if (fallback) { x0 = fallback.v; n = fallback.s[0]; cs = fallback.s[1]; mode = 'grouped-trick'; }
   } else if (xs![0] !== 1) {
     fail(`the conv input has batch ${formatShape([xs![0]])} but one data-dependent weight: the weight is shared by the whole batch`);
   }

@@ -15,10 +15,11 @@ import { scanModel } from '../passes/scan.js';
 import { compareArrays } from '../src/validate/compare.js';
 import { readFeedsFromDir } from '../src/validate/feeds.js';
 import { runOrt } from '../src/validate/ort.js';
-import { FIXTURES, ROOT } from './helpers/paths.js';
+import { FIXTURES, ROOT, pendingFixtures } from './helpers/paths.js';
 
 interface Fixture { name: string; sites: number; fusable: number; families: string[]; negative: boolean; dynamic_axes: unknown; unfused_fails?: number[] }
 const manifest: Fixture[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'fixtures', 'manifest.json'), 'utf8'));
+const pending = pendingFixtures();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-fuse-test-'));
 test.after.always(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -43,8 +44,11 @@ function fuseToFile(modelPath: string, out: string) {
 
 for (const fx of manifest) {
   const modelPath = path.join(FIXTURES, fx.name, 'model.onnx');
+  // Forms dynconv does not handle yet (fixtures/pending.json) must fail, until they no longer do.
+  const scanTest = pending[fx.name]?.scan ? test.serial.failing : test.serial;
+  const fuseTest = pending[fx.name]?.fuse ? test.serial.failing : test.serial;
 
-  test.serial(`${fx.name}: scan finds ${fx.sites} site(s) of the expected families`, (t) => {
+  scanTest(`${fx.name}: scan finds ${fx.sites} site(s) of the expected families`, (t) => {
     const model = buildModel(loadModel(modelPath));
     const sites = scanModel(model, new Analysis(model));
     t.is(sites.length, fx.sites);
@@ -65,7 +69,7 @@ for (const fx of manifest) {
     continue;
   }
 
-  test.serial(`${fx.name}: fuses every site; the fused model reproduces PyTorch's outputs`, async (t) => {
+  fuseTest(`${fx.name}: fuses every site; the fused model reproduces PyTorch's outputs`, async (t) => {
     const fusedPath = path.join(tmp, `${fx.name}.onnx`);
     const result = fuseToFile(modelPath, fusedPath);
     t.deepEqual(result.notFused.map((s) => s.notFused), [], 'every site is fused');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
-import { runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { runWithOrtLibrary } from '../src/run/ort/runner.js';
 import { emitWgsl, type WgslNode } from '../codegen/wgsl/emit.js';
 import { runWgslBatch, type WgslBatchResult } from '../codegen/wgsl/dawn-runner.js';
 import { outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';

@@ -66,13 +66,13 @@ test('pixel-conv: an unfold (Pad, Gather, Gather, Transpose) times a per-pixel k
     %terms = Mul(%unfolded, %k5)
     %y = ReduceSum(%terms, @axis2=[2]) {keepdims=0}
   `));
-  // The kernel generator stays and is re-viewed as K [N, G, KK, *O]; the unfold is gone.
+  // The kernel generator stays and is re-viewed as K [N, G, KK, *O] (the view's shape folded by the fused
+  // model's clean-up); the unfold is gone.
   t.is(run.after, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
     %k_pre = Conv(%x, @kernel_w:f32[9,4,1,1])
     %k = Sigmoid(%k_pre)
-    %Concat_out = Concat(@dynconv_ints=[2], @dynconv_ints__1=[1,9], @dynconv_ints__2=[5], @dynconv_ints__3=[5]) {axis=0}
-    %k_per_pixel = Reshape(%k, %Concat_out)
+    %k_per_pixel = Reshape(%k, @Concat_out=[2,1,9,5,5])
     %y = com.dynconv.PixelConv(%x, %k_per_pixel) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
   `));
   t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.group]), [['per-pixel', 'PixelConv', [K, K], [1, 1, 1, 1], 1]]);

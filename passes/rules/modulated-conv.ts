@@ -24,16 +24,16 @@ function rsqrtInput(v: Value, a: Analysis): Value | undefined {
   return undefined;
 }
 
-/** Is v the sum of squares of w over every axis but the first two (keepdims or not), plus a constant? */
+/** Is v the sum of squares of w over every axis but the first two (keepdims or not), plus a constant (or none)? */
 function demodOf(v: Value, a: Analysis): { w: Value; eps: number } | undefined {
   let cur = v;
   while (cur.producer && isReshapeLike(cur.producer, a)) cur = cur.producer.inputs[0]!;
   const inner = rsqrtInput(cur, a);
   if (!inner) return undefined;
+  // (onnxscript's optimizer folds StyleGAN2's 1e-8 away: then the sum has no epsilon, i.e. 0)
   const pair = orderedBy(producerIs(inner, 'Add'), (x) => a.label(x) === 'constant');
-  if (!pair) return undefined;
-  const [epsV, sum] = pair;
-  const eps = a.constValue(epsV)?.data[0];
+  const [epsV, sum] = pair ?? [undefined, inner];
+  const eps = epsV ? a.constValue(epsV)?.data[0] : 0;
   if (eps === undefined) return undefined;
   const red = producerIs(sum, 'ReduceSum', 'ReduceSumSquare');
   if (!red) return undefined;

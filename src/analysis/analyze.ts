@@ -10,6 +10,7 @@ import { numel, type Tensor } from '../ir/tensor.js';
 import { convOutputDim, DYNCONV_DOMAIN, describeOp, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
+import { evaluateLoop } from './loops.js';
 
 export type Label = 'constant' | 'shape-only' | 'data';
 const RANK: Record<Label, number> = { constant: 0, 'shape-only': 1, data: 2 };
@@ -19,6 +20,8 @@ export function maxLabel(a: Label, b: Label): Label {
 
 /** Ops whose output depends on the input's shape only. */
 const SHAPE_OF = new Set(['Shape', 'Size']);
+/** Inputs read for their type only: their values do not make the output data-dependent. */
+const TYPE_ONLY_INPUTS: Record<string, number[]> = { CastLike: [1] };
 /** Ops whose output is not a function of their inputs' values. */
 const NONDETERMINISTIC = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
 
@@ -83,6 +86,12 @@ export class Analysis {
     } else if (v.producer && (v.producer.opType === 'Shape' || v.producer.opType === 'Size')) {
       const sv = this.shapeValue(v);
       if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: Float64Array.from(sv as number[]) };
+    } else if (v.producer && v.producer.opType === 'Loop' && v.producer.domain === '' && this.label(v) !== 'data') {
+      // a Loop of constants (dynamo's as_strided index): run it, within its own bounds
+      const n = v.producer;
+      const outs = evaluateLoop(this.model, this, n, this.opset);
+      const t = outs?.[n.outputs.indexOf(v)];
+      if (t && !Array.isArray(t) && t.data.length <= MAX_FOLD_ELEMENTS) result = t;
     } else if (v.producer && this.label(v) !== 'data' && v.producer.subgraphs.length === 0) {
       // constants, and shape-only values once the shapes they come from are known
       const n = v.producer;
@@ -136,7 +145,8 @@ export class Analysis {
     let label: Label = 'constant';
     if (SHAPE_OF.has(n.opType)) label = this.label(n.inputs[0]) === 'constant' ? 'constant' : 'shape-only';
     else {
-      for (const i of n.inputs) if (i) label = maxLabel(label, this.label(i));
+      const typeOnly = TYPE_ONLY_INPUTS[n.opType] ?? [];
+      n.inputs.forEach((i, k) => { if (i) label = maxLabel(label, typeOnly.includes(k) ? 'constant' : this.label(i)); });
       for (const i of n.outerUses) label = maxLabel(label, this.label(i));
       if (n.opType === 'ConstantOfShape' || n.opType === 'EyeLike') label = label === 'data' ? 'shape-only' : label;
     }
@@ -149,6 +159,13 @@ export class Analysis {
       inferred = inferNode(this, n);
     } catch {
       // inference is best effort: an op we cannot reason about leaves its outputs unknown
+    }
+    if (n.opType === 'Loop' && label !== 'data') {
+      // a constant Loop's outputs have the shapes of their values
+      n.outputs.forEach((out, i) => {
+        const c = this.constValue(out);
+        if (c) { inferred.types[i] = { elemType: c.dtype, shape: [...c.dims] }; inferred.shapeValues[i] = c.dims.length <= 1 && c.data.length <= 64 ? Array.from(c.data) : undefined; }
+      });
     }
     n.outputs.forEach((out, i) => {
       const declared = out.type;
@@ -214,6 +231,7 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
     case 'QuantizeLinear': case 'DequantizeLinear':
       return one(x, n.opType === 'QuantizeLinear' ? (n.inputs[2] ? elem(2) : DataType.UINT8) : n.opType === 'DequantizeLinear' ? DataType.FLOAT : elem(0), n.opType === 'Identity' ? sv(0) : undefined);
     case 'Cast': return one(x, n.attrInt('to', 0), sv(0));
+    case 'CastLike': return one(x, elem(1), sv(0));
     case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Pow': case 'Max': case 'Min': case 'Mod': case 'And': case 'Or': case 'Xor':
     case 'Equal': case 'Less': case 'Greater': case 'LessOrEqual': case 'GreaterOrEqual': case 'Sum': case 'Mean': {
       let shape: Dim[] | undefined = x;
@@ -439,7 +457,12 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
       const len = st !== undefined && lim !== undefined && d ? Math.max(0, Math.ceil((lim - st) / d)) : undefined;
       return one([len], elem(0));
     }
-    case 'NonZero': return one(x ? [x.length, undefined] : undefined, DataType.INT64);
+    case 'NonZero': {
+      // the count is known when the input is (torch's as_strided: NonZero(ConstantOfShape(n)))
+      const c = a.constValue(n.inputs[0]);
+      const count = c ? Array.from(c.data).filter((e) => e !== 0).length : undefined;
+      return one(x ? [Math.max(x.length, 1), count] : undefined, DataType.INT64);
+    }
     case 'EyeLike': return one(x, n.attrInt('dtype', elem(0)) || elem(0));
     case 'DepthToSpace': {
       const b = n.attrInt('blocksize', 1);

@@ -339,6 +339,19 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       return [makeTensor(DataType.INT64, [Math.max(0, Math.min(e, r) - Math.max(0, s))], x.dims.slice(Math.max(0, s), Math.min(e, r)))];
     }
     case 'Size': return x ? [makeTensor(DataType.INT64, [], [x.data.length])] : undefined;
+    case 'NonZero': {
+      // [rank, count] coordinates of the non-zero elements, row-major: torch's as_strided export builds index
+      // ranges as NonZero(ConstantOfShape(n)).
+      if (!x) return undefined;
+      const r = x.dims.length, st = strides(x.dims), hits: number[] = [];
+      for (let i = 0; i < x.data.length; i++) if (x.data[i] !== 0) hits.push(i);
+      const out = alloc(Float64Array, [Math.max(r, 1), hits.length]);
+      hits.forEach((flat, k) => {
+        if (r === 0) { out[k] = 0; return; }
+        for (let d = 0; d < r; d++) out[d * hits.length + k] = Math.floor(flat / st[d]) % x.dims[d];
+      });
+      return [{ dtype: DataType.INT64, dims: [Math.max(r, 1), hits.length], data: out }];
+    }
     case 'Gather': return x && ins[1] ? [gather(x, ins[1], node.attrInt('axis', 0))] : undefined;
     case 'Concat': return ins.every((t) => t) ? one(concat(ins as Tensor[], node.attrInt('axis', 0))) : undefined;
     case 'Unsqueeze': case 'Squeeze': {

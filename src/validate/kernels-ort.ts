@@ -3,11 +3,18 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildOrtLibrary, emitOrtLibrary, runWithOrtLibrary } from '../../codegen/ort/index.js';
+import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/index.js';
+import { runWithOrtLibrary } from '../run/ort/runner.js';
 import { packageRoot } from '../../codegen/ort/paths.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
+import { canonicalize } from '../../passes/canonicalize/index.js';
+import { composeReshapes, hasComposableReshapes } from '../../passes/canonicalize/compose-reshapes.js';
+import { analysisOf } from '../analysis/cache.js';
 import { DynconvError } from '../errors.js';
+import { buildModel } from '../ir/build.js';
 import type { Model } from '../ir/graph.js';
+import { modelBytes } from '../ir/serialize.js';
+import { loadModel, loadModelFromBytes } from '../onnx/io.js';
 import type { Feeds } from './feeds.js';
 import type { RunnableModel } from './ort.js';
 
@@ -33,17 +40,33 @@ export async function runFusedWithOrtKernels(fused: RunnableModel & { model: Mod
     if (t.type !== 'float32') throw new DynconvError(`input ${JSON.stringify(name)}: --kernels ort runs float32 inputs only`);
     floatFeeds[name] = { dims: t.dims, data: t.data as Float32Array };
   }
-  const scratch = typeof fused.source === 'string' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-ort-run-'));
+  const source = hasComposableReshapes(fused.model, analysisOf(fused.model)) ? withoutViewPairs(fused.source) : fused.source;
+  const scratch = typeof source === 'string' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-ort-run-'));
   try {
     let modelPath: string;
     if (scratch) {
       modelPath = path.join(scratch, 'fused.onnx');
-      fs.writeFileSync(modelPath, fused.source);
-    } else modelPath = path.resolve(fused.source as string);
+      fs.writeFileSync(modelPath, source);
+    } else modelPath = path.resolve(source as string);
     return (await runWithOrtLibrary({ modelPath, libraryPath, feeds: floatFeeds, threads })).outputs;
   } catch (e) {
     throw new DynconvError(`${fused.label}: running with the com.dynconv kernels failed: ${(e as Error).message.split('\n')[0]}`, 1);
   } finally {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * The fused model as the kernels run it. With the library registered ONNX Runtime knows more shapes (its kernels
+ * declare them; the function bodies it inlines otherwise do not), so its ReshapeFusion fires where stock ORT's does
+ * not, and on a Reshape pair whose first shape is computed (unfold's `Reshape(x, Concat(...))`, left by an unfused
+ * site) it fails to load the model ("Attempting to get index by a name which does not exist ... _new_reshape").
+ * `fuse` writes models without such pairs; one fused elsewhere (or by an older dynconv) runs as a copy with the
+ * pairs composed (passes/canonicalize/compose-reshapes.ts), which computes the same. (The caller's model is not
+ * edited.)
+ */
+function withoutViewPairs(source: string | Uint8Array): string | Uint8Array {
+  const loaded = typeof source === 'string' ? loadModel(source) : loadModelFromBytes(source);
+  const model = buildModel(loaded);
+  return canonicalize(model, [composeReshapes]) ? modelBytes(model) : source;
 }

@@ -33,8 +33,20 @@ export function analyseFixture(entry: FixtureEntry, opts: { strip?: boolean } = 
   const model = buildModel(loaded);
   const analysis = new Analysis(model);
   // (outputs the node leaves unnamed get a made-up name in the IR; ORT cannot expose those)
-  const values = model.graph.nodes.flatMap((n) => n.outputs).filter((v) => (v.producer!.proto.output ?? []).includes(v.name));
+  // (nor sequences: onnxruntime-node returns tensors only)
+  const values = model.graph.nodes.flatMap((n) => n.outputs).filter((v) => (v.producer!.proto.output ?? []).includes(v.name) && !isSequence(v));
   return { entry: entry as Analysed['entry'], dir, bytes, model, analysis, values };
+}
+
+const SEQUENCE_OPS = new Set(['SequenceEmpty', 'SequenceConstruct', 'SequenceInsert', 'SequenceErase', 'SplitToSequence']);
+
+/** A sequence value: made by a sequence op, or a Loop's carried value that its body declares a sequence. */
+function isSequence(v: Value): boolean {
+  const p = v.producer!;
+  if (SEQUENCE_OPS.has(p.opType)) return true;
+  if (p.opType !== 'Loop' || !p.subgraphs[0]) return false;
+  const bodyOut = p.subgraphs[0].proto.output?.[1 + p.outputs.indexOf(v)];
+  return !!bodyOut?.type?.sequenceType;
 }
 
 export function allFixtures(): FixtureEntry[] {

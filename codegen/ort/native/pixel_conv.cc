@@ -1,0 +1,356 @@
+// dynconv: com.dynconv.PixelConv — a kernel per output position (involution, CARAFE, per-pixel dynamic filters,
+// fairseq dynamic 1-D conv) — and com.dynconv.PixelConvHead, the same with the kernel computed by its 1x1 head
+// inside the op (docs/ops.md).
+// Inputs X [N, C, *D], K [N, G, prod(kernel_shape), *O]; output Y [N, C, *O];
+//   Y[n,c,o] = sum_j K[n, c/(C/G), j, o] * X[n, c, (o / upsample) * s + k_j * dil - pb]   (zero outside X).
+// PixelConvHead: inputs X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]; K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j,f] F[n,f,o].
+//
+// A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
+// Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
+// computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
+// it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
+// of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
+// Fast path (no upsampling, output rows of >= 8): X is first copied with its x padding made
+// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
+// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
+// staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
+// a row overlaps the previous one instead of running a remainder loop.
+// Other cases: simple loops over output x with the valid range of each tap precomputed.
+// The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
+// run time, so the library runs on any x86-64 and uses what the machine has.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "common.h"
+
+namespace dynconv {
+namespace {
+
+struct PixelGeometry {
+  int64_t N = 0, C = 0, G = 0, Cg = 0, KK = 0, up = 1;
+  // Axes z, y, x (a rank-r problem uses the last r).
+  int64_t D[3] = {1, 1, 1}, O[3] = {1, 1, 1}, k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1},
+          pb[3] = {0, 0, 0};
+  // Per kernel column tx: offset into the input row and the valid output x range [x0, x1).
+  std::vector<int64_t> off, x0, x1;
+  // Input x of output x, without the tap offset: (x / up) * s. Only used when not (up == 1 && s == 1).
+  std::vector<int64_t> xin;
+  bool unit_x = true;
+  // Fast path: X with explicit x padding, each padded row split into its sx phases (phase q holds padded
+  // columns q, q + sx, ...; Lp each): row length Dxp = sx * Lp; output x reads x + xoff[tx] for tap tx.
+  bool fast = false;
+  const float* xp = nullptr;
+  int64_t Dxp = 0;
+  std::vector<int64_t> xoff;
+};
+
+typedef float V16 __attribute__((vector_size(64)));
+// 8 floats: rows of 8 to 15 outputs and the head taps (16-float vectors split badly on AVX2).
+typedef float V8 __attribute__((vector_size(32)));
+
+// A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.
+// task = ((n * G + g) * Oz + oz) * row_blocks + rb, rows [rb * rows, min(Oy, (rb + 1) * rows)).
+struct PixelTask {
+  int64_t n, g, oz, oy0, oy1;
+};
+inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task, int64_t rows, int64_t row_blocks) {
+  const int64_t rb = task % row_blocks;
+  int64_t t = task / row_blocks;
+  const int64_t oz = t % p.O[0];
+  t /= p.O[0];
+  return {t / p.G, t % p.G, oz, rb * rows, std::min(p.O[1], (rb + 1) * rows)};
+}
+
+// Where the tasks read the kernel taps: the K tensor [N, G, KK, *O] (PixelConv), or the kernel head
+// (PixelConvHead: K[n, g, j, o] = HB[g*KK + j] + sum_f HW[g*KK + j, f] * F[n, f, o]), which each task evaluates
+// for its output row into a small buffer of its own (KK x Ox, in L1/L2): the kernel tensor is never written.
+struct KernelSource {
+  const float* K = nullptr;
+  const float* F = nullptr;
+  const float* HW = nullptr;
+  const float* HB = nullptr;
+  int64_t Cf = 0;
+};
+
+// The row kernels, once per instruction set (pixel_conv_rows.h). x86-64 with GCC: the baseline (SSE2), AVX2+FMA
+// and AVX-512, chosen at run time from what the CPU and the OS support (HostSimd); elsewhere the baseline only
+// (on aarch64 the baseline has NEON, which the 16-wide vectors and the loops compile to).
+namespace baseline {
+#include "pixel_conv_rows.h"
+}  // namespace baseline
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(DYNCONV_NO_DISPATCH)
+#define DYNCONV_PIXEL_DISPATCH 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "pixel_conv_rows.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+#include "pixel_conv_rows.h"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif
+
+// The row kernels of one instruction set.
+struct PixelKernels {
+  void (*row_fast)(const PixelGeometry&, const float*, int64_t, float*, const PixelTask&, int64_t);
+  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  void (*row)(const PixelGeometry&, const float*, const float*, int64_t, float*, const PixelTask&, int64_t);
+  void (*head_taps)(const PixelGeometry&, const KernelSource&, int64_t, int64_t, int64_t, int64_t, float*);
+  Simd simd;
+};
+
+const PixelKernels& Kernels() {
+  static const PixelKernels k = [] {
+#ifdef DYNCONV_PIXEL_DISPATCH
+    switch (HostSimd()) {
+      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, avx512::HeadTapsOf, Simd::kAvx512};
+      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, avx2::HeadTapsOf, Simd::kAvx2};
+      default: break;
+    }
+#endif
+    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, baseline::HeadTapsOf, Simd::kBaseline};
+  }();
+  static const bool traced = [&] {
+    const char* trace = std::getenv("DYNCONV_ORT_TRACE");
+    if (trace != nullptr && trace[0] != '\0' && trace[0] != '0')
+      std::fprintf(stderr, "dynconv: PixelConv row kernels: %s\n", SimdName(k.simd));
+    return true;
+  }();
+  (void)traced;
+  return k;
+}
+
+// The attributes of both per-pixel ops (docs/ops.md), read at kernel creation.
+struct PixelAttrs {
+  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  int64_t upsample = 1;
+
+  OrtStatus* Read(const OrtKernelInfo* info) {
+    if (!AttrInts(info, "kernel_shape", &kernel_shape) || kernel_shape.empty())
+      return Error("attribute kernel_shape is required");
+    const size_t r = kernel_shape.size();
+    if (r > static_cast<size_t>(kMaxRank)) return Error("spatial rank %zu is not supported (1 to 3)", r);
+    for (int64_t k : kernel_shape)
+      if (k < 1) return Error("kernel_shape must be >= 1");
+    if (!AttrInts(info, "strides", &strides)) strides.assign(r, 1);
+    if (!AttrInts(info, "dilations", &dilations)) dilations.assign(r, 1);
+    if (!AttrInts(info, "pads", &pads)) pads.assign(2 * r, 0);
+    if (strides.size() != r || dilations.size() != r || pads.size() != 2 * r)
+      return Error("strides, dilations and pads must have %zu, %zu and %zu values", r, r, 2 * r);
+    for (size_t i = 0; i < r; ++i)
+      if (strides[i] < 1 || dilations[i] < 1) return Error("strides and dilations must be >= 1");
+    for (int64_t p : pads)
+      if (p < 0) return Error("pads must be >= 0");
+    int64_t up = 1;
+    if (AttrInt(info, "upsample", &up)) upsample = up;
+    if (upsample < 1) return Error("upsample must be >= 1");
+    int64_t group = 1, transpose = 0;
+    if (AttrInt(info, "group", &group) && group != 1) return Error("the op has no group attribute");
+    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("the op has no transpose form");
+    return nullptr;
+  }
+
+  // The geometry of X (N, C, D, O, kernel), before the kernel groups are known.
+  OrtStatus* Geometry(const Tensor& X, PixelGeometry* p) const {
+    const int r = static_cast<int>(kernel_shape.size());
+    if (X.Rank() != r + 2)
+      return Error("X must have rank %d for a %d-D kernel_shape, got shape %s", r + 2, r, DimsString(X.dims).c_str());
+    p->N = X.dims[0];
+    p->C = X.dims[1];
+    p->up = upsample;
+    p->KK = 1;
+    for (int i = 0; i < r; ++i) {
+      const int a = 3 - r + i;
+      p->D[a] = X.dims[2 + i];
+      p->k[a] = kernel_shape[i];
+      p->s[a] = strides[i];
+      p->d[a] = dilations[i];
+      p->pb[a] = pads[i];
+      const int64_t span = p->D[a] + pads[i] + pads[i + r] - p->d[a] * (p->k[a] - 1) - 1;
+      if (span < 0)
+        return Error("output size on spatial axis %d is empty (input %lld, kernel %lld)", i,
+                     static_cast<long long>(p->D[a]), static_cast<long long>(p->k[a]));
+      p->O[a] = (span / p->s[a] + 1) * upsample;
+      p->KK *= p->k[a];
+    }
+    return nullptr;
+  }
+
+  // Checks that `name` is [N, lead, *O] (lead < 0: any), for the K of PixelConv and the F of PixelConvHead.
+  OrtStatus* CheckPerPixel(const Tensor& t, const char* name, const char* form, const PixelGeometry& p,
+                           int64_t second, int64_t third) const {
+    const int r = static_cast<int>(kernel_shape.size());
+    const int extra = third >= 0 ? 1 : 0;
+    bool ok = t.Rank() == r + 2 + extra && t.dims[0] == p.N && (second < 0 || t.dims[1] == second) &&
+              (third < 0 || t.dims[2] == third);
+    for (int i = 0; ok && i < r; ++i) ok = t.dims[2 + extra + i] == p.O[3 - r + i];
+    if (!ok) {
+      std::string o;
+      for (int i = 0; i < r; ++i) o += (i ? ", " : "") + std::to_string(p.O[3 - r + i]);
+      return Error("%s must be %s with N = %lld and O = [%s], got shape %s", name, form, static_cast<long long>(p.N),
+                   o.c_str(), DimsString(t.dims).c_str());
+    }
+    return nullptr;
+  }
+
+  // Runs the op once the geometry (with G) and the kernel source are set.
+  OrtStatus* Run(OrtKernelContext* ctx, const Tensor& X, PixelGeometry& p, const KernelSource& ks) const {
+    const int r = static_cast<int>(kernel_shape.size());
+    if (p.G < 1 || p.C % p.G != 0)
+      return Error("%lld kernel groups do not divide the %lld channels", static_cast<long long>(p.G),
+                   static_cast<long long>(p.C));
+    p.Cg = p.C / p.G;
+    std::vector<int64_t> y_dims = {p.N, p.C};
+    for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    Tensor Y;
+    DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
+
+    // x tables (the same for every row).
+    const int64_t Ox = p.O[2], Dx = p.D[2], sx = p.s[2];
+    p.unit_x = p.up == 1 && sx == 1;
+    if (!p.unit_x) {
+      p.xin.resize(static_cast<size_t>(Ox));
+      for (int64_t x = 0; x < Ox; ++x) p.xin[x] = (x / p.up) * sx;
+    }
+    const int64_t kx = p.k[2];
+    p.off.resize(kx);
+    p.x0.resize(kx);
+    p.x1.resize(kx);
+    for (int64_t tx = 0; tx < kx; ++tx) {
+      const int64_t off = tx * p.d[2] - p.pb[2];
+      p.off[tx] = off;
+      // Valid base positions b = x / up: 0 <= b * sx + off < Dx.
+      const int64_t b_lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
+      const int64_t b_hi = Dx - off <= 0 ? 0 : (Dx - off + sx - 1) / sx;
+      p.x0[tx] = std::min(b_lo * p.up, Ox);
+      p.x1[tx] = std::max(p.x0[tx], std::min(b_hi * p.up, Ox));
+    }
+
+    // With the kernel head, a task computes its rows' taps first; rows shorter than 16 are taken several at a
+    // time (up to 512 positions) so that the head runs on vectors of 16 consecutive positions.
+    const int64_t Oy = p.O[1];
+    const int64_t rows = ks.K != nullptr || Ox >= 16 ? 1 : std::max<int64_t>(1, std::min<int64_t>(Oy, 512 / std::max<int64_t>(Ox, 1)));
+    const int64_t row_blocks = (Oy + rows - 1) / rows;
+    const int64_t tasks = p.N * p.G * p.O[0] * row_blocks;
+    const PixelKernels& kn = Kernels();
+    const float* x = X.data;
+    float* y = Y.data;
+    if (tasks == 0 || Ox == 0) return nullptr;
+    p.fast = p.up == 1 && Ox >= 8;
+    FloatBuffer padded;
+    if (p.fast) {
+      const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
+      const int64_t Lp = (Dx + pl + pr + sx - 1) / sx;
+      p.Dxp = sx * Lp;
+      p.xoff.resize(kx);
+      for (int64_t tx = 0; tx < kx; ++tx) p.xoff[tx] = ((tx * p.d[2]) % sx) * Lp + (tx * p.d[2]) / sx;
+      if (pl == 0 && pr == 0 && sx == 1) {
+        p.xp = x;
+      } else {
+        const int64_t rows = p.N * p.C * p.D[0] * p.D[1];
+        DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
+        float* xp = padded.get();
+        const int64_t dxp = p.Dxp;
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kn.pad_rows(x, xp, Dx, dxp, pl, sx, r0, r1); }));
+        p.xp = xp;
+      }
+      // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
+      p.pb[2] = 0;
+    }
+    const int64_t plane_o = p.O[0] * Oy * Ox;
+    return ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+      const PixelTask tk = DecodeTask(p, static_cast<int64_t>(t), rows, row_blocks);
+      const int64_t pos0 = (tk.oz * Oy + tk.oy0) * Ox;
+      const float* kb;
+      int64_t kst;
+      if (ks.K != nullptr) {
+        kb = ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + pos0;
+        kst = plane_o;
+      } else {
+        // One buffer per pool thread, grown to the largest it has needed (a task runs on one thread).
+        thread_local std::vector<float> taps;
+        kst = (tk.oy1 - tk.oy0) * Ox;
+        if (taps.size() < static_cast<size_t>(p.KK * kst)) taps.resize(static_cast<size_t>(p.KK * kst));
+        kn.head_taps(p, ks, tk.n, tk.g, pos0, kst, taps.data());
+        kb = taps.data();
+      }
+      for (int64_t oy = tk.oy0; oy < tk.oy1; ++oy) {
+        const float* kr = kb + (oy - tk.oy0) * Ox;
+        if (p.fast) kn.row_fast(p, kr, kst, y, tk, oy);
+        else kn.row(p, x, kr, kst, y, tk, oy);
+      }
+    });
+  }
+};
+
+struct PixelConvKernel {
+  static constexpr const char* kName = "PixelConv";
+  static constexpr size_t kInputs = 2;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, Kt;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    DC_TRY(attrs.CheckPerPixel(Kt, "K", "[N, G, prod(kernel_shape), *O]", p, -1, p.KK));
+    p.G = Kt.dims[1];
+    KernelSource ks;
+    ks.K = Kt.data;
+    return attrs.Run(ctx, X, p, ks);
+  }
+};
+
+struct PixelConvHeadKernel {
+  static constexpr const char* kName = "PixelConvHead";
+  static constexpr size_t kInputs = 4;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, F, HW, HB;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "F", &F));
+    DC_TRY(InputTensor(ctx, 2, "HW", &HW));
+    DC_TRY(InputTensor(ctx, 3, "HB", &HB));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    if (HW.Rank() != 2 || HW.dims[0] < 1 || HW.dims[0] % p.KK != 0)
+      return Error("HW must be [G * %lld, Cf], got shape %s", static_cast<long long>(p.KK), DimsString(HW.dims).c_str());
+    if (HB.Rank() != 1 || HB.dims[0] != HW.dims[0])
+      return Error("HB must be [%lld], got shape %s", static_cast<long long>(HW.dims[0]), DimsString(HB.dims).c_str());
+    DC_TRY(attrs.CheckPerPixel(F, "F", "[N, Cf, *O]", p, HW.dims[1], -1));
+    p.G = HW.dims[0] / p.KK;
+    KernelSource ks;
+    ks.F = F.data;
+    ks.HW = HW.data;
+    ks.HB = HB.data;
+    ks.Cf = HW.dims[1];
+    return attrs.Run(ctx, X, p, ks);
+  }
+};
+
+}  // namespace
+
+const OrtCustomOp* PixelConvOp() {
+  static CustomOp<PixelConvKernel> op;
+  return &op;
+}
+
+const OrtCustomOp* PixelConvHeadOp() {
+  static CustomOp<PixelConvHeadKernel> op;
+  return &op;
+}
+
+}  // namespace dynconv
+

@@ -1,0 +1,376 @@
+// dynconv: per-sample convolution through ONNX Runtime's own convolution kernels (see sample_conv.h).
+#include "sample_conv.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace dynconv {
+
+namespace {
+
+constexpr const char* kNchwcDomain = "com.microsoft.nchwc";
+
+// Owns the OrtOpAttr objects made for CreateOp.
+struct AttrList {
+  std::vector<OrtOpAttr*> attrs;
+  ~AttrList() {
+    for (OrtOpAttr* a : attrs) g_ort->ReleaseOpAttr(a);
+  }
+  OrtStatus* Ints(const char* name, const std::vector<int64_t>& v) {
+    if (v.empty()) return nullptr;  // absent: ONNX Runtime fills the default for the input's rank
+    OrtOpAttr* a = nullptr;
+    DC_TRY(g_ort->CreateOpAttr(name, v.data(), static_cast<int>(v.size()), ORT_OP_ATTR_INTS, &a));
+    attrs.push_back(a);
+    return nullptr;
+  }
+  OrtStatus* Int(const char* name, int64_t v) {
+    OrtOpAttr* a = nullptr;
+    DC_TRY(g_ort->CreateOpAttr(name, &v, 1, ORT_OP_ATTR_INT, &a));
+    attrs.push_back(a);
+    return nullptr;
+  }
+};
+
+OrtStatus* MakeOp(const OrtKernelInfo* info, const char* name, const char* domain, int version,
+                  const AttrList& list, int n_in, OrtOp** op) {
+  const char* type_names[] = {"T"};
+  const ONNXTensorElementDataType type_values[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT};
+  return g_ort->CreateOp(info, name, domain, version, type_names, type_values, 1, list.attrs.data(),
+                         static_cast<int>(list.attrs.size()), n_in, 1, op);
+}
+
+bool Rank2Compatible(const ConvAttrs& a) {
+  return (a.strides.empty() || a.strides.size() == 2) && (a.pads.empty() || a.pads.size() == 4) &&
+         (a.dilations.empty() || a.dilations.size() == 2);
+}
+
+
+}  // namespace
+
+SampleConv::~SampleConv() {
+  if (g_ort == nullptr) return;
+  if (conv_ != nullptr) g_ort->ReleaseOp(conv_);
+  if (nchwc_conv_ != nullptr) g_ort->ReleaseOp(nchwc_conv_);
+  if (reorder_in_ != nullptr) g_ort->ReleaseOp(reorder_in_);
+  for (auto& e : reorder_out_) g_ort->ReleaseOp(e.second);
+  if (info_ != nullptr) g_ort->ReleaseKernelInfo(const_cast<OrtKernelInfo*>(info_));
+  if (mem_ != nullptr) g_ort->ReleaseMemoryInfo(mem_);
+}
+
+OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  DC_TRY(attrs_.Read(info, op));
+  const char* trace = std::getenv("DYNCONV_ORT_TRACE");
+  trace_ = trace != nullptr && trace[0] != '\0' && trace[0] != '0';
+  if (const char* cf = std::getenv("DYNCONV_ORT_CHUNK_FLOATS")) {
+    const long long v = std::atoll(cf);
+    if (v > 0) chunk_floats_ = v;
+  }
+  DC_TRY(g_ort->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &mem_));
+  AttrList list;
+  DC_TRY(list.Ints("strides", attrs_.strides));
+  DC_TRY(list.Ints("pads", attrs_.pads));
+  DC_TRY(list.Ints("dilations", attrs_.dilations));
+  DC_TRY(list.Int("group", attrs_.group));
+  if (attrs_.transpose) {
+    DC_TRY(list.Ints("output_padding", attrs_.output_padding));
+    // Opset 11 has the current definition of both ops (later versions only add types).
+    return MakeOp(info, "ConvTranspose", "", 11, list, 3, &conv_);
+  }
+  DC_TRY(MakeOp(info, "Conv", "", 11, list, 3, &conv_));
+  // The NCHWc kernels exist only where MLAS has them (x86-64 with AVX and up, some ARM builds); without them
+  // every call takes the plain path.
+  if (Rank2Compatible(attrs_)) {
+    OrtKernelInfo* copy = nullptr;
+    OrtStatus* s = g_ort->CopyKernelInfo(info, &copy);
+    if (s == nullptr) s = MakeOp(info, "Conv", kNchwcDomain, 1, list, 3, &nchwc_conv_);
+    // A standalone node gets no schema defaults: every attribute the kernel reads is given.
+    AttrList in_attrs;
+    if (s == nullptr) s = in_attrs.Int("channels_last", 0);
+    if (s == nullptr) s = MakeOp(info, "ReorderInput", kNchwcDomain, 1, in_attrs, 1, &reorder_in_);
+    if (s == nullptr) {
+      info_ = copy;
+    } else {
+      if (trace_) std::fprintf(stderr, "dynconv: no NCHWc kernels: %s\n", g_ort->GetErrorMessage(s));
+      g_ort->ReleaseStatus(s);
+      if (copy != nullptr) g_ort->ReleaseKernelInfo(copy);
+      if (nchwc_conv_ != nullptr) g_ort->ReleaseOp(nchwc_conv_);
+      if (reorder_in_ != nullptr) g_ort->ReleaseOp(reorder_in_);
+      nchwc_conv_ = reorder_in_ = nullptr;
+    }
+  }
+  return nullptr;
+}
+
+OrtStatus* SampleConv::Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
+                              const std::vector<int64_t>* in_dims, int n_in, float* out,
+                              const std::vector<int64_t>& out_dims) const {
+  OrtValue* values[4] = {nullptr, nullptr, nullptr, nullptr};
+  auto count = [](const std::vector<int64_t>& d) {
+    int64_t n = 1;
+    for (int64_t x : d) n *= x;
+    return n;
+  };
+  auto make = [&](int i, const float* data, const std::vector<int64_t>& dims) -> OrtStatus* {
+    return g_ort->CreateTensorWithDataAsOrtValue(mem_, const_cast<float*>(data), count(dims) * sizeof(float),
+                                                 dims.data(), dims.size(), ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                                                 &values[i]);
+  };
+  OrtStatus* st = nullptr;
+  for (int i = 0; i < n_in && st == nullptr; ++i) st = make(i, in[i], in_dims[i]);
+  if (st == nullptr) st = make(n_in, out, out_dims);
+  if (st == nullptr) {
+    const OrtValue* inputs[3] = {values[0], values[1], values[2]};
+    st = g_ort->InvokeOp(ctx, op, inputs, n_in, &values[n_in], 1);
+  }
+  for (OrtValue* v : values)
+    if (v != nullptr) g_ort->ReleaseValue(v);
+  return st;
+}
+
+int64_t SampleConv::BlockSize(OrtKernelContext* ctx) const {
+  int64_t b = block_.load(std::memory_order_relaxed);
+  if (b != 0) return b;
+  // Probe MLAS's NCHWc block size with ReorderInput on X[1, 64, 1, 2] = 0, 1, 2, ...: in the blocked layout
+  // [C/B][H][W][B] the element X[c=0, w=1] (value 1) lands at offset B.
+  b = -1;
+  if (reorder_in_ != nullptr) {
+    float x[128], y[128];
+    for (int i = 0; i < 128; ++i) {
+      x[i] = static_cast<float>(i);
+      y[i] = -1.f;
+    }
+    const std::vector<int64_t> dims = {1, 64, 1, 2};
+    const float* in[1] = {x};
+    OrtStatus* s = Invoke(ctx, reorder_in_, in, &dims, 1, y, dims);
+    if (s != nullptr) {
+      if (trace_) std::fprintf(stderr, "dynconv: NCHWc block size probe failed: %s\n", g_ort->GetErrorMessage(s));
+      g_ort->ReleaseStatus(s);
+    } else {
+      for (int64_t cand : {4, 8, 16, 32, 64})
+        if (y[cand] == 1.f && y[1] == 2.f) b = cand;
+    }
+  }
+  block_.store(b, std::memory_order_relaxed);
+  return b;
+}
+
+OrtStatus* SampleConv::ReorderOutputOp(int64_t channels, const OrtOp** op) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& e : reorder_out_)
+    if (e.first == channels) {
+      *op = e.second;
+      return nullptr;
+    }
+  AttrList list;
+  DC_TRY(list.Int("channels", channels));
+  DC_TRY(list.Int("channels_last", 0));
+  OrtOp* made = nullptr;
+  DC_TRY(MakeOp(info_, "ReorderOutput", kNchwcDomain, 1, list, 1, &made));
+  reorder_out_.emplace_back(channels, made);
+  *op = made;
+  return nullptr;
+}
+
+OrtStatus* SampleConv::CheckShapes(OrtKernelContext* ctx, const std::vector<int64_t>& x_dims,
+                                   const std::vector<int64_t>& w_dims, Shapes* out) const {
+  const int rank = static_cast<int>(x_dims.size()) - 2;
+  if (rank < 1 || rank > kMaxRank) return Error("X must have rank 3 to 5, got shape %s", DimsString(x_dims).c_str());
+  if (w_dims.size() != x_dims.size())
+    return Error("the weight of one sample must have rank %zu, got shape %s", x_dims.size(),
+                 DimsString(w_dims).c_str());
+  Shapes& s = *out;
+  DC_TRY(attrs_.Resolve(rank, &s.geo));
+  const int64_t g = s.geo.group;
+  s.N = x_dims[0];
+  s.C = x_dims[1];
+  if (s.C % g != 0)
+    return Error("group %lld does not divide the %lld input channels", static_cast<long long>(g),
+                 static_cast<long long>(s.C));
+  if (s.geo.transpose) {
+    if (w_dims[0] != s.C)
+      return Error("transposed weight %s must have %lld input channels on axis 0", DimsString(w_dims).c_str(),
+                   static_cast<long long>(s.C));
+    s.M = w_dims[1] * g;
+  } else {
+    if (w_dims[1] * g != s.C)
+      return Error("weight %s does not match %lld input channels in %lld groups", DimsString(w_dims).c_str(),
+                   static_cast<long long>(s.C), static_cast<long long>(g));
+    s.M = w_dims[0];
+    if (s.M % g != 0)
+      return Error("group %lld does not divide the %lld output channels", static_cast<long long>(g),
+                   static_cast<long long>(s.M));
+  }
+  s.x_dims = x_dims;
+  s.w_dims = w_dims;
+  s.y_dims = {s.N, s.M};
+  s.x_sample = s.C;
+  s.y_sample = s.M;
+  s.w_size = 1;
+  for (int64_t d : w_dims) s.w_size *= d;
+  for (int i = 0; i < rank; ++i) {
+    const int64_t k = w_dims[2 + i];
+    if (k < 1) return Error("kernel size must be >= 1");
+    const int64_t o = s.geo.OutSize(i, x_dims[2 + i], k);
+    if (o < 1)
+      return Error("output size %lld on spatial axis %d is empty (input %lld, kernel %lld)",
+                   static_cast<long long>(o), i, static_cast<long long>(x_dims[2 + i]), static_cast<long long>(k));
+    s.y_dims.push_back(o);
+    s.x_sample *= x_dims[2 + i];
+    s.y_sample *= o;
+  }
+
+  // The NCHWc path: the conditions of ONNX Runtime's own NCHWc rewrite of a Conv.
+  s.nchwc = false;
+  if (rank == 2 && !s.geo.transpose && nchwc_conv_ != nullptr && s.N > 0) {
+    const int64_t B = BlockSize(ctx);
+    const int64_t cg = s.C / g, mg = s.M / g;
+    bool ok = B > 1;
+    s.reorder_input = true;
+    s.filter_bo = false;
+    if (ok && g > 1) {
+      if (s.M % B != 0) ok = false;
+      else if (cg == 1 && s.M == g) s.filter_bo = true;  // depthwise
+      else if (cg % B != 0 || mg % B != 0) ok = false;
+    } else if (ok) {
+      if (s.C < B) {
+        s.filter_bo = true;
+        s.reorder_input = false;
+      } else if (s.C % B != 0) {
+        ok = false;
+      }
+    }
+    if (ok) {
+      s.nchwc = true;
+      s.block = B;
+      s.Mp = (s.M + B - 1) / B * B;
+    }
+  }
+  if (trace_)
+    std::fprintf(stderr, "dynconv: conv C=%lld M=%lld group=%lld rank=%d transpose=%d -> %s (block %lld, %s filter%s)\n",
+                 static_cast<long long>(s.C), static_cast<long long>(s.M), static_cast<long long>(g), rank,
+                 s.geo.transpose ? 1 : 0, s.nchwc ? "NCHWc" : "plain", static_cast<long long>(s.block),
+                 s.filter_bo ? "OIHWBo" : "OIHWBiBo", s.reorder_input ? "" : ", NCHW input");
+  return nullptr;
+}
+
+namespace {
+
+// W [M, Cg, KS] -> OIHWBiBo: [Mp/B][Cg/B][KS][B (input)][B (output)], zero-padded output channels.
+void ReorderFilterBiBo(const float* w, float* d, int64_t M, int64_t cg, int64_t ks, int64_t B, int64_t ob) {
+  const int64_t in_stride = cg * ks;  // between output channels
+  float* dp = d + ob * B * cg * ks;
+  for (int64_t ib = 0; ib < cg / B; ++ib)
+    for (int64_t k = 0; k < ks; ++k)
+      for (int64_t bi = 0; bi < B; ++bi) {
+        const int64_t i = ib * B + bi;
+        for (int64_t bo = 0; bo < B; ++bo) {
+          const int64_t o = ob * B + bo;
+          *dp++ = o < M ? w[o * in_stride + i * ks + k] : 0.f;
+        }
+      }
+}
+
+// W [M, Cg, KS] -> OIHWBo: [Mp/B][Cg][KS][B (output)], zero-padded output channels.
+void ReorderFilterBo(const float* w, float* d, int64_t M, int64_t cg, int64_t ks, int64_t B, int64_t ob) {
+  const int64_t in_stride = cg * ks;
+  float* dp = d + ob * B * cg * ks;
+  for (int64_t i = 0; i < cg; ++i)
+    for (int64_t k = 0; k < ks; ++k)
+      for (int64_t bo = 0; bo < B; ++bo) {
+        const int64_t o = ob * B + bo;
+        *dp++ = o < M ? w[o * in_stride + i * ks + k] : 0.f;
+      }
+}
+
+}  // namespace
+
+int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample) const {
+  const int64_t kBudget = chunk_floats_;
+  int64_t per = extra_per_sample;
+  if (s.nchwc) {
+    const int64_t cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
+    per += (s.reorder_input ? s.x_sample : 0) + s.Mp * cg * ks + s.Mp + s.Mp * (s.y_sample / s.M);
+  }
+  if (per <= 0) return s.N > 0 ? s.N : 1;
+  const int64_t n = kBudget / per;
+  return n < 1 ? 1 : (n > s.N ? (s.N > 0 ? s.N : 1) : n);
+}
+
+OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
+                                const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
+                                Scratch* scratch) const {
+  const int64_t nb = n1 - n0;
+  if (nb <= 0) return nullptr;
+  std::vector<int64_t> x1 = s.x_dims, y1 = s.y_dims;
+  x1[0] = 1;
+  y1[0] = 1;
+  if (!s.nchwc) {
+    const std::vector<int64_t> dims[3] = {x1, s.w_dims, {s.M}};
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* in[3] = {x + n * s.x_sample, w + (n - n0) * w_stride, b + (n - n0) * b_stride};
+      DC_TRY(Invoke(ctx, conv_, in, dims, 3, y + n * s.y_sample, y1));
+    }
+    return nullptr;
+  }
+
+  const int64_t B = s.block, Mp = s.Mp, M = s.M, cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
+  const int64_t wr_size = Mp * cg * ks, yr_sample = Mp * (s.y_sample / M);
+  if (scratch->samples < nb) {
+    if (s.reorder_input) DC_TRY(scratch->xr.Alloc(ctx, nb * s.x_sample));
+    DC_TRY(scratch->wr.Alloc(ctx, nb * wr_size));
+    DC_TRY(scratch->br.Alloc(ctx, nb * Mp));
+    DC_TRY(scratch->yr.Alloc(ctx, nb * yr_sample));
+    scratch->samples = nb;
+  }
+  std::vector<int64_t> xc = s.x_dims, yrc = s.y_dims;
+  xc[0] = nb;
+  yrc[0] = nb;
+  yrc[1] = Mp;
+  // 1. the chunk's input in NCHWc layout (C is a multiple of B here, so no channel padding)
+  const float* xin = x + n0 * s.x_sample;
+  if (s.reorder_input) {
+    const float* in[1] = {xin};
+    DC_TRY(Invoke(ctx, reorder_in_, in, &xc, 1, scratch->xr.get(), xc));
+    xin = scratch->xr.get();
+  }
+  // 2. the chunk's weights in the block layout, biases padded to Mp
+  float* wr = scratch->wr.get();
+  float* br = scratch->br.get();
+  const int64_t blocks = Mp / B;
+  const bool bo = s.filter_bo;
+  auto reorder = [&](size_t t) {
+    const int64_t i = static_cast<int64_t>(t) / blocks, ob = static_cast<int64_t>(t) % blocks;
+    const float* wi = w + i * w_stride;
+    float* di = wr + i * wr_size;
+    if (bo) ReorderFilterBo(wi, di, M, cg, ks, B, ob);
+    else ReorderFilterBiBo(wi, di, M, cg, ks, B, ob);
+    if (ob == 0) {
+      const float* bi = b + i * b_stride;
+      for (int64_t m = 0; m < Mp; ++m) br[i * Mp + m] = m < M ? bi[m] : 0.f;
+    }
+  };
+  const size_t tasks = static_cast<size_t>(nb * blocks);
+  if (nb * wr_size < (int64_t{1} << 16)) {
+    for (size_t t = 0; t < tasks; ++t) reorder(t);  // small: not worth waking the pool
+  } else {
+    DC_TRY(ParallelFor(ctx, tasks, reorder));
+  }
+  // 3. ONNX Runtime's NCHWc convolution per sample
+  const std::vector<int64_t> w_dims = {Mp, cg, s.w_dims[2], s.w_dims[3]};
+  std::vector<int64_t> yr1 = yrc;
+  yr1[0] = 1;
+  const std::vector<int64_t> dims[3] = {x1, w_dims, {Mp}};
+  for (int64_t i = 0; i < nb; ++i) {
+    const float* in[3] = {xin + i * s.x_sample, wr + i * wr_size, br + i * Mp};
+    DC_TRY(Invoke(ctx, nchwc_conv_, in, dims, 3, scratch->yr.get() + i * yr_sample, yr1));
+  }
+  // 4. back to NCHW, straight into Y
+  const OrtOp* reorder_out = nullptr;
+  DC_TRY(ReorderOutputOp(M, &reorder_out));
+  std::vector<int64_t> yc = s.y_dims;
+  yc[0] = nb;
+  const float* yin[1] = {scratch->yr.get()};
+  return Invoke(ctx, reorder_out, yin, &yrc, 1, y + n0 * s.y_sample, yc);
+}
+
+}  // namespace dynconv

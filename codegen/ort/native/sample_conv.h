@@ -1,0 +1,94 @@
+// dynconv: one convolution per sample, run by ONNX Runtime's own convolution kernels (MLAS) through the
+// custom-op API's op invocation (OrtApi::CreateOp + InvokeOp). DynamicConv, MixtureConv and ModulatedConv build
+// the per-sample weights and hand each sample to it.
+//
+// Two paths:
+//  - NCHWc (2-D, not transposed, channel counts that suit the block size B of this machine's MLAS: 8 or 16):
+//    the same kernels ONNX Runtime itself uses for a Conv with constant weights after its NCHWc graph rewrite:
+//    com.microsoft.nchwc ReorderInput -> com.microsoft.nchwc Conv (weights reordered here, per sample, into
+//    the OIHWBiBo / OIHWBo block layouts) -> com.microsoft.nchwc ReorderOutput.
+//  - otherwise ONNX's Conv / ConvTranspose (opset 11), one sample at a time.
+#pragma once
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <utility>
+
+#include "common.h"
+
+namespace dynconv {
+
+class SampleConv {
+ public:
+  SampleConv() = default;
+  SampleConv(const SampleConv&) = delete;
+  SampleConv& operator=(const SampleConv&) = delete;
+  ~SampleConv();
+
+  // Reads the attributes of the node (op `op` of dynconv_ops.h) and creates ONNX Runtime's kernels with them.
+  OrtStatus* Init(const OrtKernelInfo* info, const ops::OpSpec& op);
+
+  const ConvAttrs& attrs() const { return attrs_; }
+
+  // The shapes of one call, checked against each other (weights in ONNX layout, without the batch axis), and
+  // the path the call takes.
+  struct Shapes {
+    ConvGeometry geo;
+    int64_t N = 0, C = 0, M = 0;
+    std::vector<int64_t> x_dims;  // [N, C, *D]
+    std::vector<int64_t> w_dims;  // one sample's weight: [M, C/g, *K] or, transposed, [C, M/g, *K]
+    std::vector<int64_t> y_dims;  // [N, M, *O]
+    int64_t x_sample = 0, w_size = 0, y_sample = 0;
+    // NCHWc path
+    bool nchwc = false;
+    int64_t block = 0, Mp = 0;  // block size; M rounded up to it
+    bool reorder_input = true;  // false: the NCHW input is read directly (group 1, C < block)
+    bool filter_bo = false;     // OIHWBo filter layout (depthwise, or NCHW input) instead of OIHWBiBo
+  };
+  // `w_dims` is one sample's weight shape. Fills `out`, or returns an error naming the mismatch.
+  OrtStatus* CheckShapes(OrtKernelContext* ctx, const std::vector<int64_t>& x_dims,
+                         const std::vector<int64_t>& w_dims, Shapes* out) const;
+
+  // Per-call scratch memory (one per Compute call; allocated on first use, reused for every chunk).
+  struct Scratch {
+    FloatBuffer xr, wr, br, yr;
+    int64_t samples = 0;  // how many samples the buffers hold
+  };
+
+  // How many samples to handle per chunk, so that the chunk's scratch (reordered input and output, weights and
+  // `extra_per_sample` floats of the caller's) stays within a budget. At least 1.
+  int64_t ChunkSamples(const Shapes& s, int64_t extra_per_sample) const;
+
+  // Y[n] = Conv(X[n], W_n) + B_n for the samples n in [n0, n1). x and y point at the whole batch; W_n is at
+  // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
+  // ONNX Runtime's thread pool runs inside each step; the NCHWc path reorders the chunk's input, weights and
+  // output in one parallel step each. Stateless apart from `scratch`: safe for concurrent Compute calls.
+  OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
+                      const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
+                      Scratch* scratch) const;
+
+ private:
+  OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
+                    const std::vector<int64_t>* in_dims, int n_in, float* out,
+                    const std::vector<int64_t>& out_dims) const;
+  int64_t BlockSize(OrtKernelContext* ctx) const;
+  OrtStatus* ReorderOutputOp(int64_t channels, const OrtOp** op) const;
+
+  ConvAttrs attrs_;
+  const OrtKernelInfo* info_ = nullptr;  // a copy (CopyKernelInfo), for ops made at run time
+  OrtOp* conv_ = nullptr;                // Conv or ConvTranspose
+  OrtOp* nchwc_conv_ = nullptr;          // com.microsoft.nchwc Conv (null: no NCHWc path)
+  OrtOp* reorder_in_ = nullptr;          // com.microsoft.nchwc ReorderInput
+  mutable std::mutex mu_;                // guards reorder_out_
+  mutable std::vector<std::pair<int64_t, OrtOp*>> reorder_out_;  // ReorderOutput per channel count
+  mutable std::atomic<int64_t> block_{0};  // MLAS NCHWc block size: 0 not probed yet, -1 unusable
+  OrtMemoryInfo* mem_ = nullptr;
+  bool trace_ = false;
+  // Scratch budget of one chunk of samples, in floats ($DYNCONV_ORT_CHUNK_FLOATS overrides): about an L2
+  // cache, so that a sample's reordered input and output are still cached when the next step reads them
+  // (measured: whole-batch chunks are up to 1.8x slower on memory-bound depthwise layers).
+  int64_t chunk_floats_ = int64_t{1} << 18;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
+};
+
+}  // namespace dynconv

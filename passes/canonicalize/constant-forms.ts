@@ -1,0 +1,36 @@
+// Constant nodes in their attribute forms (value_int, value_ints, value_float, value_floats: what onnxscript
+// writes) become initializers, so every rule sees one form of a literal.
+import { DataType } from '../../src/onnx/proto.js';
+import { makeTensor, type Tensor } from '../../src/ir/tensor.js';
+import type { Node } from '../../src/ir/graph.js';
+import type { CanonicalPass } from './pass.js';
+
+function literal(n: Node): Tensor | undefined {
+  const ints = n.attrInts('value_ints');
+  if (ints) return makeTensor(DataType.INT64, [ints.length], ints);
+  if (n.attr('value_int')) return makeTensor(DataType.INT64, [], [n.attrInt('value_int', 0)]);
+  const f = n.attr('value_float');
+  if (f) return makeTensor(DataType.FLOAT, [], [f.f ?? 0]);
+  const fs = n.attr('value_floats');
+  if (fs) return makeTensor(DataType.FLOAT, [fs.floats?.length ?? 0], fs.floats ?? []);
+  return undefined;
+}
+
+export const constantForms: CanonicalPass = {
+  name: 'constant-forms',
+  requires: 'nothing',
+  ensures: 'no Constant node with value_int / value_ints / value_float / value_floats in the top-level graph',
+  run(model) {
+    let changed = false;
+    for (const n of [...model.graph.nodes]) {
+      if (n.domain !== '' || n.opType !== 'Constant' || n.outputs.length !== 1 || n.outputs[0].isGraphOutput) continue;
+      const t = literal(n);
+      if (!t) continue;
+      const init = model.graph.addInitializer(n.outputs[0].name, t);
+      n.outputs[0].replaceAllUsesWith(init);
+      model.graph.removeNode(n);
+      changed = true;
+    }
+    return changed;
+  },
+};

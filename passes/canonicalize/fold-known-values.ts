@@ -1,0 +1,51 @@
+// Values that do not depend on activation data and whose contents the analysis can compute become
+// initializers: shape chains over known shapes (Shape, Expand, ConstantOfShape, Concat, Gather), index
+// computations on constants (Range, NonZero, Mul/Add of index grids, Loops of constants: src/analysis/loops.ts),
+// type-only chains (a Cast of a literal, dynamo's zero bias once CastLike reads X for its type only).
+// Rules then see literals instead of exporter arithmetic. Big float constants (expert banks, standardised
+// weights) stay as they are: folding them would only copy weights.
+import { DataType } from '../../src/onnx/proto.js';
+import type { Value } from '../../src/ir/graph.js';
+import type { CanonicalPass } from './pass.js';
+
+/** Float results up to this many elements are folded even when they come from constants alone. */
+const SMALL_FLOAT = 64;
+/** Integer / bool results (indices, shapes) up to this many elements are folded. */
+const MAX_INDEX_ELEMENTS = 1 << 20;
+const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
+
+export const foldKnownValues: CanonicalPass = {
+  name: 'fold-known-values',
+  requires: 'an analysis of the current model (labels, shapes, constant folding with its budget)',
+  ensures: 'no top-level node (other than If/Scan) whose outputs are all non-data values of known content (within the size limits) feeds another node',
+  run(model, a) {
+    let changed = false;
+    const renames: [Value, string][] = [];
+    for (const n of [...model.graph.nodes]) {
+      if (n.opType === 'Constant' || (n.subgraphs.length && n.opType !== 'Loop') || n.outputs.length === 0) continue;
+      if (n.outputs.some((o) => o.isGraphOutput || a.label(o) === 'data')) continue;
+      // a node whose inputs are all literals already, and that only reshapes a big float literal, is left
+      const folded = n.outputs.map((o) => (o.uses.length ? a.constValue(o) : undefined));
+      if (n.outputs.some((o, i) => o.uses.length && !folded[i])) continue;
+      const worth = n.outputs.every((o, i) => {
+        const t = folded[i];
+        if (!t) return true;
+        if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
+        return t.data.length <= MAX_INDEX_ELEMENTS;
+      });
+      if (!worth || folded.every((t) => !t)) continue;
+      n.outputs.forEach((o, i) => {
+        const t = folded[i];
+        if (!t) return;
+        const init = model.graph.addInitializer(o.name, t);
+        o.replaceAllUsesWith(init);
+        renames.push([init, o.name]);
+      });
+      changed = true;
+    }
+    if (changed) model.graph.sweepDeadNodes();
+    // the literal takes the name of the value it replaces, once that value is gone
+    for (const [init, name] of renames) if (!model.graph.values.has(name) && model.graph.values.get(init.name) === init) model.graph.renameValue(init, name);
+    return changed;
+  },
+};
