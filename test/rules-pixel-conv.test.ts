@@ -86,8 +86,7 @@ test('pixel-conv: a kernel made by a plain 1x1 conv is absorbed: PixelConvHead t
   t.teardown(() => cleanup(run));
   t.is(run.after, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
-    %kernel_w_head = Reshape(@kernel_w:f32[9,4,1,1], @dynconv_ints=[9,4])
-    %y = com.dynconv.PixelConvHead(%x, %x, %kernel_w_head, @dynconv_zero_bias:f32[9]) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
+    %y = com.dynconv.PixelConvHead(%x, %x, @kernel_w_head:f32[9,4], @dynconv_zero_bias:f32[9]) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
   `));
   t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.group]), [['per-pixel', 'PixelConvHead', [K, K], [1, 1, 1, 1], 1]]);
   const report = await validate(run);

@@ -131,28 +131,19 @@ struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
 
-  OrtStatus* Read(const OrtKernelInfo* info) {
-    if (!AttrInts(info, "kernel_shape", &kernel_shape) || kernel_shape.empty())
-      return Error("attribute kernel_shape is required");
-    const size_t r = kernel_shape.size();
-    if (r > static_cast<size_t>(kMaxRank)) return Error("spatial rank %zu is not supported (1 to 3)", r);
-    for (int64_t k : kernel_shape)
-      if (k < 1) return Error("kernel_shape must be >= 1");
-    if (!AttrInts(info, "strides", &strides)) strides.assign(r, 1);
-    if (!AttrInts(info, "dilations", &dilations)) dilations.assign(r, 1);
-    if (!AttrInts(info, "pads", &pads)) pads.assign(2 * r, 0);
-    if (strides.size() != r || dilations.size() != r || pads.size() != 2 * r)
-      return Error("strides, dilations and pads must have %zu, %zu and %zu values", r, r, 2 * r);
-    for (size_t i = 0; i < r; ++i)
-      if (strides[i] < 1 || dilations[i] < 1) return Error("strides and dilations must be >= 1");
-    for (int64_t p : pads)
-      if (p < 0) return Error("pads must be >= 0");
-    int64_t up = 1;
-    if (AttrInt(info, "upsample", &up)) upsample = up;
-    if (upsample < 1) return Error("upsample must be >= 1");
-    int64_t group = 1, transpose = 0;
-    if (AttrInt(info, "group", &group) && group != 1) return Error("the op has no group attribute");
-    if (AttrInt(info, "transpose", &transpose) && transpose != 0) return Error("the op has no transpose form");
+  OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
+    AttrValues values;
+    DC_TRY(values.Read(info, op));  // kernel_shape required; values checked (dynconv_ops.h)
+    kernel_shape = values.Given("kernel_shape");
+    const int r = static_cast<int>(kernel_shape.size());
+    DC_TRY(values.CheckLengths(r));
+    strides = values.IntsOr("strides", r);
+    dilations = values.IntsOr("dilations", r);
+    pads = values.IntsOr("pads", r);
+    upsample = values.Int("upsample");
+    // Not an attribute of the per-pixel ops (kernel groups come from K or HW): refused rather than ignored.
+    int64_t group = 1;
+    if (AttrInt(info, "group", &group) && group != 1) return Error("%s has no group attribute", op.name);
     return nullptr;
   }
 
@@ -294,7 +285,7 @@ struct PixelConvKernel {
   static constexpr size_t kInputs = 2;
   PixelAttrs attrs;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConv); }
 
   OrtStatus* Compute(OrtKernelContext* ctx) const {
     Tensor X, Kt;
@@ -302,7 +293,15 @@ struct PixelConvKernel {
     DC_TRY(InputTensor(ctx, 1, "K", &Kt));
     PixelGeometry p;
     DC_TRY(attrs.Geometry(X, &p));
-    DC_TRY(attrs.CheckPerPixel(Kt, "K", "[N, G, prod(kernel_shape), *O]", p, -1, p.KK));
+    const int r = static_cast<int>(attrs.kernel_shape.size());
+    bool k_ok = Kt.Rank() == r + 3 && Kt.dims[0] == p.N && Kt.dims[2] == p.KK;
+    for (int i = 0; k_ok && i < r; ++i) k_ok = Kt.dims[3 + i] == p.O[3 - r + i];
+    if (!k_ok) {
+      std::string want = "[" + std::to_string(p.N) + ", G, " + std::to_string(p.KK);
+      for (int i = 0; i < r; ++i) want += ", " + std::to_string(p.O[3 - r + i]);
+      return Error("K must be %s] (batch of X, G kernel groups, prod(kernel_shape) taps, the output size), got shape %s",
+                   want.c_str(), DimsString(Kt.dims).c_str());
+    }
     p.G = Kt.dims[1];
     KernelSource ks;
     ks.K = Kt.data;
@@ -315,7 +314,7 @@ struct PixelConvHeadKernel {
   static constexpr size_t kInputs = 4;
   PixelAttrs attrs;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info); }
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConvHead); }
 
   OrtStatus* Compute(OrtKernelContext* ctx) const {
     Tensor X, F, HW, HB;
