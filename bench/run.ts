@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|nets|wgsl ...]   (default: all; nets needs fixtures/export_nets.py run once,
-//   DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains TEXT)
+//   npm run bench [-- io|ort|nets|rewriter|wgsl|web ...]   (default: all; nets needs fixtures/export_nets.py run
+//   once, DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains TEXT)
 import { runOrtBench } from './ort.js';
 
 type Bench = () => Promise<string>;
@@ -15,9 +15,17 @@ const BENCHES: Record<string, Bench> = {
     const { runNetsBench } = await import('./nets.js');
     return runNetsBench();
   },
+  rewriter: async () => {
+    const { runRewriterBench } = await import('./rewriter.js');
+    return runRewriterBench();
+  },
   wgsl: async () => {
     const { runWgslBench } = await import('./wgsl.js');
     return runWgslBench();
+  },
+  web: async () => {
+    const { runWebBench } = await import('./wgsl-web.js');
+    return runWebBench();
   },
 };
 

@@ -242,19 +242,19 @@ export const MIN_FUNCTION_OPSET = 11;
  * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
  * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in.
  */
-export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>): FunctionProto {
+export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
   const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x), PixelConvHead: pixelConvHeadBody }[op];
   const y = body(b);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));
   return onnx.FunctionProto.create({
     name: op,
-    domain: DYNCONV_DOMAIN,
+    domain,
     input: OP_INPUTS[op],
     output: ['Y'],
     attribute: OP_DEFINITIONS[op].attributes.map((a) => a.name),
     node: b.nodes,
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: opset })],
-    docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}; see docs/ops.md`,
+    docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}${domain === DYNCONV_DOMAIN ? '' : ` (one of its specialised bodies, in ${domain})`}; see docs/ops.md`,
   });
 }

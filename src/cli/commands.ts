@@ -69,10 +69,10 @@ export const commands: Record<string, Command> = {
     },
   },
   fuse: {
-    usage: 'fuse MODEL -o OUT [--emit wgsl|ort --out-dir DIR [--build] [--arch x86_64|aarch64]] [--json]',
+    usage: 'fuse MODEL -o OUT [--emit wgsl|ort|web --out-dir DIR [--build] [--arch x86_64|aarch64]] [--json] [--strict]',
     summary: 'replace each site by one com.dynconv op (with a function fallback)',
-    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' }, emit: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, arch: { type: 'string' } },
-    optionHelp: { arch: ARCH_HELP, output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data', emit: 'also write kernels: wgsl or ort (see emit)', 'out-dir': 'where --emit writes', build: 'with --emit ort: compile the library', clean: 'replace the contents of an existing --out-dir' },
+    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' }, emit: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, arch: { type: 'string' }, strict: { type: 'boolean' } },
+    optionHelp: { arch: ARCH_HELP, strict: 'exit 1 when a site is left unfused (as check does)', output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data', emit: 'also write kernels: wgsl, ort or web (see emit)', 'out-dir': 'where --emit writes', build: 'with --emit ort: compile the library', clean: 'replace the contents of an existing --out-dir' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('fuse', 'expects exactly one MODEL');
       const out = opts.output as string | undefined;
@@ -85,10 +85,10 @@ export const commands: Record<string, Command> = {
     },
   },
   emit: {
-    usage: 'emit FUSED --target wgsl|ort --out-dir DIR [--build] [--arch x86_64|aarch64] [--clean] [--json]',
+    usage: 'emit FUSED --target wgsl|ort|web --out-dir DIR [--build] [--arch x86_64|aarch64] [--clean] [--json]',
     summary: 'write kernels for the com.dynconv ops of a fused model',
     options: { target: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, json: { type: 'boolean' }, arch: { type: 'string' } },
-    optionHelp: { arch: ARCH_HELP, target: 'wgsl (WebGPU shaders + ES modules) or ort (ONNX Runtime custom-op library, C++)', 'out-dir': 'the folder to write (created; refused if not empty unless --clean)', build: 'ort: also compile the library', clean: 'replace the contents of an existing --out-dir', json: 'print what was written as JSON' },
+    optionHelp: { arch: ARCH_HELP, target: 'wgsl (WebGPU shaders + ES modules), web (the whole model for onnxruntime-web: index.js + segments + kernels) or ort (ONNX Runtime custom-op library, C++)', 'out-dir': 'the folder to write (created; refused if not empty unless --clean)', build: 'ort: also compile the library', clean: 'replace the contents of an existing --out-dir', json: 'print what was written as JSON' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('emit', 'expects exactly one FUSED model');
       const target = parseTarget(opts.target);
@@ -176,7 +176,9 @@ async function fuse(modelPath: string, out: string, emitTarget: Target | undefin
   progress.clear();
   if (opts.json) print(JSON.stringify({ file: modelPath, output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
   else print([`${modelPath} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
-  return 0;
+  // What was left, one line a site on stderr (also with --json): a found site is never left silently.
+  for (const s of result.notFused) process.stderr.write(`dynconv fuse: left ${s.anchor.label}: ${s.notFused ?? 'not fused'}\n`);
+  return opts.strict && result.notFused.length ? 1 : 0;
 }
 
 /** --arch: only for the ort target. */
@@ -189,8 +191,8 @@ function parseArch(v: unknown, target: Target | undefined): OrtArch | undefined 
 }
 
 function parseTarget(v: unknown): Target {
-  if (v === 'wgsl' || v === 'ort') return v;
-  throw new DynconvError(`--target: expected wgsl or ort${v === undefined ? '' : `, got ${JSON.stringify(v)}`}`);
+  if (v === 'wgsl' || v === 'ort' || v === 'web') return v;
+  throw new DynconvError(`--target: expected wgsl, ort or web${v === undefined ? '' : `, got ${JSON.stringify(v)}`}`);
 }
 
 function formatEmit(r: EmitResult): string {

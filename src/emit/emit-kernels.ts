@@ -1,13 +1,14 @@
 // `emit`: kernels for the fused ops of a model, by back end.
 import path from 'node:path';
 import { buildOrtLibrary, emitOrtLibrary, type OrtArch } from '../../codegen/ort/index.js';
+import { emitWeb } from '../../codegen/web/emit.js';
 import { emitWgsl, type WgslNode } from '../../codegen/wgsl/emit.js';
 import { fusedNodes, type FusedNode } from '../../codegen/fused-nodes.js';
 import { DynconvError } from '../errors.js';
 import type { Model } from '../ir/graph.js';
 import { writeOutDir } from './out-dir.js';
 
-export type Target = 'wgsl' | 'ort';
+export type Target = 'wgsl' | 'ort' | 'web';
 
 export interface EmitResult {
   target: Target;
@@ -32,6 +33,7 @@ export async function emitKernels(model: Model, target: Target, outDir: string, 
       if (opts.build) library = path.join(path.resolve(outDir), path.relative(tmp, await buildChecked(tmp)));
       return { target, outDir, nodes: summary, files: rel(files), library, buildCommand, arch };
     }
+    if (target === 'web') return { target, outDir, nodes: summary, files: rel(emitWeb(model, nodes, wgslNodes(nodes), tmp).files) };
     const { files } = await emitWgslFor(nodes, tmp);
     return { target, outDir, nodes: summary, files: rel(files) };
   });

@@ -352,7 +352,7 @@ DomainList& Domains() {
 }  // namespace
 
 OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, const OrtCustomOp* const* ops,
-                       size_t count) {
+                       size_t count, const char* domain_name) {
   const OrtApi* api = api_base->GetApi(kOrtApiVersion);
   if (api == nullptr) {
     // An ONNX Runtime older than the headers: report it through the oldest API, which every version has.
@@ -365,7 +365,7 @@ OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, c
   }
   g_ort = api;
   OrtCustomOpDomain* domain = nullptr;
-  DC_TRY(api->CreateCustomOpDomain(kDomain, &domain));
+  DC_TRY(api->CreateCustomOpDomain(domain_name, &domain));
   for (size_t i = 0; i < count; ++i) {
     OrtStatus* s = api->CustomOpDomain_Add(domain, const_cast<OrtCustomOp*>(ops[i]));
     if (s != nullptr) {

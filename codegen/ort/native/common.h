@@ -234,8 +234,9 @@ struct CustomOp : OrtCustomOp {
   }
 };
 
-// Registers the ops in domain com.dynconv on `options` (the body of RegisterCustomOps).
+// Registers the ops in domain `domain_name` (com.dynconv, or one of the domains of further function bodies,
+// com.dynconv.f<k>) on `options` (the body of RegisterCustomOps).
 OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, const OrtCustomOp* const* ops,
-                       size_t count);
+                       size_t count, const char* domain_name = kDomain);
 
 }  // namespace dynconv
