@@ -1,5 +1,6 @@
 // `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|rewriter|wgsl|web ...]   (default: all)
+//   npm run bench [-- io|ort|nets|rewriter|wgsl|web ...]   (default: all; nets needs fixtures/export_nets.py run
+//   once, DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains TEXT)
 import { runOrtBench } from './ort.js';
 
 type Bench = () => Promise<string>;
@@ -10,6 +11,10 @@ const BENCHES: Record<string, Bench> = {
     return formatIoBench(await runIoBench());
   },
   ort: () => runOrtBench(),
+  nets: async () => {
+    const { runNetsBench } = await import('./nets.js');
+    return runNetsBench();
+  },
   rewriter: async () => {
     const { runRewriterBench } = await import('./rewriter.js');
     return runRewriterBench();

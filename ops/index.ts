@@ -3,6 +3,7 @@ import { DynamicConv } from './dynamic-conv.js';
 import { MixtureConv } from './mixture-conv.js';
 import { ModulatedConv } from './modulated-conv.js';
 import { PixelConv } from './pixel-conv.js';
+import { PixelConvHead } from './pixel-conv-head.js';
 import type { AttrValue, Attrs, Dim, DimProduct, OpDefinition } from './schema.js';
 import { convOutputDim } from './conv-attributes.js';
 
@@ -12,9 +13,14 @@ export { convOutputDim } from './conv-attributes.js';
 export const DYNCONV_DOMAIN = 'com.dynconv';
 export const DYNCONV_OPSET_VERSION = 1;
 
-export type FusedOpType = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
-export const OP_DEFINITIONS: Readonly<Record<FusedOpType, OpDefinition>> = { DynamicConv, MixtureConv, ModulatedConv, PixelConv };
+export type FusedOpType = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
+export const OP_DEFINITIONS: Readonly<Record<FusedOpType, OpDefinition>> = { DynamicConv, MixtureConv, ModulatedConv, PixelConv, PixelConvHead };
 export const FUSED_OP_TYPES = Object.keys(OP_DEFINITIONS) as readonly FusedOpType[];
+
+/** The per-pixel ops: PixelConv, and PixelConvHead (PixelConv computing its kernel from a 1x1 head inside the op). */
+export function isPixelOp(op: FusedOpType): op is 'PixelConv' | 'PixelConvHead' {
+  return op === 'PixelConv' || op === 'PixelConvHead';
+}
 
 export function isFusedOpType(t: string): t is FusedOpType {
   return Object.prototype.hasOwnProperty.call(OP_DEFINITIONS, t);
@@ -84,7 +90,7 @@ export interface OpDesc {
   attrs: ConvAttrs;
   /** Every attribute of the op, resolved (the op definition's names). */
   values: Attrs;
-  /** PixelConv only. */
+  /** PixelConv and PixelConvHead only. */
   kernelShape?: number[];
   upsample?: number;
   /** ModulatedConv only. */
@@ -112,7 +118,7 @@ export function describeOp(op: FusedOpType, rank: number, raw: RawAttrs): OpDesc
     values: v,
     inputNames: OP_INPUTS[op],
   };
-  if (op === 'PixelConv') {
+  if (isPixelOp(op)) {
     desc.kernelShape = v.kernel_shape as number[];
     desc.upsample = v.upsample as number;
   }

@@ -198,7 +198,7 @@ function modulatedConvBody(b: BodyBuilder): string {
   return perSampleConv(b, 'X', wPerSample, 'B');
 }
 
-function pixelConvBody(b: BodyBuilder): string {
+function pixelConvBody(b: BodyBuilder, kIn = 'K'): string {
   // Unfold X with a one-hot kernel: [N*C, 1, *D] conv [KK, 1, *k] -> [N*C, KK, *Ob]; nearest-upsample;
   // then multiply by K [N, G, KK, *O] broadcast over the C/G channels of each group and sum over KK.
   const r = b.rank;
@@ -214,11 +214,20 @@ function pixelConvBody(b: BodyBuilder): string {
   const roi = b.opset < 13 ? b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [0], values: [] } } }) : '';
   const uu = b.one('Resize', [u, roi, scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
   const oprod = b.reduceProd(b.dims(uu, 2));
-  const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims('K', 1, 2), b.ints([-1]), kk, oprod])]);
+  const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims(kIn, 1, 2), b.ints([-1]), kk, oprod])]);
   // K's batch is X's (docs/ops.md): reshaping K to X's N fails for any other batch instead of broadcasting one of 1.
-  const k5 = b.unsqueeze(b.one('Reshape', ['K', b.concat([b.dims('X', 0, 1), b.dims('K', 1, 3), oprod])]), [2]);
+  const k5 = b.unsqueeze(b.one('Reshape', [kIn, b.concat([b.dims('X', 0, 1), b.dims(kIn, 1, 3), oprod])]), [2]);
   const p = b.reduceSum(b.one('Mul', [u5, k5]), [3], 0);
   return b.one('Reshape', [p, b.concat([b.dims('X', 0, 2), b.dims(uu, 2)])]);
+}
+
+function pixelConvHeadBody(b: BodyBuilder): string {
+  // K = the 1x1 head on F: Conv(F, HW as [G*KK, Cf, 1...], HB) -> [N, G*KK, *O], viewed as [N, G, KK, *O].
+  const kk = b.reduceProd(b.attrValue('kernel_shape', 'ints'));
+  const w = b.one('Reshape', ['HW', b.concat([b.dims('HW', 0, 2), b.ints(new Array(b.rank).fill(1))])]);
+  const k = b.one('Conv', ['F', w, 'HB']);
+  const k5 = b.one('Reshape', [k, b.concat([b.dims('F', 0, 1), b.ints([-1]), kk, b.dims('F', 2)])]);
+  return pixelConvBody(b, k5);
 }
 
 /** Attributes a body reads as values (not only passes on to a Conv): baked in before opset 12. They are the ones the
@@ -235,7 +244,7 @@ export const MIN_FUNCTION_OPSET = 11;
  */
 export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
-  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: pixelConvBody }[op];
+  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x), PixelConvHead: pixelConvHeadBody }[op];
   const y = body(b);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));
   return onnx.FunctionProto.create({

@@ -15,7 +15,7 @@ import { outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';
 import { functionFor } from '../passes/function-bodies.js';
 import { caseDesc, caseFeeds, ensureOrtHeaders, fusedModel, relL2, rng, runReference, testCacheDir, writeModel, type OpCase } from './ort-helpers.js';
 
-const N = 2, C = 4, M = 6, E = 3;
+const N = 2, C = 4, M = 6, E = 3, CF = 3;
 
 /** Input shapes of an op for X [N, C, *D], a kernel k per axis and the attributes; K of PixelConv sized by `o`. */
 function shapesFor(op: FusedOpType, d: number[], k: number, raw: RawAttrs, o: number[]): number[][] {
@@ -27,6 +27,7 @@ function shapesFor(op: FusedOpType, d: number[], k: number, raw: RawAttrs, o: nu
     case 'MixtureConv': return [x, [N, E], [E, ...layout], [E, M]];
     case 'ModulatedConv': return [x, [N, C], layout, [M]];
     case 'PixelConv': return [x, [N, g, k ** r, ...o]];
+    case 'PixelConvHead': return [x, [N, CF, ...o], [g * k ** r, CF], [g * k ** r]];
   }
 }
 
@@ -35,16 +36,17 @@ function grid(): Case[] {
   const pick = rng(20261201);
   const choose = <T>(xs: T[]): T => xs[Math.floor(pick() * xs.length)];
   const cases: Case[] = [];
-  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv'] as FusedOpType[]) {
+  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead'] as FusedOpType[]) {
+    const pixel = op === 'PixelConv' || op === 'PixelConvHead';
     for (let i = 0; i < 10; i++) {
       const r = i % 2 === 0 ? 2 : 1;
-      const transpose = op !== 'PixelConv' && i % 4 >= 2 ? 1 : 0;
+      const transpose = !pixel && i % 4 >= 2 ? 1 : 0;
       const s = choose([1, 2]), dl = choose([1, 2]), k = choose([1, 2, 3]);
       const pads = Array.from({ length: 2 * r }, () => choose([0, 1, 2]).valueOf()).map((p) => Math.min(p, dl * (k - 1)));
       const raw: RawAttrs = { strides: new Array(r).fill(s), dilations: new Array(r).fill(dl), pads };
-      if (op === 'PixelConv') {
+      if (pixel) {
         raw.kernel_shape = new Array(r).fill(k);
-        raw.group = choose([1, 2]); // read back as K's group count below, not an attribute of PixelConv
+        raw.group = choose([1, 2]); // read back as the kernel group count below (K, or HW's rows), not an attribute
         if (i === 3) raw.upsample = 2;
       } else {
         raw.group = choose([1, 2]);
@@ -62,10 +64,11 @@ type Case = OpCase & { expect: number[] | string };
 function makeCase(op: FusedOpType, name: string, d: number[], k: number, raw: RawAttrs): Case {
   const attrs = { ...raw };
   const groups = attrs.group as number;
-  if (op === 'PixelConv') delete attrs.group;
+  if (op === 'PixelConv' || op === 'PixelConvHead') delete attrs.group;
   const probe: OpCase = { name, op, raw: attrs, shapes: shapesFor(op, d, k, raw, []) };
-  // PixelConv's K carries the output size: ask the definition for it, then size K by it.
-  const base = outputShape(caseDesc(probe), probe.shapes.map((s, i) => (i === 1 && op === 'PixelConv' ? [N, groups, k ** d.length, ...d.map(() => undefined)] : s)));
+  // PixelConv's K (PixelConvHead's F) carries the output size: ask the definition for it, then size K (F) by it.
+  const unknownO = d.map(() => undefined);
+  const base = outputShape(caseDesc(probe), probe.shapes.map((s, i) => (i === 1 && op === 'PixelConv' ? [N, groups, k ** d.length, ...unknownO] : i === 1 && op === 'PixelConvHead' ? [N, CF, ...unknownO] : s)));
   const o = typeof base === 'string' ? d : (base.slice(2) as number[]);
   // The node carries every attribute, defaults written out, as `fuse` writes it (the function bodies read them all).
   const c: OpCase = { ...probe, raw: { ...caseDesc(probe).values }, shapes: shapesFor(op, d, k, raw, o) };
@@ -78,10 +81,11 @@ const REFUSED = [
   makeCase('DynamicConv', 'empty output (3x3 kernel on 2x2, no pads)', [2, 2], 3, {}),
   makeCase('MixtureConv', 'empty output, 1-D', [2], 3, { dilations: [2] }),
   makeCase('PixelConv', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
+  makeCase('PixelConvHead', 'empty output (5-tap window on 3, taps from the head)', [3], 5, { kernel_shape: [5], group: 1 }),
 ];
 
 test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, groups and upsampling; the refused cases are refused by the definition', (t) => {
-  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv']) t.true(CASES.some((c) => c.op === op), op);
+  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead']) t.true(CASES.some((c) => c.op === op), op);
   t.true(CASES.some((c) => c.raw.transpose === 1) && CASES.some((c) => (c.raw.strides as number[])[0] === 2));
   t.true(CASES.some((c) => (c.raw.dilations as number[])[0] === 2) && CASES.some((c) => c.raw.group === 2) && CASES.some((c) => c.raw.upsample === 2));
   t.true(CASES.some((c) => c.shapes[0].length === 3) && CASES.some((c) => c.shapes[0].length === 4));

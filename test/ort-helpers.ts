@@ -234,17 +234,21 @@ export function referenceModel(c: OpCase): Uint8Array {
       y = perSampleConv(g, desc, N, 'X', modulated, () => 'B');
       break;
     }
-    case 'PixelConv': {
+    case 'PixelConv':
+    case 'PixelConvHead': {
       const ks = desc.kernelShape!;
       const up = desc.upsample ?? 1;
       const a = desc.attrs;
       const D = xs.slice(2);
-      const G = c.shapes[1][1];
+      const KK = ks.reduce((p, q) => p * q, 1);
       const obase = D.map((d, i) => Math.floor((d + a.pads[i] + a.pads[i + r] - a.dilations[i] * (ks[i] - 1) - 1) / a.strides[i]) + 1);
       const O = obase.map((o) => o * up);
+      // PixelConvHead: K = the 1x1 conv of F with HW, HB, viewed as [N, G, KK, *O].
+      const head = c.op === 'PixelConvHead';
+      const G = head ? c.shapes[2][0] / KK : c.shapes[1][1];
+      const kIn = head ? g.reshape(g.node('Conv', ['F', g.reshape('HW', [...c.shapes[2], ...ks.map(() => 1)]), 'HB']), [N, G, KK, ...O]) : 'K';
       const xp = g.node('Pad', ['X', g.ints([0, 0, ...a.pads.slice(0, r), 0, 0, ...a.pads.slice(r)])]);
       const spatialAxes = D.map((_, i) => 2 + i);
-      const KK = ks.reduce((p, q) => p * q, 1);
       const terms: string[] = [];
       for (let j = 0; j < KK; j++) {
         // k_j: row-major offsets
@@ -264,7 +268,7 @@ export function referenceModel(c: OpCase): Uint8Array {
           tap = g.reshape(g.node('Expand', [g.reshape(tap, inter), g.ints(big)]), [N, C, ...O]);
         }
         const tapG = g.reshape(tap, [N, G, C / G, ...O]);
-        const kSlice = g.slice('K', [j], [j + 1], [2]); // [N, G, 1, *O]
+        const kSlice = g.slice(kIn, [j], [j + 1], [2]); // [N, G, 1, *O]
         terms.push(g.node('Mul', [tapG, kSlice]));
       }
       const sum = terms.length === 1 ? terms[0] : g.node('Sum', terms);

@@ -96,7 +96,19 @@ const CASES: OpCase[] = [
   { name: 'pix fast 1d dil2 causal', op: 'PixelConv', raw: { kernel_shape: [3], dilations: [2], pads: [4, 0] }, shapes: [[2, 12, 40], [2, 3, 3, 40]] },
   { name: 'pix fast y-stride2, no x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [2, 1], pads: [1, 0, 1, 0] }, shapes: [[1, 8, 9, 20], [1, 1, 9, 5, 18]] },
   { name: 'pix fast 3d asym x pads', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 0, 1, 1, 2] }, shapes: [[1, 4, 3, 4, 17], [1, 2, 27, 3, 4, 17]] },
+  { name: 'pix fast rows of 8 to 15 (two overlapping chunks of 8)', op: 'PixelConv', raw: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, shapes: [[2, 9, 6, 11], [2, 3, 9, 6, 11]] },
+  { name: 'pix fast x-stride 2 (row phases)', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[2, 12, 9, 40], [2, 3, 9, 5, 20]] },
+  { name: 'pix fast x-stride 2 dil 2 asym pads', op: 'PixelConv', raw: { kernel_shape: [3, 3], strides: [1, 2], dilations: [2, 2], pads: [2, 2, 1, 2] }, shapes: [[1, 8, 7, 37], [1, 2, 9, 6, 19]] },
   { name: 'pix 3d', op: 'PixelConv', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 2, 27, 4, 5, 6]] },
+  // PixelConvHead: X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]: the taps computed from the head in the op
+  { name: 'head fast k7 G2 Cf5 (involution)', op: 'PixelConvHead', raw: { kernel_shape: [7, 7], pads: [3, 3, 3, 3] }, shapes: [[2, 22, 5, 37], [2, 5, 5, 37], [98, 5], [98]] },
+  { name: 'head k3 stride2 G4', op: 'PixelConvHead', raw: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[2, 8, 9, 10], [2, 3, 5, 5], [36, 3], [36]] },
+  { name: 'head 1d causal dil2 fast', op: 'PixelConvHead', raw: { kernel_shape: [3], dilations: [2], pads: [4, 0] }, shapes: [[2, 12, 40], [2, 7, 40], [9, 7], [9]] },
+  // rows shorter than 16 are grouped (here 73 rows of 7, then the 27 left)
+  { name: 'head narrow rows grouped', op: 'PixelConvHead', raw: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, shapes: [[1, 4, 100, 7], [1, 2, 100, 7], [18, 2], [18]] },
+  { name: 'head k7 rows of 14 (RedNet stage 3)', op: 'PixelConvHead', raw: { kernel_shape: [7, 7], pads: [3, 3, 3, 3] }, shapes: [[1, 16, 14, 14], [1, 4, 14, 14], [98, 4], [98]] },
+  { name: 'head k7 stride 2 (RedNet stage 2)', op: 'PixelConvHead', raw: { kernel_shape: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3] }, shapes: [[1, 16, 20, 34], [1, 4, 10, 17], [98, 4], [98]] },
+  { name: 'head 3d', op: 'PixelConvHead', raw: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: [[1, 4, 4, 5, 6], [1, 3, 4, 5, 6], [54, 3], [54]] },
 ];
 
 let libPromise: Promise<string> | undefined;

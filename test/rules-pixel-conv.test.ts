@@ -12,15 +12,19 @@ import { cleanup, fuseWith, scanSpec, text, validate, writeSpec } from './helper
 const N = 2, C = 4, H = 5, K = 3, KK = K * K;
 const values = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + seed) * 0.4);
 
-/** y[n,c,h,w] = sum_a unfold(x)[n,c,a,h,w] * k[n,a,h,w], with k = Conv1x1(x) (one kernel group). */
-function involution(opts: { flippedKernel?: boolean } = {}): ModelSpec {
+/**
+ * y[n,c,h,w] = sum_a unfold(x)[n,c,a,h,w] * k[n,a,h,w], with k = Conv1x1(x) (one kernel group), or
+ * Sigmoid(Conv1x1(x)) with `activatedKernel` (a kernel head the op cannot absorb).
+ */
+function involution(opts: { flippedKernel?: boolean; activatedKernel?: boolean } = {}): ModelSpec {
   // window rows (and columns) of the padded input: index[a][o] = o + a
   const index = Array.from({ length: K * H }, (_, i) => Math.floor(i / H) + (i % H));
   const kernel = opts.flippedKernel ? 'k5_flipped' : 'k5';
   return {
     opset: 13,
     nodes: [
-      node('Conv', ['x', 'kernel_w'], ['k']),
+      node('Conv', ['x', 'kernel_w'], [opts.activatedKernel ? 'k_pre' : 'k']),
+      ...(opts.activatedKernel ? [node('Sigmoid', ['k_pre'], ['k'])] : []),
       node('Reshape', ['k', 'k_shape'], ['k5']),
       ...(opts.flippedKernel ? [node('Slice', ['k5', 'minus_one', 'minus_big', 'axis2', 'minus_one'], ['k5_flipped'])] : []),
       node('Pad', ['x', 'pads'], ['xp']),
@@ -47,11 +51,12 @@ function involution(opts: { flippedKernel?: boolean } = {}): ModelSpec {
 }
 
 test('pixel-conv: an unfold (Pad, Gather, Gather, Transpose) times a per-pixel kernel, summed over the window, becomes one PixelConv', async (t) => {
-  const run = fuseWith(involution(), pixelConv);
+  const run = fuseWith(involution({ activatedKernel: true }), pixelConv);
   t.teardown(() => cleanup(run));
   t.is(run.before, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
-    %k = Conv(%x, @kernel_w:f32[9,4,1,1])
+    %k_pre = Conv(%x, @kernel_w:f32[9,4,1,1])
+    %k = Sigmoid(%k_pre)
     %k5 = Reshape(%k, @k_shape=[2,1,9,5,5])
     %xp = Pad(%x, @pads=[0,0,1,1,0,0,1,1])
     %rows = Gather(%xp, @window:i64[3,5]) {axis=2}
@@ -65,11 +70,25 @@ test('pixel-conv: an unfold (Pad, Gather, Gather, Transpose) times a per-pixel k
   // model's clean-up); the unfold is gone.
   t.is(run.after, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
-    %k = Conv(%x, @kernel_w:f32[9,4,1,1])
+    %k_pre = Conv(%x, @kernel_w:f32[9,4,1,1])
+    %k = Sigmoid(%k_pre)
     %k_per_pixel = Reshape(%k, @Concat_out=[2,1,9,5,5])
     %y = com.dynconv.PixelConv(%x, %k_per_pixel) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
   `));
   t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.group]), [['per-pixel', 'PixelConv', [K, K], [1, 1, 1, 1], 1]]);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
+test('pixel-conv: a kernel made by a plain 1x1 conv is absorbed: PixelConvHead takes the conv\'s input and weights, the kernel tensor is gone', async (t) => {
+  const run = fuseWith(involution(), pixelConv);
+  t.teardown(() => cleanup(run));
+  t.is(run.after, text(`
+    graph(%x: f32[2,4,5,5]) -> (%y)
+    %y = com.dynconv.PixelConvHead(%x, %x, @kernel_w_head:f32[9,4], @dynconv_zero_bias:f32[9]) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
+  `));
+  t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.group]), [['per-pixel', 'PixelConvHead', [K, K], [1, 1, 1, 1], 1]]);
   const report = await validate(run);
   t.true(report.ok, JSON.stringify(report.outputs));
   t.true(report.outputs[0].relL2 < 1e-5);

@@ -27,6 +27,7 @@ const OP_SOURCES: Record<FusedOpType, string[]> = {
   MixtureConv: ['sample_conv.h', 'sample_conv.cc', 'mixture_conv.cc'],
   ModulatedConv: ['sample_conv.h', 'sample_conv.cc', 'modulated_conv.cc'],
   PixelConv: ['pixel_conv_rows.h', 'pixel_conv.cc'],
+  PixelConvHead: ['pixel_conv_rows.h', 'pixel_conv.cc'],
 };
 const COMMON_SOURCES = ['common.h', 'common.cc'];
 const REGISTER_SOURCE = 'register.cc';

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpDesc } from '../../ops/index.js';
-import { OP_INPUTS, specializationKey } from '../../ops/index.js';
+import { isPixelOp, OP_INPUTS, specializationKey } from '../../ops/index.js';
 import { bundleModules } from '../bundle.js';
 import { UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
 import { programsFor } from './programs.js';
@@ -51,7 +51,7 @@ export interface RunOptions {
 }
 export declare const id: string;
 export declare const nodeName: string;
-export declare const opType: 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
+export declare const opType: 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
 export declare const inputNames: readonly string[];
 export declare const outputNames: readonly string[];
 /** Builds the pipelines of this node on a device (run does it lazily otherwise). */
@@ -83,7 +83,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
     const opInputs = OP_INPUTS[desc.op];
     if (node.inputNames.length !== opInputs.length) throw new Error(`emitWgsl: node ${node.id} (${desc.op}) has ${node.inputNames.length} inputs, expected ${opInputs.length}`);
     if (node.outputNames.length !== 1) throw new Error(`emitWgsl: node ${node.id} must have one output`);
-    if (desc.op === 'PixelConv' && desc.attrs.transpose) throw new Error('emitWgsl: PixelConv has no transpose form');
+    if (isPixelOp(desc.op) && desc.attrs.transpose) throw new Error(`emitWgsl: ${desc.op} has no transpose form`);
     const programs = programsFor(desc);
     const shaders: Record<string, ShaderInfo> = {};
     const kernelManifest: unknown[] = [];
@@ -159,7 +159,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
       },
       uniforms: { struct: 'U', binding: 0, fields: UNIFORM_FIELDS.map((f) => ({ name: f, type: 'u32' })) },
       passes:
-        desc.op === 'PixelConv'
+        isPixelOp(desc.op)
           ? ['pad (when needed)', 'pixel_rc{1,4}_rn{4,8}']
           : [
               'pad (when needed)',

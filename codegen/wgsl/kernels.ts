@@ -470,10 +470,19 @@ export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType): string
   const { rc, rn } = v;
   const nh = rn / 4;
   const L: string[] = [header(dtype)];
-  L.push(`@group(0) @binding(1) var<storage, read> X: array<T>;
+  // PixelConvHead: the taps come from the 1x1 head, K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j, f] F[n,f,o] (Cf in u.E),
+  // computed for the invocation's RN outputs; the kernel tensor is never written.
+  const head = desc.op === 'PixelConvHead';
+  L.push(head
+    ? `@group(0) @binding(1) var<storage, read> X: array<T>;
+@group(0) @binding(2) var<storage, read> F: array<T>;
+@group(0) @binding(3) var<storage, read> HW: array<T>;
+@group(0) @binding(4) var<storage, read> HB: array<T>;
+@group(0) @binding(5) var<storage, read_write> Y: array<T>;`
+    : `@group(0) @binding(1) var<storage, read> X: array<T>;
 @group(0) @binding(2) var<storage, read> Kp: array<T>;
-@group(0) @binding(3) var<storage, read_write> Y: array<T>;
-const RC = ${rc}u;
+@group(0) @binding(3) var<storage, read_write> Y: array<T>;`);
+  L.push(`const RC = ${rc}u;
 const RN = ${rn}u;
 const UP = ${up}u;
 `);
@@ -492,7 +501,7 @@ const UP = ${up}u;
     L.push(`  let ch${cc} = g * u.Cg + min(cb * RC + ${cc}u, u.Cg - 1u);`);
     L.push(`  let xc${cc} = (n * u.C + ch${cc}) * u.DIN + ib0;`);
   }
-  L.push(`  let kb = (n * u.G + g) * ${ks.reduce((x, y) => x * y, 1)}u;`);
+  L.push(`  let kb = (${head ? 'g' : 'n * u.G + g'}) * ${ks.reduce((x, y) => x * y, 1)}u;`);
   for (let cc = 0; cc < rc; cc++) for (let h = 0; h < nh; h++) L.push(`  var a${cc}_${h} = vec4<f32>(0.0);`);
   let indent = '  ';
   const xoff: string[] = [];
@@ -506,10 +515,23 @@ const UP = ${up}u;
   for (let ax = 1; ax < r; ax++) tapExpr = `(${tapExpr}) * KS${ax} + k${ax}`;
   L.push(`${indent}for (var k${l} = 0u; k${l} < KS${l}; k${l}++) {`);
   indent += '  ';
-  L.push(`${indent}let kq = (kb + ${tapExpr}) * u.P + pOuter;`);
-  for (let h = 0; h < nh; h++) {
-    const ks4 = [0, 1, 2, 3].map((q) => `f32(Kp[kq + op${h * 4 + q}])`).join(', ');
-    L.push(`${indent}let kv${h} = vec4<f32>(${ks4});`);
+  if (head) {
+    L.push(`${indent}let hj = kb + ${tapExpr};`);
+    for (let h = 0; h < nh; h++) L.push(`${indent}var kv${h} = vec4<f32>(f32(HB[hj]));`);
+    L.push(`${indent}for (var f = 0u; f < u.E; f++) {`);
+    L.push(`${indent}  let w = f32(HW[hj * u.E + f]);`);
+    L.push(`${indent}  let fq = (n * u.E + f) * u.P + pOuter;`);
+    for (let h = 0; h < nh; h++) {
+      const fs4 = [0, 1, 2, 3].map((q) => `f32(F[fq + op${h * 4 + q}])`).join(', ');
+      L.push(`${indent}  kv${h} += w * vec4<f32>(${fs4});`);
+    }
+    L.push(`${indent}}`);
+  } else {
+    L.push(`${indent}let kq = (kb + ${tapExpr}) * u.P + pOuter;`);
+    for (let h = 0; h < nh; h++) {
+      const ks4 = [0, 1, 2, 3].map((q) => `f32(Kp[kq + op${h * 4 + q}])`).join(', ');
+      L.push(`${indent}let kv${h} = vec4<f32>(${ks4});`);
+    }
   }
   L.push(`${indent}let q = xrow + k${l} * ${a.dilations[l]}u;`);
   for (let cc = 0; cc < rc; cc++) {

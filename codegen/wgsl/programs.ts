@@ -4,7 +4,7 @@
 // bakes in, never sizes: those are uniforms); it generates its own shader. The emitter writes the manifest, the
 // modules' plans and the shader files from these objects; the runtime caches pipelines by the cache key, so
 // nodes whose programs have the same key share one pipeline per device.
-import type { OpDesc } from '../../ops/index.js';
+import { isPixelOp, type OpDesc } from '../../ops/index.js';
 import { convKernel, demodKernel, f32Lit, packKernel, padKernel, pixelKernel, UNIFORM_FIELDS, WG_SIZE, type DType, type UniformField } from './kernels.js';
 import { convShaderName, SPECIALISED_KW, SPECIALISED_KW_T } from './runtime.js';
 
@@ -57,11 +57,14 @@ export function programsFor(desc: OpDesc): WgslProgram[] {
   ];
   // The baked attributes of the spatial loops.
   const window = [`r${r}`, 's', a.strides, 'd', a.dilations, 'p', a.pads];
-  if (desc.op === 'PixelConv') {
+  if (isPixelOp(desc.op)) {
+    // PixelConvHead reads the 1x1 head's features and weights instead of K (its taps computed in the kernel).
+    const head = desc.op === 'PixelConvHead';
+    const srcs: [string, Access][] = head ? [['F', 'read'], ['HW', 'read'], ['HB', 'read']] : [['K', 'read']];
     for (const rc of [1, 4] as const)
       for (const rn of [4, 8] as const)
         ps.push(
-          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ['K', 'read'], ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1], (dt) => pixelKernel(desc, { rc, rn }, dt),
+          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : 'taps'], (dt) => pixelKernel(desc, { rc, rn }, dt),
             `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
             `${TILED}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`),
         );

@@ -6,12 +6,14 @@
 // op sequence, the rule traces elements through the data-movement subgraphs at concrete (probe) sizes: which
 // input element and which kernel element every term of an output uses. From that it infers kernel size,
 // stride, padding, dilation, upsampling and kernel groups (passes/pixel-layout.ts) and checks the inference
-// against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]).
+// against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]), or PixelConvHead when the
+// kernel is made by a plain 1x1 conv (passes/pixel-head.ts).
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { exclusiveGenerator } from '../match.js';
+import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
 import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
 import type { RewriteBuilder } from '../rewrite-builder.js';
@@ -71,7 +73,7 @@ function runtimeSizes(a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams
   return { n, o };
 }
 
-export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[] }
+export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
 
 const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
 
@@ -136,7 +138,11 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
         };
         const sizes = runtimeSizes(ctx.analysis, xr, xPerm, p);
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)', node, 20, facts);
-        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm });
+        // A kernel made by a plain 1x1 conv is computed inside the op (PixelConvHead, passes/pixel-head.ts).
+        const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
+        if (head) facts.op = 'PixelConvHead';
+        const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : undefined;
+        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head }, notes);
       }
     }
   }
@@ -171,7 +177,8 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm }: PixelData, b: RewriteBuilder): Node {
+function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+  if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
   const k = buildKernel(b, kRoot, xRoot, p, sizes);

@@ -1,15 +1,18 @@
 // dynconv: com.dynconv.PixelConv — a kernel per output position (involution, CARAFE, per-pixel dynamic filters,
-// fairseq dynamic 1-D conv) (docs/ops.md).
+// fairseq dynamic 1-D conv) — and com.dynconv.PixelConvHead, the same with the kernel computed by its 1x1 head
+// inside the op (docs/ops.md).
 // Inputs X [N, C, *D], K [N, G, prod(kernel_shape), *O]; output Y [N, C, *O];
 //   Y[n,c,o] = sum_j K[n, c/(C/G), j, o] * X[n, c, (o / upsample) * s + k_j * dil - pb]   (zero outside X).
+// PixelConvHead: inputs X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]; K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j,f] F[n,f,o].
 //
 // A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
 // Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
-// it is reused by the C/G channels.
-// Fast path (x stride 1, no upsampling, output rows of >= 16): X is first copied with its x padding made
-// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding), so every tap reads a
-// full row; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
+// it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
+// of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
+// Fast path (no upsampling, output rows of >= 8): X is first copied with its x padding made
+// explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
+// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
 // staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
 // a row overlaps the previous one instead of running a remainder loop.
 // Other cases: simple loops over output x with the valid range of each tap precomputed.
@@ -34,25 +37,41 @@ struct PixelGeometry {
   // Input x of output x, without the tap offset: (x / up) * s. Only used when not (up == 1 && s == 1).
   std::vector<int64_t> xin;
   bool unit_x = true;
-  // Fast path: X with explicit x padding (row length Dxp, the output x = 0 reads column tx * dx).
+  // Fast path: X with explicit x padding, each padded row split into its sx phases (phase q holds padded
+  // columns q, q + sx, ...; Lp each): row length Dxp = sx * Lp; output x reads x + xoff[tx] for tap tx.
   bool fast = false;
   const float* xp = nullptr;
   int64_t Dxp = 0;
+  std::vector<int64_t> xoff;
 };
 
 typedef float V16 __attribute__((vector_size(64)));
+// 8 floats: rows of 8 to 15 outputs and the head taps (16-float vectors split badly on AVX2).
+typedef float V8 __attribute__((vector_size(32)));
 
-// The output row of a task: task = ((n * G + g) * Oz + oz) * Oy + oy.
+// A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.
+// task = ((n * G + g) * Oz + oz) * row_blocks + rb, rows [rb * rows, min(Oy, (rb + 1) * rows)).
 struct PixelTask {
-  int64_t n, g, oz, oy;
+  int64_t n, g, oz, oy0, oy1;
 };
-inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task) {
-  const int64_t oy = task % p.O[1];
-  int64_t t = task / p.O[1];
+inline PixelTask DecodeTask(const PixelGeometry& p, int64_t task, int64_t rows, int64_t row_blocks) {
+  const int64_t rb = task % row_blocks;
+  int64_t t = task / row_blocks;
   const int64_t oz = t % p.O[0];
   t /= p.O[0];
-  return {t / p.G, t % p.G, oz, oy};
+  return {t / p.G, t % p.G, oz, rb * rows, std::min(p.O[1], (rb + 1) * rows)};
 }
+
+// Where the tasks read the kernel taps: the K tensor [N, G, KK, *O] (PixelConv), or the kernel head
+// (PixelConvHead: K[n, g, j, o] = HB[g*KK + j] + sum_f HW[g*KK + j, f] * F[n, f, o]), which each task evaluates
+// for its output row into a small buffer of its own (KK x Ox, in L1/L2): the kernel tensor is never written.
+struct KernelSource {
+  const float* K = nullptr;
+  const float* F = nullptr;
+  const float* HW = nullptr;
+  const float* HB = nullptr;
+  int64_t Cf = 0;
+};
 
 // The row kernels, once per instruction set (pixel_conv_rows.h). x86-64 with GCC: the baseline (SSE2), AVX2+FMA
 // and AVX-512, chosen at run time from what the CPU and the OS support (HostSimd); elsewhere the baseline only
@@ -79,9 +98,10 @@ namespace avx512 {
 
 // The row kernels of one instruction set.
 struct PixelKernels {
-  void (*row_fast)(const PixelGeometry&, const float*, float*, int64_t);
-  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-  void (*row)(const PixelGeometry&, const float*, const float*, float*, int64_t);
+  void (*row_fast)(const PixelGeometry&, const float*, int64_t, float*, const PixelTask&, int64_t);
+  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  void (*row)(const PixelGeometry&, const float*, const float*, int64_t, float*, const PixelTask&, int64_t);
+  void (*head_taps)(const PixelGeometry&, const KernelSource&, int64_t, int64_t, int64_t, int64_t, float*);
   Simd simd;
 };
 
@@ -89,12 +109,12 @@ const PixelKernels& Kernels() {
   static const PixelKernels k = [] {
 #ifdef DYNCONV_PIXEL_DISPATCH
     switch (HostSimd()) {
-      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, Simd::kAvx512};
-      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, Simd::kAvx2};
+      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, avx512::HeadTapsOf, Simd::kAvx512};
+      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, avx2::HeadTapsOf, Simd::kAvx2};
       default: break;
     }
 #endif
-    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, Simd::kBaseline};
+    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, baseline::HeadTapsOf, Simd::kBaseline};
   }();
   static const bool traced = [&] {
     const char* trace = std::getenv("DYNCONV_ORT_TRACE");
@@ -106,15 +126,14 @@ const PixelKernels& Kernels() {
   return k;
 }
 
-struct PixelConvKernel {
-  static constexpr const char* kName = "PixelConv";
-  static constexpr size_t kInputs = 2;
+// The attributes of both per-pixel ops (docs/ops.md), read at kernel creation.
+struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
 
-  OrtStatus* Init(const OrtKernelInfo* info) {
+  OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
     AttrValues values;
-    DC_TRY(values.Read(info, ops::kPixelConv));  // kernel_shape required; values checked (dynconv_ops.h)
+    DC_TRY(values.Read(info, op));  // kernel_shape required; values checked (dynconv_ops.h)
     kernel_shape = values.Given("kernel_shape");
     const int r = static_cast<int>(kernel_shape.size());
     DC_TRY(values.CheckLengths(r));
@@ -122,56 +141,65 @@ struct PixelConvKernel {
     dilations = values.IntsOr("dilations", r);
     pads = values.IntsOr("pads", r);
     upsample = values.Int("upsample");
-    // Not attributes of PixelConv (kernel groups come from K): refused rather than ignored.
+    // Not an attribute of the per-pixel ops (kernel groups come from K or HW): refused rather than ignored.
     int64_t group = 1;
-    if (AttrInt(info, "group", &group) && group != 1) return Error("PixelConv has no group attribute");
+    if (AttrInt(info, "group", &group) && group != 1) return Error("%s has no group attribute", op.name);
     return nullptr;
   }
 
-  OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, Kt, Y;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+  // The geometry of X (N, C, D, O, kernel), before the kernel groups are known.
+  OrtStatus* Geometry(const Tensor& X, PixelGeometry* p) const {
     const int r = static_cast<int>(kernel_shape.size());
     if (X.Rank() != r + 2)
       return Error("X must have rank %d for a %d-D kernel_shape, got shape %s", r + 2, r, DimsString(X.dims).c_str());
-    const Tensor* inputs[] = {&X, &Kt};
-    DC_TRY(CheckRanks(ops::kPixelConv, r, inputs));
-    PixelGeometry p;
-    p.N = X.dims[0];
-    p.C = X.dims[1];
-    p.up = upsample;
-    p.KK = 1;
+    p->N = X.dims[0];
+    p->C = X.dims[1];
+    p->up = upsample;
+    p->KK = 1;
     for (int i = 0; i < r; ++i) {
       const int a = 3 - r + i;
-      p.D[a] = X.dims[2 + i];
-      p.k[a] = kernel_shape[i];
-      p.s[a] = strides[i];
-      p.d[a] = dilations[i];
-      p.pb[a] = pads[i];
-      const int64_t span = p.D[a] + pads[i] + pads[i + r] - p.d[a] * (p.k[a] - 1) - 1;
+      p->D[a] = X.dims[2 + i];
+      p->k[a] = kernel_shape[i];
+      p->s[a] = strides[i];
+      p->d[a] = dilations[i];
+      p->pb[a] = pads[i];
+      const int64_t span = p->D[a] + pads[i] + pads[i + r] - p->d[a] * (p->k[a] - 1) - 1;
       if (span < 0)
         return Error("output size on spatial axis %d is empty (input %lld, kernel %lld)", i,
-                     static_cast<long long>(p.D[a]), static_cast<long long>(p.k[a]));
-      p.O[a] = (span / p.s[a] + 1) * upsample;
-      p.KK *= p.k[a];
+                     static_cast<long long>(p->D[a]), static_cast<long long>(p->k[a]));
+      p->O[a] = (span / p->s[a] + 1) * upsample;
+      p->KK *= p->k[a];
     }
-    // K is [N, G, prod(kernel_shape), *O]: N from X, G free (checked below), O the output size.
-    std::vector<int64_t> y_dims = {p.N, p.C};
-    for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
-    bool k_ok = Kt.Rank() == r + 3 && Kt.dims[0] == p.N && Kt.dims[2] == p.KK;
-    for (int i = 0; k_ok && i < r; ++i) k_ok = Kt.dims[3 + i] == y_dims[2 + i];
-    if (!k_ok) {
-      std::string want = "[" + std::to_string(p.N) + ", G, " + std::to_string(p.KK);
-      for (int i = 0; i < r; ++i) want += ", " + std::to_string(y_dims[2 + i]);
-      return Error("K must be %s] (batch of X, G kernel groups, prod(kernel_shape) taps, the output size), got shape %s",
-                   want.c_str(), DimsString(Kt.dims).c_str());
+    return nullptr;
+  }
+
+  // Checks that `name` is [N, lead, *O] (lead < 0: any), for the K of PixelConv and the F of PixelConvHead.
+  OrtStatus* CheckPerPixel(const Tensor& t, const char* name, const char* form, const PixelGeometry& p,
+                           int64_t second, int64_t third) const {
+    const int r = static_cast<int>(kernel_shape.size());
+    const int extra = third >= 0 ? 1 : 0;
+    bool ok = t.Rank() == r + 2 + extra && t.dims[0] == p.N && (second < 0 || t.dims[1] == second) &&
+              (third < 0 || t.dims[2] == third);
+    for (int i = 0; ok && i < r; ++i) ok = t.dims[2 + extra + i] == p.O[3 - r + i];
+    if (!ok) {
+      std::string o;
+      for (int i = 0; i < r; ++i) o += (i ? ", " : "") + std::to_string(p.O[3 - r + i]);
+      return Error("%s must be %s with N = %lld and O = [%s], got shape %s", name, form, static_cast<long long>(p.N),
+                   o.c_str(), DimsString(t.dims).c_str());
     }
-    p.G = Kt.dims[1];
+    return nullptr;
+  }
+
+  // Runs the op once the geometry (with G) and the kernel source are set.
+  OrtStatus* Run(OrtKernelContext* ctx, const Tensor& X, PixelGeometry& p, const KernelSource& ks) const {
+    const int r = static_cast<int>(kernel_shape.size());
     if (p.G < 1 || p.C % p.G != 0)
-      return Error("K has %lld kernel groups, which must divide the %lld channels", static_cast<long long>(p.G),
+      return Error("%lld kernel groups do not divide the %lld channels", static_cast<long long>(p.G),
                    static_cast<long long>(p.C));
     p.Cg = p.C / p.G;
+    std::vector<int64_t> y_dims = {p.N, p.C};
+    for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    Tensor Y;
     DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
 
     // x tables (the same for every row).
@@ -195,34 +223,119 @@ struct PixelConvKernel {
       p.x1[tx] = std::max(p.x0[tx], std::min(b_hi * p.up, Ox));
     }
 
-    const int64_t tasks = p.N * p.G * p.O[0] * p.O[1];
+    // With the kernel head, a task computes its rows' taps first; rows shorter than 16 are taken several at a
+    // time (up to 512 positions) so that the head runs on vectors of 16 consecutive positions.
+    const int64_t Oy = p.O[1];
+    const int64_t rows = ks.K != nullptr || Ox >= 16 ? 1 : std::max<int64_t>(1, std::min<int64_t>(Oy, 512 / std::max<int64_t>(Ox, 1)));
+    const int64_t row_blocks = (Oy + rows - 1) / rows;
+    const int64_t tasks = p.N * p.G * p.O[0] * row_blocks;
+    const PixelKernels& kn = Kernels();
     const float* x = X.data;
-    const float* k = Kt.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
-    p.fast = p.unit_x && Ox >= 16;
-    const PixelKernels& kernels = Kernels();
+    p.fast = p.up == 1 && Ox >= 8;
     FloatBuffer padded;
     if (p.fast) {
       const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
-      p.Dxp = Dx + pl + pr;
-      if (pl == 0 && pr == 0) {
+      const int64_t Lp = (Dx + pl + pr + sx - 1) / sx;
+      p.Dxp = sx * Lp;
+      p.xoff.resize(kx);
+      for (int64_t tx = 0; tx < kx; ++tx) p.xoff[tx] = ((tx * p.d[2]) % sx) * Lp + (tx * p.d[2]) / sx;
+      if (pl == 0 && pr == 0 && sx == 1) {
         p.xp = x;
       } else {
         const int64_t rows = p.N * p.C * p.D[0] * p.D[1];
         DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
         float* xp = padded.get();
         const int64_t dxp = p.Dxp;
-        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kernels.pad_rows(x, xp, Dx, dxp, pl, r0, r1); }));
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kn.pad_rows(x, xp, Dx, dxp, pl, sx, r0, r1); }));
         p.xp = xp;
       }
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.
       p.pb[2] = 0;
-      return ParallelFor(ctx, static_cast<size_t>(tasks),
-                         [&](size_t t) { kernels.row_fast(p, k, y, static_cast<int64_t>(t)); });
     }
-    return ParallelFor(ctx, static_cast<size_t>(tasks),
-                       [&](size_t t) { kernels.row(p, x, k, y, static_cast<int64_t>(t)); });
+    const int64_t plane_o = p.O[0] * Oy * Ox;
+    return ParallelFor(ctx, static_cast<size_t>(tasks), [&](size_t t) {
+      const PixelTask tk = DecodeTask(p, static_cast<int64_t>(t), rows, row_blocks);
+      const int64_t pos0 = (tk.oz * Oy + tk.oy0) * Ox;
+      const float* kb;
+      int64_t kst;
+      if (ks.K != nullptr) {
+        kb = ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + pos0;
+        kst = plane_o;
+      } else {
+        // One buffer per pool thread, grown to the largest it has needed (a task runs on one thread).
+        thread_local std::vector<float> taps;
+        kst = (tk.oy1 - tk.oy0) * Ox;
+        if (taps.size() < static_cast<size_t>(p.KK * kst)) taps.resize(static_cast<size_t>(p.KK * kst));
+        kn.head_taps(p, ks, tk.n, tk.g, pos0, kst, taps.data());
+        kb = taps.data();
+      }
+      for (int64_t oy = tk.oy0; oy < tk.oy1; ++oy) {
+        const float* kr = kb + (oy - tk.oy0) * Ox;
+        if (p.fast) kn.row_fast(p, kr, kst, y, tk, oy);
+        else kn.row(p, x, kr, kst, y, tk, oy);
+      }
+    });
+  }
+};
+
+struct PixelConvKernel {
+  static constexpr const char* kName = "PixelConv";
+  static constexpr size_t kInputs = 2;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConv); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, Kt;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    const int r = static_cast<int>(attrs.kernel_shape.size());
+    bool k_ok = Kt.Rank() == r + 3 && Kt.dims[0] == p.N && Kt.dims[2] == p.KK;
+    for (int i = 0; k_ok && i < r; ++i) k_ok = Kt.dims[3 + i] == p.O[3 - r + i];
+    if (!k_ok) {
+      std::string want = "[" + std::to_string(p.N) + ", G, " + std::to_string(p.KK);
+      for (int i = 0; i < r; ++i) want += ", " + std::to_string(p.O[3 - r + i]);
+      return Error("K must be %s] (batch of X, G kernel groups, prod(kernel_shape) taps, the output size), got shape %s",
+                   want.c_str(), DimsString(Kt.dims).c_str());
+    }
+    p.G = Kt.dims[1];
+    KernelSource ks;
+    ks.K = Kt.data;
+    return attrs.Run(ctx, X, p, ks);
+  }
+};
+
+struct PixelConvHeadKernel {
+  static constexpr const char* kName = "PixelConvHead";
+  static constexpr size_t kInputs = 4;
+  PixelAttrs attrs;
+
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConvHead); }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    Tensor X, F, HW, HB;
+    DC_TRY(InputTensor(ctx, 0, "X", &X));
+    DC_TRY(InputTensor(ctx, 1, "F", &F));
+    DC_TRY(InputTensor(ctx, 2, "HW", &HW));
+    DC_TRY(InputTensor(ctx, 3, "HB", &HB));
+    PixelGeometry p;
+    DC_TRY(attrs.Geometry(X, &p));
+    if (HW.Rank() != 2 || HW.dims[0] < 1 || HW.dims[0] % p.KK != 0)
+      return Error("HW must be [G * %lld, Cf], got shape %s", static_cast<long long>(p.KK), DimsString(HW.dims).c_str());
+    if (HB.Rank() != 1 || HB.dims[0] != HW.dims[0])
+      return Error("HB must be [%lld], got shape %s", static_cast<long long>(HW.dims[0]), DimsString(HB.dims).c_str());
+    DC_TRY(attrs.CheckPerPixel(F, "F", "[N, Cf, *O]", p, HW.dims[1], -1));
+    p.G = HW.dims[0] / p.KK;
+    KernelSource ks;
+    ks.F = F.data;
+    ks.HW = HW.data;
+    ks.HB = HB.data;
+    ks.Cf = HW.dims[1];
+    return attrs.Run(ctx, X, p, ks);
   }
 };
 
@@ -233,4 +346,10 @@ const OrtCustomOp* PixelConvOp() {
   return &op;
 }
 
+const OrtCustomOp* PixelConvHeadOp() {
+  static CustomOp<PixelConvHeadKernel> op;
+  return &op;
+}
+
 }  // namespace dynconv
+

@@ -1,105 +1,180 @@
-// dynconv: the row kernels of com.dynconv.PixelConv (see pixel_conv.cc). No include guard and no includes on
-// purpose: pixel_conv.cc includes this file once per instruction set, each time inside its own namespace and
-// under its own `#pragma GCC target`, so the same source is compiled for the baseline, AVX2+FMA and AVX-512 and
-// the kernel picks one at run time (plain per-target copies: GCC 10's target_clones cannot take arch= names).
-// Uses PixelGeometry, PixelTask, DecodeTask and V16 from pixel_conv.cc.
+// dynconv: the row kernels of com.dynconv.PixelConv and PixelConvHead (see pixel_conv.cc). No include guard and
+// no includes on purpose: pixel_conv.cc includes this file once per instruction set, each time inside its own
+// namespace and under its own `#pragma GCC target`, so the same source is compiled for the baseline, AVX2+FMA and
+// AVX-512 and the kernel picks one at run time (plain per-target copies: GCC 10's target_clones cannot take arch=
+// names). Uses PixelGeometry, PixelTask, KernelSource, V16 and V8 from pixel_conv.cc.
 
-static inline __attribute__((always_inline)) V16 Load16(const float* p) {
-  V16 v;
+template <typename V>
+static inline __attribute__((always_inline)) V LoadV(const float* p) {
+  V v;
   __builtin_memcpy(&v, p, sizeof v);
   return v;
 }
-static inline __attribute__((always_inline)) void Store16(float* p, V16 v) { __builtin_memcpy(p, &v, sizeof v); }
+template <typename V>
+static inline __attribute__((always_inline)) void StoreV(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
 
-// 16 output columns [x0, x0 + 16) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
-template <int CB>
+// W (the width of V) output columns [x0, x0 + W) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
+template <typename V, int CB>
 static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
                                                              const float* __restrict kbase, float* __restrict y0,
-                                                             int64_t bz, int64_t by, int64_t x0) {
+                                                             int64_t kstride, int64_t bz, int64_t by, int64_t x0) {
   const int64_t Dz = p.D[0], Dy = p.D[1], Dxp = p.Dxp;
   const int64_t plane_xp = Dz * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
-  const int64_t kx = p.k[2], dx = p.d[2];
-  V16 acc[CB];
-  for (int c = 0; c < CB; ++c) acc[c] = V16{};
+  const int64_t kx = p.k[2];
+  const int64_t* xoff = p.xoff.data();
+  V acc[CB];
+  for (int c = 0; c < CB; ++c) acc[c] = V{};
   for (int64_t tz = 0; tz < p.k[0]; ++tz) {
     const int64_t iz = bz + tz * p.d[0];
     if (iz < 0 || iz >= Dz) continue;
     for (int64_t ty = 0; ty < p.k[1]; ++ty) {
       const int64_t iy = by + ty * p.d[1];
       if (iy < 0 || iy >= Dy) continue;
-      const float* xr = xc0 + (iz * Dy + iy) * Dxp + x0;
-      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * plane_o + x0;
-      for (int64_t tx = 0; tx < kx; ++tx, kr += plane_o, xr += dx) {
-        const V16 kv = Load16(kr);
-        for (int c = 0; c < CB; ++c) acc[c] += kv * Load16(xr + c * plane_xp);
+      const float* xrow = xc0 + (iz * Dy + iy) * Dxp + x0;
+      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * kstride + x0;
+      for (int64_t tx = 0; tx < kx; ++tx, kr += kstride) {
+        const V kv = LoadV<V>(kr);
+        const float* xr = xrow + xoff[tx];
+        for (int c = 0; c < CB; ++c) acc[c] += kv * LoadV<V>(xr + c * plane_xp);
       }
     }
   }
-  for (int c = 0; c < CB; ++c) Store16(y0 + c * plane_o + x0, acc[c]);
+  for (int c = 0; c < CB; ++c) StoreV<V>(y0 + c * plane_o + x0, acc[c]);
 }
 
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
-                                                             const float* kbase, float* y0, int64_t bz, int64_t by) {
+                                                             const float* kbase, int64_t kstride, float* y0,
+                                                             int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
+  if (Ox < 16) {  // 8 to 15 outputs: two chunks of 8, the second overlapping the first
+    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, 0);
+    if (Ox > 8) PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, Ox - 8);
+    return;
+  }
   for (int64_t x0 = 0;; x0 += 16) {
     const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<CB>(p, xc0, kbase, y0, bz, by, xs);
+    PixelChunk<V16, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
     if (x0 + 16 >= Ox) break;
   }
 }
 
-// The fast path of one task (see PixelRow).
-void PixelRowFast(const PixelGeometry& p, const float* __restrict K, float* __restrict Y, int64_t task) {
+// JB taps x 16 columns per step: one F load feeds JB multiply-adds, the accumulators stay in registers. In
+// 8-float halves: GCC splits 16-float vectors badly on AVX2 (through general registers and the stack).
+template <int JB>
+static inline __attribute__((always_inline)) void HeadTaps(const float* __restrict f0, int64_t fplane,
+                                                           const float* __restrict w, const float* __restrict b,
+                                                           int64_t Cf, int64_t span, float* __restrict out) {
+  for (int64_t x0 = 0;; x0 += 16) {
+    const int64_t xs = x0 + 16 <= span ? x0 : span - 16;  // the last chunk overlaps the previous one
+    V8 lo[JB], hi[JB];
+    for (int j = 0; j < JB; ++j) lo[j] = hi[j] = V8{} + b[j];
+    const float* fp = f0 + xs;
+    for (int64_t f = 0; f < Cf; ++f, fp += fplane) {
+      const V8 fl = LoadV<V8>(fp), fh = LoadV<V8>(fp + 8);
+      for (int j = 0; j < JB; ++j) {
+        const float wj = w[j * Cf + f];
+        lo[j] += wj * fl;
+        hi[j] += wj * fh;
+      }
+    }
+    for (int j = 0; j < JB; ++j) {
+      StoreV<V8>(out + j * span + xs, lo[j]);
+      StoreV<V8>(out + j * span + xs + 8, hi[j]);
+    }
+    if (x0 + 16 >= span) break;
+  }
+}
+
+// The taps of kernel group g of sample n at the `span` consecutive output positions from pos0 (whole rows):
+// out[j * span + i], j < KK.
+void HeadTapsOf(const PixelGeometry& p, const KernelSource& ks, int64_t n, int64_t g, int64_t pos0,
+                               int64_t span, float* __restrict out) {
+  const int64_t KK = p.KK, Cf = ks.Cf;
+  const int64_t plane_o = p.O[0] * p.O[1] * p.O[2];
+  const float* f0 = ks.F + n * Cf * plane_o + pos0;
+  const float* w = ks.HW + g * KK * Cf;
+  const float* b = ks.HB + g * KK;
+  if (span >= 16) {
+    // 6 taps at a time: 12 accumulators + the F row in the 16 registers of AVX2.
+    int64_t j = 0;
+    for (; j + 6 <= KK; j += 6) HeadTaps<6>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
+    for (; j + 3 <= KK; j += 3) HeadTaps<3>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
+    for (; j < KK; ++j) HeadTaps<1>(f0, plane_o, w + j * Cf, b + j, Cf, span, out + j * span);
+    return;
+  }
+  for (int64_t j = 0; j < KK; ++j) {
+    float* o = out + j * span;
+    for (int64_t x = 0; x < span; ++x) o[x] = b[j];
+    for (int64_t f = 0; f < Cf; ++f) {
+      const float wf = w[j * Cf + f];
+      const float* fr = f0 + f * plane_o;
+      for (int64_t x = 0; x < span; ++x) o[x] += wf * fr[x];
+    }
+  }
+}
+
+// The fast path of one output row oy of a task (see PixelRow); kbase: tap 0 at output x = 0 of this row,
+// kst: the distance between taps.
+void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float* __restrict Y,
+                                 const PixelTask& tk, int64_t oy) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
   int64_t c = g * p.Cg;
   const int64_t ce = (g + 1) * p.Cg;
   for (; c + 8 <= ce; c += 8)
-    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, Y + (n * p.C + c) * plane_o + row_o, bz, by);
+    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, kst, Y + (n * p.C + c) * plane_o + row_o, bz, by);
   const float* xc = p.xp + (n * p.C + c) * plane_xp;
   float* yc = Y + (n * p.C + c) * plane_o + row_o;
   switch (ce - c) {
-    case 7: PixelBlock<7>(p, xc, kbase, yc, bz, by); break;
-    case 6: PixelBlock<6>(p, xc, kbase, yc, bz, by); break;
-    case 5: PixelBlock<5>(p, xc, kbase, yc, bz, by); break;
-    case 4: PixelBlock<4>(p, xc, kbase, yc, bz, by); break;
-    case 3: PixelBlock<3>(p, xc, kbase, yc, bz, by); break;
-    case 2: PixelBlock<2>(p, xc, kbase, yc, bz, by); break;
-    case 1: PixelBlock<1>(p, xc, kbase, yc, bz, by); break;
+    case 7: PixelBlock<7>(p, xc, kbase, kst, yc, bz, by); break;
+    case 6: PixelBlock<6>(p, xc, kbase, kst, yc, bz, by); break;
+    case 5: PixelBlock<5>(p, xc, kbase, kst, yc, bz, by); break;
+    case 4: PixelBlock<4>(p, xc, kbase, kst, yc, bz, by); break;
+    case 3: PixelBlock<3>(p, xc, kbase, kst, yc, bz, by); break;
+    case 2: PixelBlock<2>(p, xc, kbase, kst, yc, bz, by); break;
+    case 1: PixelBlock<1>(p, xc, kbase, kst, yc, bz, by); break;
     default: break;
   }
 }
 
-// Copies rows of X into rows of length Dxp with pb zeros before and the rest after.
-void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb, int64_t r0,
-             int64_t r1) {
+// Copies rows of X into rows of length Dxp = sx * Lp: padded column j (pb zeros before X's row, zeros after)
+// goes to phase j % sx, position j / sx.
+void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
+                            int64_t sx, int64_t r0, int64_t r1) {
+  const int64_t Lp = Dxp / sx;
   for (int64_t r = r0; r < r1; ++r) {
     const float* src = X + r * Dx;
     float* dst = XP + r * Dxp;
-    for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
-    for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
-    for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
+    if (sx == 1) {
+      for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
+      for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
+      for (int64_t i = pb + Dx; i < Dxp; ++i) dst[i] = 0.f;
+      continue;
+    }
+    for (int64_t q = 0; q < sx; ++q) {
+      float* ph = dst + q * Lp;
+      for (int64_t i = 0; i < Lp; ++i) {
+        const int64_t j = i * sx + q - pb;
+        ph[i] = j >= 0 && j < Dx ? src[j] : 0.f;
+      }
+    }
   }
 }
 
-// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] for task = ((n * G + g) * Oz + oz) * Oy + oy.
-void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __restrict K, float* __restrict Y,
-              int64_t task) {
+// Computes Y[n, g*Cg:(g+1)*Cg, oz, oy, :] (kbase, kst as for PixelRowFast).
+void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kbase, int64_t kst,
+                             float* __restrict Y, const PixelTask& tk, int64_t oy) {
   const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
   const int64_t Dz = p.D[0], Dy = p.D[1], Dx = p.D[2];
-  const PixelTask tk = DecodeTask(p, task);
-  const int64_t n = tk.n, g = tk.g, oz = tk.oz, oy = tk.oy;
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_x = Dz * Dy * Dx;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
   const int64_t kx = p.k[2];
-  const float* kbase = K + (n * p.G + g) * p.KK * plane_o + row_o;
   for (int64_t c = g * p.Cg; c < (g + 1) * p.Cg; ++c) {
     float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
     for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
@@ -111,8 +186,8 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __
         const int64_t iy = by + ty * p.d[1];
         if (iy < 0 || iy >= Dy) continue;
         const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
-        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * plane_o;
-        for (int64_t tx = 0; tx < kx; ++tx, kj += plane_o) {
+        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * kst;
+        for (int64_t tx = 0; tx < kx; ++tx, kj += kst) {
           const float* __restrict kr = kj;
           const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
           if (p.unit_x) {
@@ -128,3 +203,4 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* __
     }
   }
 }
+

@@ -1,6 +1,6 @@
 // The passes of one run: the kernel variant for the sizes, the padded input, the uniforms and the dispatch of
 // each pass, and the scratch buffers (samples in chunks so that the packed weights fit the binding limit).
-import type { NodePlan } from './plan.js';
+import { isPixel, type NodePlan } from './plan.js';
 import type { Sizes } from './sizes.js';
 import { cdiv, nextPow2, prod } from './util.js';
 
@@ -41,7 +41,7 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
   const XP: number[] = [], SH: number[] = [];
   for (let ax = 0; ax < r; ax++) {
     const st = a.strides[ax], dl = a.dilations[ax], pb = a.pads[ax], k = s.K[ax];
-    if (plan.op === 'PixelConv') {
+    if (isPixel(plan.op)) {
       const up = plan.upsample ?? 1;
       const oMax = ax === r - 1 ? lastTiles * rn - 1 : s.O[ax] - 1;
       SH.push(pb);
@@ -64,7 +64,7 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
 export function chooseVariant(plan: NodePlan, s: Sizes): Choice {
   const r = plan.attrs.rank;
   const ol = s.O[r - 1];
-  if (plan.op === 'PixelConv') {
+  if (isPixel(plan.op)) {
     return { pixel: { rc: s.Cg >= 4 ? 4 : 1, rn: ol <= 4 ? 4 : 8 }, direct: false };
   }
   const sl = plan.attrs.strides[r - 1];

@@ -1,7 +1,10 @@
 // What an emitted node module hands the runtime: its plan (attributes, names, shaders), and the feed types.
 import type { Attrs } from '../../../ops/index.js';
 
-export type OpKind = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv';
+export type OpKind = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
+
+/** The per-pixel ops (one pixel kernel; PixelConvHead computes its taps from the 1x1 head in the kernel). */
+export const isPixel = (op: OpKind): op is 'PixelConv' | 'PixelConvHead' => op === 'PixelConv' || op === 'PixelConvHead';
 
 export interface PlanAttrs {
   rank: number;

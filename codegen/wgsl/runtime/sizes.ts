@@ -15,7 +15,7 @@ export interface Sizes {
   D: number[];
   O: number[];
   K: number[];
-  /** PixelConv: base output size */
+  /** PixelConv, PixelConvHead: base output size */
   Ob?: number[];
   biasPerSample: boolean;
   outDims: number[];
@@ -48,6 +48,19 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
   const N = X[0], C = X[1], D = X.slice(2);
   const grp = a.group;
   let M = 0, Cg = 0, Mg = 0, E = 1, K: number[] = [], biasPerSample = false;
+  if (plan.op === 'PixelConvHead') {
+    // E carries the head's input channels Cf; the taps' positions are F's, checked by the op's shape function.
+    const ks = plan.kernelShape!;
+    const up = plan.upsample ?? 1;
+    const HW = dims.HW, F = dims.F;
+    chk('HW', HW.length === 2 && HW[0] >= 1 && HW[0] % prod(ks) === 0, `expected [G * ${prod(ks)}, Cf]`);
+    const G = HW[0] / prod(ks);
+    chk('HW', C % G === 0, 'G must divide C');
+    chk('HB', dims.HB.length === 1 && dims.HB[0] === HW[0], `expected [${HW[0]}]`);
+    const O = opOutput(plan, [X, [N, HW[1], ...D.map(() => undefined)], HW, dims.HB]).slice(2);
+    chk('F', F.length === r + 2 && F[0] === N && F[1] === HW[1] && eqDims(F.slice(2), O), `expected [${[N, HW[1], ...O]}]`);
+    return { N, C, M: C, G, Cg: C / G, Mg: C / G, E: HW[1], D, O, K: ks, Ob: O.map((o) => o / up), biasPerSample: false, outDims: [N, C, ...O] };
+  }
   if (plan.op === 'PixelConv') {
     const Kd = dims.K;
     const ks = plan.kernelShape!;
