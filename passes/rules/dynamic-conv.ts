@@ -12,7 +12,7 @@ import { matchMixture } from './mixture-conv.js';
 import { fail, matched, type Rule } from './rule.js';
 
 /** direct: a kernel head (Gemm/MatMul/Conv/Einsum) or a model input produces the weights. */
-function isKernelHead(v: Value): boolean {
+export function isKernelHead(v: Value): boolean {
   let cur: Value | null = v;
   for (let i = 0; cur && i < 32; i++) {
     const p: Node | null = cur.producer;
