@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runWithOrtLibrary } from '../codegen/ort/index.js';
+import { runWithOrtLibrary } from '../src/run/ort/runner.js';
 import { fuseModel } from '../passes/fuse.js';
 import { buildModel } from '../src/ir/build.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';

@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|wgsl ...]   (default: all)
+//   npm run bench [-- io|ort|rewriter|wgsl|web ...]   (default: all)
 import { runOrtBench } from './ort.js';
 
 type Bench = () => Promise<string>;
@@ -10,9 +10,17 @@ const BENCHES: Record<string, Bench> = {
     return formatIoBench(await runIoBench());
   },
   ort: () => runOrtBench(),
+  rewriter: async () => {
+    const { runRewriterBench } = await import('./rewriter.js');
+    return runRewriterBench();
+  },
   wgsl: async () => {
     const { runWgslBench } = await import('./wgsl.js');
     return runWgslBench();
+  },
+  web: async () => {
+    const { runWebBench } = await import('./wgsl-web.js');
+    return runWebBench();
   },
 };
 

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { dawnEnv, runWgslBatch } from '../codegen/wgsl/dawn-runner.js';
+import { dawnEnv, runWgslBatch } from '../src/run/wgsl/dawn-runner.js';
 import { emitWgsl } from '../codegen/wgsl/emit.js';
 import { fusedNodes } from '../codegen/fused-nodes.js';
 import { fuseModel } from '../passes/fuse.js';

@@ -3,7 +3,7 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { badInput } from '../src/errors.js';
 import type { Model, Node } from '../src/ir/graph.js';
-import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc } from '../ops/index.js';
+import { describeOp, DYNCONV_DOMAIN, FUSED_OP_TYPES, isDynconvDomain, OP_INPUTS, OpDescError, type FusedOpType, type OpDesc } from '../ops/index.js';
 
 export interface FusedNode {
   /** A safe identifier ([A-Za-z0-9_]) for file and symbol names: never derived from the model's names. */
@@ -16,7 +16,7 @@ export function fusedNodes(model: Model, analysis: Analysis = analysisOf(model))
   const nodes: FusedNode[] = [];
   let k = 0;
   for (const n of model.graph.nodes) {
-    if (n.domain !== DYNCONV_DOMAIN) continue;
+    if (!isDynconvDomain(n.domain)) continue; // com.dynconv, or a domain of a further function body (ops/index.ts)
     if (!FUSED_OP_TYPES.includes(n.opType as FusedOpType)) throw badInput(model.source, `${n.label} is not an op of the ${DYNCONV_DOMAIN} set (${FUSED_OP_TYPES.join(', ')})`);
     // Every input of the op is required (docs/ops.md): the back ends index them by position.
     const want = OP_INPUTS[n.opType as FusedOpType];

@@ -162,3 +162,20 @@ export function specializationKey(d: OpDesc): string {
   }
   return parts.join('_');
 }
+
+/**
+ * More than one function body of an op in one model (opset 11 bakes attribute values into the body; a body
+ * is written for one spatial rank): functions are found by (domain, op type), so the k-th body of an op
+ * lives in domain com.dynconv.f<k> (k >= 1; the first in com.dynconv). The op type still names the kernel;
+ * every back end treats these domains as com.dynconv, and the custom-op library registers them all.
+ */
+export const MAX_SPECIALIZED_DOMAINS = 64;
+export function specializedDomain(k: number): string {
+  return k === 0 ? DYNCONV_DOMAIN : `${DYNCONV_DOMAIN}.f${k}`;
+}
+/** com.dynconv and its specialised domains, in order. */
+export const DYNCONV_DOMAINS: readonly string[] = Array.from({ length: MAX_SPECIALIZED_DOMAINS + 1 }, (_, k) => specializedDomain(k));
+const DOMAIN_SET = new Set(DYNCONV_DOMAINS);
+export function isDynconvDomain(domain: string): boolean {
+  return DOMAIN_SET.has(domain);
+}

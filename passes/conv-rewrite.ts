@@ -1,6 +1,6 @@
 // What the conv rules share: the site's facts from unbatching, and the fused node that replaces the conv
 // (read back in the [N, M, *O] or the grouped trick's [1, N*M, *O] layout).
-import { DYNCONV_DOMAIN, type FusedOpType } from '../ops/index.js';
+import type { FusedOpType } from '../ops/index.js';
 import type { AttrValue, Node, Value } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
@@ -53,7 +53,7 @@ export function perSampleBias(b: RewriteBuilder, u: Unbatched): Value {
 export function convFusedNode(b: RewriteBuilder, conv: Node, u: Unbatched, op: FusedOpType, family: Family, generator: Node[], inputs: Value[], extraAttrs: Record<string, AttrValue> = {}): Node {
   const p = u.params;
   return b.node(op, inputs, {
-    domain: DYNCONV_DOMAIN,
+    domain: b.domain,
     name: `dynconv_${op}`,
     outputBase: `${u.replaced.name}_fused`,
     docString: `dynconv: ${family} site fused by rule ${b.rule}; replaces ${[conv, ...generator.slice(0, 8)].map((n) => JSON.stringify(n.name)).join(', ')}`,
@@ -69,5 +69,5 @@ export function convFusedNode(b: RewriteBuilder, conv: Node, u: Unbatched, op: F
 export function replaceConvOutput(b: RewriteBuilder, u: Unbatched, out: Value): void {
   const r = u.params.rank;
   if (u.replacedIsTrickLayout) out = b.op('Reshape', [out, b.initializer('dynconv_trick_shape', makeTensor(DataType.INT64, [r + 2], [1, -1, ...new Array(r).fill(0)]))]);
-  u.replaced.replaceAllUsesWith(out);
+  b.replace(u.replaced, out);
 }

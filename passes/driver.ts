@@ -3,7 +3,7 @@
 // calls a site but none matches is reported with the closest rule's reason. `scan` is this driver with
 // rewriting off; `fuse` runs it with rewriting on.
 import { Analysis } from '../src/analysis/analyze.js';
-import type { Model, Node } from '../src/ir/graph.js';
+import type { Model, Node, Value } from '../src/ir/graph.js';
 import { RewriteBuilder } from './rewrite-builder.js';
 import { RULES } from './rules/index.js';
 import type { MatchContext, Rule } from './rules/rule.js';
@@ -88,8 +88,8 @@ function closestOf(tracer: MatchTracer, node: Node): Site['closest'] {
 export interface RunOptions extends DriverOptions {
   /** Rewrite the sites (fuse); off, the driver only describes them (scan). */
   rewrite?: boolean;
-  /** Before a site is rewritten: a reason to leave it, or undefined to go ahead. */
-  admit?: (site: Site) => string | undefined;
+  /** Before a site is rewritten: a reason to leave it, or the domain of its fused node (undefined: com.dynconv). */
+  admit?: (site: Site) => { leave: string } | { domain?: string } | undefined;
 }
 
 /** The driver: matches every site, then (when asked) rewrites each fusable one the caller admits. */
@@ -97,19 +97,20 @@ export function runRules(model: Model, analysis: Analysis, opts: RunOptions = {}
   const sites = matchSites(model, analysis, opts);
   const rewritten: Site[] = [];
   if (!opts.rewrite) return { sites, rewritten };
+  const forwarded = new Map<Value, Value>();
   for (const s of sites) {
     if (!isFusable(s)) continue;
-    const why = opts.admit?.(s);
-    if (why) { s.notFused = why; s.explain.push(`not fused: ${why}`); continue; }
-    rewriteSite(s);
+    const verdict = opts.admit?.(s);
+    if (verdict && 'leave' in verdict) { s.notFused = verdict.leave; s.explain.push(`not fused: ${verdict.leave}`); continue; }
+    rewriteSite(s, verdict?.domain, forwarded);
     rewritten.push(s);
   }
   return { sites, rewritten };
 }
 
-/** Rewrites one matched site in place; returns the fused node. */
-export function rewriteSite(site: Site): Node {
+/** Rewrites one matched site in place, its fused node in `domain` (default com.dynconv); returns the fused node. */
+export function rewriteSite(site: Site, domain?: string, forwarded?: Map<Value, Value>): Node {
   if (!site.fusion) throw new Error('internal: rewriteSite on a site no rule matched');
   const { rule, match } = site.fusion;
-  return rule.rewrite(match, new RewriteBuilder(site.anchor.graph, site.anchor, rule.name));
+  return rule.rewrite(match, new RewriteBuilder(site.anchor.graph, site.anchor, rule.name, domain, forwarded));
 }

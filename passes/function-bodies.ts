@@ -215,7 +215,8 @@ function pixelConvBody(b: BodyBuilder): string {
   const uu = b.one('Resize', [u, roi, scales], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
   const oprod = b.reduceProd(b.dims(uu, 2));
   const u5 = b.one('Reshape', [uu, b.concat([b.dims('X', 0, 1), b.dims('K', 1, 2), b.ints([-1]), kk, oprod])]);
-  const k5 = b.unsqueeze(b.one('Reshape', ['K', b.concat([b.dims('K', 0, 3), oprod])]), [2]);
+  // K's batch is X's (docs/ops.md): reshaping K to X's N fails for any other batch instead of broadcasting one of 1.
+  const k5 = b.unsqueeze(b.one('Reshape', ['K', b.concat([b.dims('X', 0, 1), b.dims('K', 1, 3), oprod])]), [2]);
   const p = b.reduceSum(b.one('Mul', [u5, k5]), [3], 0);
   return b.one('Reshape', [p, b.concat([b.dims('X', 0, 2), b.dims(uu, 2)])]);
 }
@@ -232,19 +233,19 @@ export const MIN_FUNCTION_OPSET = 11;
  * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
  * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in.
  */
-export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>): FunctionProto {
+export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
   const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: pixelConvBody }[op];
   const y = body(b);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));
   return onnx.FunctionProto.create({
     name: op,
-    domain: DYNCONV_DOMAIN,
+    domain,
     input: OP_INPUTS[op],
     output: ['Y'],
     attribute: OP_DEFINITIONS[op].attributes.map((a) => a.name),
     node: b.nodes,
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: opset })],
-    docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}; see docs/ops.md`,
+    docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}${domain === DYNCONV_DOMAIN ? '' : ` (one of its specialised bodies, in ${domain})`}; see docs/ops.md`,
   });
 }

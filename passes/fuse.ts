@@ -1,6 +1,6 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION, type FusedOpType } from '../ops/index.js';
+import { DYNCONV_DOMAIN, DYNCONV_DOMAINS, DYNCONV_OPSET_VERSION, isDynconvDomain, isFusedOpType, type FusedOpType } from '../ops/index.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
@@ -53,12 +53,18 @@ const cleanUpPass: Pass = { name: 'clean-up-fused', inPlace: true, requires: [],
 function fuseSites(model: Model, opts: FuseOptions): FuseResult {
   const analysis = analysisOf(model);
   const opset = model.opsets.get('') ?? 0;
-  // One function body per op type, specialised to one spatial rank (and, before opset 12, to the
-  // attribute values the body reads).
-  const bodies = new Map<FusedOpType, { key: string; rank: number; literals?: Record<string, number | number[]> }>();
-  for (const f of model.functions) if (f.domain === DYNCONV_DOMAIN) bodies.set(f.name as FusedOpType, { key: 'existing', rank: -1 });
+  // A function body is specialised to one spatial rank and, before opset 12, to the attribute values it
+  // reads. Functions are found by (domain, op type): the k-th body an op needs goes in domain
+  // com.dynconv.f<k> (ops/index.ts), so every site fuses and its node keeps the op type of its kernel.
+  type Body = { key: string; rank: number; literals?: Record<string, number | number[]>; domain: string };
+  const bodies = new Map<FusedOpType, Body[]>();
+  const bodiesOf = (op: FusedOpType) => bodies.get(op) ?? bodies.set(op, []).get(op)!;
+  // Bodies already in the model (a model fused before) keep their domains; new ones take the next.
+  for (const f of model.functions) {
+    if (isDynconvDomain(f.domain ?? '') && isFusedOpType(f.name ?? '')) bodiesOf(f.name as FusedOpType).push({ key: 'existing', rank: -1, domain: f.domain! });
+  }
   let checkedOpset = false;
-  const admit = (s: Site): string | undefined => {
+  const admit = (s: Site): { leave: string } | { domain: string } => {
     if (!checkedOpset && opset < MIN_FUNCTION_OPSET) {
       throw new DynconvError(`${model.source}: the model uses ONNX opset ${opset}; fusing needs opset ${MIN_FUNCTION_OPSET} or newer (re-export with a newer opset_version)`);
     }
@@ -66,20 +72,22 @@ function fuseSites(model: Model, opts: FuseOptions): FuseResult {
     const rank = s.params!.rank;
     const literals = opset < 12 ? Object.fromEntries(BAKED_ATTRIBUTES.filter((k) => s.bodyAttrs?.[k] !== undefined).map((k) => [k, s.bodyAttrs![k]])) : undefined;
     const key = JSON.stringify([rank, literals ?? null]);
-    const have = bodies.get(s.op!);
-    if (have && have.key !== key) {
-      return have.key === 'existing'
-        ? `the model already has a ${s.op} function`
-        : `another ${s.op} site of this model needs a different function body (${opset < 12 ? 'opset 11 bakes attributes into it; re-export with opset 13 or newer' : 'another spatial rank'})`;
-    }
-    bodies.set(s.op!, { key, rank, literals });
-    return undefined;
+    const list = bodiesOf(s.op!);
+    const have = list.find((b) => b.key === key);
+    if (have) return { domain: have.domain };
+    const free = DYNCONV_DOMAINS.find((d) => !list.some((b) => b.domain === d));
+    if (!free) return { leave: `the ${s.op} sites of this model need more than ${DYNCONV_DOMAINS.length} function bodies (${opset < 12 ? 'opset 11 bakes attributes into them; re-export with opset 13 or newer' : 'spatial ranks'})` };
+    list.push({ key, rank, literals, domain: free });
+    return { domain: free };
   };
   const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
   if (rewritten.length) {
-    for (const [op, body] of bodies) {
-      if (body.rank < 0 || model.hasFunction(DYNCONV_DOMAIN, op)) continue;
-      model.addFunction(functionFor(op, opset, body.rank, body.literals));
+    for (const [op, list] of bodies) {
+      for (const body of list) {
+        if (body.rank < 0 || model.hasFunction(body.domain, op)) continue;
+        model.addFunction(functionFor(op, opset, body.rank, body.literals, body.domain));
+        model.opsets.set(body.domain, DYNCONV_OPSET_VERSION);
+      }
     }
     model.opsets.set(DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION);
     model.requireIrVersion(8); // model-local functions need IR 8

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
-import { runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { runWithOrtLibrary } from '../src/run/ort/runner.js';
 import { emitWgsl, type WgslNode } from '../codegen/wgsl/emit.js';
-import { runWgslBatch, type WgslBatchResult } from '../codegen/wgsl/dawn-runner.js';
+import { runWgslBatch, type WgslBatchResult } from '../src/run/wgsl/dawn-runner.js';
 import { outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';
 import { functionFor } from '../passes/function-bodies.js';
 import { caseDesc, caseFeeds, ensureOrtHeaders, fusedModel, relL2, rng, runReference, testCacheDir, writeModel, type OpCase } from './ort-helpers.js';

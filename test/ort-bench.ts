@@ -4,7 +4,7 @@
 // library. The variants of a case run in turn, `rounds` times; each reports its best median over the rounds
 // (the machine may be shared: the best round is the least disturbed one) and its fastest single run.
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
-import { runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { runWithOrtLibrary } from '../src/run/ort/runner.js';
 import {
   caseDesc,
   caseFeeds,

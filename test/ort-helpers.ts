@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 
 import { describeOp, DYNCONV_DOMAIN, type FusedOpType, type OpDesc, type RawAttrs } from '../ops/index.js';
 import { packageRoot, ortHeadersPresent, FETCH_HEADERS_SCRIPT } from '../codegen/ort/paths.js';
-import type { FloatTensor } from '../codegen/ort/runner.js';
+import type { FloatTensor } from '../src/run/ort/runner.js';
 import { randomTensor, rng } from './helpers/random.js';
 
 export { rng, randomTensor, relL2 } from './helpers/random.js';

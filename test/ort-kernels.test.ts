@@ -3,11 +3,14 @@
 // by onnxruntime-node.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
-import { OrtRunError, runWithOrtLibrary } from '../codegen/ort/runner.js';
+import { describeOp } from '../ops/index.js';
+import { functionFor } from '../passes/function-bodies.js';
+import { onnx, toNumber } from '../src/onnx/proto.js';
+import { OrtRunError, runWithOrtLibrary } from '../src/run/ort/runner.js';
 import {
   caseDesc,
   caseFeeds,
@@ -193,4 +196,51 @@ test.serial('errors from ONNX Runtime and from the kernels come back as clear me
   t.regex(e2!.message, /DynamicConv|com\.dynconv/);
   // A model file that does not exist.
   await t.throwsAsync(runWithOrtLibrary({ modelPath: join(modelDir, 'nope.onnx'), feeds: {} }), { instanceOf: OrtRunError });
+});
+
+test.serial("PixelConv: a K whose batch is not X's is refused by the kernel and by the function fallback alike (docs/ops.md)", async (t) => {
+  const lib = await library();
+  const c: OpCase = {
+    name: 'pix batch',
+    op: 'PixelConv',
+    raw: { kernel_shape: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], upsample: 1 },
+    shapes: [[2, 4, 5, 6], [2, 2, 9, 5, 6]],
+  };
+  // The fused node with the fallback body fuse writes (a model-local function): stock ONNX Runtime runs it.
+  const proto = onnx.ModelProto.decode(fusedModel(c, { dynamicShapes: true }).bytes);
+  const opset = toNumber(proto.opsetImport.find((o) => !o.domain)?.version);
+  proto.functions = [functionFor('PixelConv', opset, 2)];
+  const model = writeModel(modelDir, 'pix_k_batch', onnx.ModelProto.encode(proto).finish());
+  const bytes = readFileSync(model);
+  const good = caseFeeds(c, 5);
+  const want = await runReference(referenceModel(c), good);
+  t.true(relL2((await runReference(bytes, good)).data, want.data) <= 1e-5, 'the fallback computes the op');
+  t.true(relL2((await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: good })).outputs.Y.data, want.data) <= 1e-5, 'the kernel computes the op');
+  // K of batch 1 for X of batch 2: neither broadcasts it.
+  const bad = { ...good, K: { dims: [1, ...good.K.dims.slice(1)], data: good.K.data.slice(0, good.K.data.length / 2) } };
+  const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: bad }), { instanceOf: OrtRunError });
+  t.regex(e!.message, /com\.dynconv\.PixelConv: K must be \[2, G, 9, 5, 6\] .*got shape \[1, 2, 9, 5, 6\]/);
+  await t.throwsAsync(runReference(bytes, bad));
+});
+
+test.serial('the kernels check attributes as the op layer does (dynconv_ops.h is generated from ops/): same sentence', async (t) => {
+  const lib = await library();
+  const bad: { c: OpCase; attr: string; value: number | number[] }[] = [
+    { c: CASES.find((x) => x.op === 'PixelConv')!, attr: 'upsample', value: 0 },
+    { c: CASES[0], attr: 'strides', value: [0, 1] },
+    { c: CASES.find((x) => x.op === 'ModulatedConv')!, attr: 'demodulate', value: 2 },
+    { c: CASES[0], attr: 'transpose', value: 3 },
+  ];
+  for (const [i, { c, attr, value }] of bad.entries()) {
+    const raw = { ...c.raw, [attr]: value };
+    const opLayer = t.throws(() => describeOp(c.op, c.shapes[0].length - 2, raw))!.message;
+    const proto = onnx.ModelProto.decode(fusedModel(c).bytes);
+    const node = proto.graph!.node!.find((n) => n.opType === c.op)!;
+    node.attribute = (node.attribute ?? []).filter((a) => a.name !== attr);
+    const T = onnx.AttributeProto.AttributeType;
+    node.attribute.push(Array.isArray(value) ? { name: attr, type: T.INTS, ints: value } : { name: attr, type: T.INT, i: value });
+    const model = writeModel(modelDir, `bad_attr${i}`, onnx.ModelProto.encode(proto).finish());
+    const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: caseFeeds(c, 1) }), { instanceOf: OrtRunError });
+    t.true(e!.message.includes(`com.dynconv.${c.op}: ${opLayer}`), `${c.op}.${attr}: kernel says ${e!.message}; the op layer says ${opLayer}`);
+  }
 });

@@ -33,6 +33,9 @@ test('the README C++ program runs a fused model with the kernels and matches the
     const library = await ortLibraryFor(buildModel(loadModel(fused)));
     const stdout = execFileSync(exe, [fused, library], { encoding: 'utf8' });
     const got = stdout.trim().split('\n').map(Number);
+    // From another folder, with the library given by its bare file name: the same output.
+    const libDir2 = path.dirname(library);
+    t.is(execFileSync(exe, [path.relative(libDir2, fused), path.basename(library)], { encoding: 'utf8', cwd: libDir2 }), stdout);
 
     // The same input on onnxruntime-node, unfused: dims as declared, symbolic ones at 2, values sin(i).
     const model = buildModel(loadModel(original));

@@ -101,6 +101,22 @@ test('dynamic-conv: a weight shared by the whole batch is left, and scan --expla
   t.regex(r.stdout, /every rule \(mixture-conv, modulated-conv, dynamic-conv\) failed at node "Conv_y" \(Conv\)/);
 });
 
+test('fuse reports the site it left on stderr, one line with its reason; --strict makes that exit 1', async (t) => {
+  const file = writeSpec(dynamicFilter({ sharedWeight: true }));
+  const out = `${file}.fused.onnx`;
+  const plain = await runCli(['fuse', file, '-o', out]);
+  t.is(plain.code, 0, plain.stderr);
+  t.is(plain.stderr, 'dynconv fuse: left node "Conv_y" (Conv): the conv input has batch [2] but one data-dependent weight: the weight is shared by the whole batch\n');
+  const strict = await runCli(['fuse', file, '-o', out, '--strict', '--json']);
+  t.is(strict.code, 1);
+  t.is(JSON.parse(strict.stdout).fused, 0);
+  t.regex(strict.stderr, /^dynconv fuse: left node "Conv_y" \(Conv\): .*shared by the whole batch\n$/);
+  const fusable = writeSpec(dynamicFilter());
+  const clean = await runCli(['fuse', fusable, '-o', `${fusable}.fused.onnx`, '--strict']);
+  t.is(clean.code, 0, clean.stderr);
+  t.is(clean.stderr, '');
+});
+
 const GO = 2, GI = 2, CO = M / GO, CI = C / GI, CELLS = 3;
 
 /**

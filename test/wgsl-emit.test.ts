@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { describeOp } from '../ops/index.js';
 import { emitWgsl, MANIFEST_FILE, RUNTIME_FILE } from '../codegen/wgsl/emit.js';
 import type { WgslNode } from '../codegen/wgsl/emit.js';
-import { runWgslBatch, runWgslNode, WgslRunnerError } from '../codegen/wgsl/dawn-runner.js';
+import { runWgslBatch, runWgslNode, WgslRunnerError } from '../src/run/wgsl/dawn-runner.js';
 import { computeSizes, createNodeRunner, fromHalf, inputPadding, planPasses, toHalf } from '../codegen/wgsl/runtime.js';
 import type { NodePlan } from '../codegen/wgsl/runtime.js';
 import { randTensor, rng } from './wgsl-helpers.js';

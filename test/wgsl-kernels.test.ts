@@ -8,8 +8,8 @@ import { describeOp } from '../ops/index.js';
 import type { FusedOpType, RawAttrs } from '../ops/index.js';
 import { emitWgsl } from '../codegen/wgsl/emit.js';
 import type { WgslNode } from '../codegen/wgsl/emit.js';
-import { runWgslBatch } from '../codegen/wgsl/dawn-runner.js';
-import type { WgslBatchResult, WgslRunOptions } from '../codegen/wgsl/dawn-runner.js';
+import { runWgslBatch } from '../src/run/wgsl/dawn-runner.js';
+import type { WgslBatchResult, WgslRunOptions } from '../src/run/wgsl/dawn-runner.js';
 import { randTensor, referenceModel, relL2, rng, runOrt } from './wgsl-helpers.js';
 import type { Tensor } from './wgsl-helpers.js';
 

@@ -1,13 +1,4 @@
 // The ONNX Runtime custom-op back end of dynconv.
-export { buildOrtLibrary, emitOrtLibrary, ORT_LIBRARY_NAME, ORT_MANIFEST_NAME, type OrtLibraryManifest } from './emit.js';
-export {
-  decodeTensorFile,
-  encodeTensorFile,
-  ensureOrtRunner,
-  OrtRunError,
-  runWithOrtLibrary,
-  type FloatTensor,
-  type RunWithOrtOptions,
-  type RunWithOrtResult,
-} from './runner.js';
+export { hostArch, ORT_ARCHES, ortToolchain, parseOrtArch, type OrtArch, type OrtToolchain } from './arch.js';
+export { buildOrtLibrary, emitOrtLibrary, ORT_LIBRARY_NAME, ORT_MANIFEST_NAME, type EmitOrtOptions, type OrtLibraryManifest } from './emit.js';
 export { OrtHeadersMissingError, ortHeadersPresent, ortIncludeDir, ortSharedLibrary, requireOrtHeaders } from './paths.js';

@@ -1,9 +1,11 @@
-// Where the ONNX Runtime back end finds its files: the package root, the C++ sources under native/, the
+// Where the ONNX Runtime back end finds its files: the package root, the kernels' C++ sources (codegen/ort/native/), the
 // ONNX Runtime 1.21 headers (scripts/fetch-ort-headers.sh) and onnxruntime-node's libonnxruntime.so.1.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { hostArch, ortToolchain, type OrtArch } from './arch.js';
 
 let rootCache: string | undefined;
 
@@ -28,12 +30,7 @@ export function packageRoot(): string {
 
 /** The C++ sources of the custom ops. */
 export function nativeOpsDir(): string {
-  return join(packageRoot(), 'native', 'ort-ops');
-}
-
-/** The runner's source. */
-export function runnerSource(): string {
-  return join(packageRoot(), 'native', 'ort-runner', 'runner.cc');
+  return join(packageRoot(), 'codegen', 'ort', 'native');
 }
 
 export const FETCH_HEADERS_SCRIPT = 'scripts/fetch-ort-headers.sh';
@@ -55,9 +52,9 @@ export function ortHeadersPresent(includeDir = ortIncludeDir()): boolean {
 export class OrtHeadersMissingError extends Error {
   constructor(includeDir: string) {
     super(
-      `ONNX Runtime 1.21 headers not found: ${join(includeDir, 'onnxruntime_c_api.h')} is missing. ` +
+      `ONNX Runtime headers not found: ${join(includeDir, 'onnxruntime_c_api.h')} is missing. ` +
         `Run ${FETCH_HEADERS_SCRIPT} (fetches Debian trixie's libonnxruntime-dev into third_party/onnxruntime/) ` +
-        `or set DYNCONV_ORT_INCLUDE to a folder holding the ONNX Runtime >= 1.21 C API headers.`,
+        `or set DYNCONV_ORT_INCLUDE to a folder holding the ONNX Runtime >= 1.17 C API headers.`,
     );
     this.name = 'OrtHeadersMissingError';
   }
@@ -69,29 +66,32 @@ export function requireOrtHeaders(includeDir = ortIncludeDir()): string {
 }
 
 /**
- * onnxruntime-node's own ONNX Runtime library ($DYNCONV_ORT_LIB overrides):
- * node_modules/onnxruntime-node/bin/napi-v6/<platform>/<arch>/libonnxruntime.so.1.
+ * onnxruntime-node's own ONNX Runtime library for `arch` (default: this machine's; $DYNCONV_ORT_LIB overrides the
+ * native one): node_modules/onnxruntime-node/bin/napi-v6/linux/<x64|arm64>/libonnxruntime.so.1.
  */
-export function ortSharedLibrary(): string {
+export function ortSharedLibrary(arch: OrtArch | undefined = hostArch()): string {
   const env = process.env.DYNCONV_ORT_LIB;
-  if (env) return resolve(env);
+  if (env && arch === hostArch()) return resolve(env);
+  const nodeArch = ortToolchain(arch).node;
   const candidates: string[] = [];
   try {
-    const require = createRequire(join(packageRoot(), 'package.json'));
-    const main = require.resolve('onnxruntime-node');
-    // .../onnxruntime-node/dist/index.js -> the package folder
-    let dir = dirname(main);
-    while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-    candidates.push(join(dir, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime.so.1'));
+    candidates.push(join(onnxruntimeNodeDir(), 'bin', 'napi-v6', 'linux', nodeArch, 'libonnxruntime.so.1'));
   } catch {
     // fall through to the plain path
   }
-  candidates.push(
-    join(packageRoot(), 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime.so.1'),
-  );
+  candidates.push(join(packageRoot(), 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', nodeArch, 'libonnxruntime.so.1'));
   for (const c of candidates) if (existsSync(c)) return c;
   throw new Error(
     `cannot find onnxruntime-node's libonnxruntime.so.1 (looked at ${candidates.join(', ')}); ` +
       'install onnxruntime-node or set DYNCONV_ORT_LIB',
   );
+}
+
+/** The folder of the installed onnxruntime-node package (throws if it is not installed). */
+export function onnxruntimeNodeDir(): string {
+  const require = createRequire(join(packageRoot(), 'package.json'));
+  // .../onnxruntime-node/dist/index.js -> the package folder
+  let dir = dirname(require.resolve('onnxruntime-node'));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
 }

@@ -3,14 +3,15 @@
 //
 // Names from the model (node and tensor names) are data: they reach the generated JavaScript only through
 // JSON.stringify and never reach WGSL, file names or comments. File names come from the node ids only.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpDesc } from '../../ops/index.js';
 import { OP_INPUTS, specializationKey } from '../../ops/index.js';
-import { convKernel, demodKernel, packKernel, padKernel, pixelKernel, UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
-import type { DType } from './kernels.js';
+import { bundleModules } from '../bundle.js';
+import { UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
+import { programsFor } from './programs.js';
 import type { NodePlan, ShaderInfo } from './runtime.js';
-import { convShaderName, SPECIALISED_KW, SPECIALISED_KW_T } from './runtime.js';
+import { SPECIALISED_KW, SPECIALISED_KW_T } from './runtime.js';
 
 export interface WgslNode {
   /** safe identifier [A-Za-z0-9_]+, used for file names */
@@ -26,90 +27,13 @@ export const MANIFEST_FILE = 'manifest.json';
 
 const ID_RE = /^[A-Za-z0-9_]+$/;
 
-interface KernelEntry {
-  name: string;
-  bindings: string[];
-  gen: (dt: DType) => string;
-  /** human-readable selection and dispatch rules, for the manifest */
-  when: string;
-  dispatch: string;
-}
-
-function kernelsFor(desc: OpDesc): KernelEntry[] {
-  const ks: KernelEntry[] = [
-    {
-      name: 'pad',
-      bindings: ['u', 'X', 'Xp'],
-      gen: (dt) => padKernel(desc.attrs.rank, dt),
-      when: 'first, unless X can be read as is (no padding and no tile overshoot)',
-      dispatch: 'x * y = ceil(N * C * prod(XP) / 64) (x <= 65535)',
-    },
-  ];
-  const tiled = 'x = ceil(ST / SX), y * z = ceil(rows / SY) (y <= 65535); SX = min(64, nextPow2(ST)), SY = 64 / SX';
-  if (desc.op === 'PixelConv') {
-    for (const rc of [1, 4] as const)
-      for (const rn of [4, 8] as const)
-        ks.push({
-          name: `pixel_rc${rc}_rn${rn}`,
-          bindings: ['u', 'X', 'K', 'Y'],
-          gen: (dt) => pixelKernel(desc, { rc, rn }, dt),
-          when: `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
-          dispatch: `${tiled}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`,
-        });
-    return ks;
-  }
-  const direct = desc.op === 'DynamicConv';
-  for (const rm of [1, 4, 8] as const) {
-    for (const rn of [4, 8] as const) {
-      const kws = desc.attrs.transpose ? SPECIALISED_KW_T : SPECIALISED_KW;
-      for (const kw of rn === 8 ? [0, ...kws] : [0]) {
-        const srcs = rm === 1 && direct ? ['W', 'B'] : ['Wp', 'Bp'];
-        const st = desc.attrs.transpose
-          ? `ST = prod(strides) * prod(ceil(O[:-1] / strides[:-1])) * ceil(ceil(O_last / s_last) / ${rn}) (output phases slowest)`
-          : `ST = prod(O[:-1]) * ceil(O_last / ${rn})`;
-        ks.push({
-          name: convShaderName(rm, rn, kw),
-          bindings: ['u', 'X', ...srcs, 'Y'],
-          gen: (dt) => convKernel(desc, { rm, rn, kw }, dt),
-          when:
-            `${rm === 1 ? 'C/group == 1' : rm === 4 ? 'C/group > 1 and M/group <= 4' : 'C/group > 1 and M/group > 4'}, ` +
-            `${rn === 4 ? 'outputs per phase on the last axis <= 4' : 'more than 4'}${kw ? `, kernel width ${kw}` : rn === 8 ? `, kernel width not in ${kws}` : ''}`,
-          dispatch: `${tiled}; ${st}, rows = n_chunk * group * ceil((M/group) / ${rm})`,
-        });
-      }
-    }
-  }
-  const packIn = desc.op === 'DynamicConv' ? ['W', 'B'] : desc.op === 'MixtureConv' ? ['R', 'W', 'B'] : ['S', 'W', 'B'];
-  if (desc.op === 'ModulatedConv' && desc.demodulate) {
-    packIn.push('Dm');
-    ks.push({
-      name: 'demod',
-      bindings: ['u', 'S', 'W', 'Dm'],
-      gen: (dt) => demodKernel(desc, dt),
-      when: 'before pack (demodulate = 1)',
-      dispatch: 'x * y = ceil(n_chunk * M / 64) (x <= 65535)',
-    });
-  }
-  for (const rm of direct ? ([4, 8] as const) : ([1, 4, 8] as const)) {
-    ks.push({
-      name: `pack_rm${rm}`,
-      bindings: ['u', ...packIn, 'Wp', 'Bp'],
-      gen: (dt) => packKernel(desc, rm, dt),
-      when: `before conv_rm${rm}_*`,
-      dispatch: `x * y = ceil(n_chunk * group * ceil((M/group) / ${rm}) * prod(K) * (C/group) / 64) (x <= 65535)`,
-    });
-  }
-  return ks;
-}
-
 /** JSON as a JavaScript expression: also escapes U+2028/U+2029 and angle brackets, so the text is safe anywhere. */
 export function jsLiteral(v: unknown): string {
   return JSON.stringify(v).replace(/[\u2028\u2029<>]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function runtimeSource(): string {
-  const src = readFileSync(new URL('./runtime.js', import.meta.url), 'utf8');
-  return src.replace(/\n\/\/# sourceMappingURL=.*\s*$/, '\n');
+  return bundleModules(new URL('./runtime/index.js', import.meta.url), '// The dynconv WGSL runtime, bundled from codegen/wgsl/runtime/ and ops/ (generated; do not edit).');
 }
 
 const DTS = `/// <reference types="@webgpu/types" />
@@ -160,28 +84,26 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
     if (node.inputNames.length !== opInputs.length) throw new Error(`emitWgsl: node ${node.id} (${desc.op}) has ${node.inputNames.length} inputs, expected ${opInputs.length}`);
     if (node.outputNames.length !== 1) throw new Error(`emitWgsl: node ${node.id} must have one output`);
     if (desc.op === 'PixelConv' && desc.attrs.transpose) throw new Error('emitWgsl: PixelConv has no transpose form');
-    const kernels = kernelsFor(desc);
+    const programs = programsFor(desc);
     const shaders: Record<string, ShaderInfo> = {};
     const kernelManifest: unknown[] = [];
-    for (const k of kernels) {
-      const f32 = k.gen('f32');
-      const f16 = k.gen('f16');
-      shaders[k.name] = { bindings: k.bindings, f32, f16 };
+    const storageType = { uniform: 'uniform', read: 'read-only-storage', read_write: 'storage' } as const;
+    for (const k of programs) {
+      const f32 = k.shader('f32');
+      const f16 = k.shader('f16');
+      shaders[k.name] = { bindings: k.bindings.map((b) => b.name), key: k.cacheKey, f32, f16 };
       const f32File = `${node.id}.${k.name}.wgsl`;
       const f16File = `${node.id}.${k.name}.f16.wgsl`;
       write(f32File, f32);
       if (options.f16Files !== false) write(f16File, f16);
       kernelManifest.push({
         name: k.name,
+        cacheKey: k.cacheKey,
         files: { f32: f32File, ...(options.f16Files !== false ? { f16: f16File } : {}) },
         entryPoint: 'main',
-        bindings: k.bindings.map((b, i) => ({
-          binding: i,
-          name: b,
-          type: b === 'u' ? 'uniform' : b === 'Y' || ((b === 'Wp' || b === 'Bp') && k.name.startsWith('pack')) || (b === 'Dm' && k.name === 'demod') || (b === 'Xp' && k.name === 'pad') ? 'storage' : 'read-only-storage',
-          ...(b === 'X' && k.name !== 'pad' ? { note: 'bound to Xp when the pad pass runs' } : {}),
-        })),
-        workgroupSize: [WG_SIZE, 1, 1],
+        bindings: k.bindings.map((b, i) => ({ binding: i, name: b.name, type: storageType[b.access], access: b.access, ...(b.note ? { note: b.note } : {}) })),
+        uniforms: k.uniforms,
+        workgroupSize: k.workgroupSize,
         when: k.when,
         dispatch: k.dispatch,
       });
@@ -191,6 +113,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
       nodeName: node.nodeName,
       op: desc.op,
       attrs: desc.attrs,
+      values: desc.values,
       kernelShape: desc.kernelShape,
       upsample: desc.upsample,
       demodulate: desc.demodulate,

@@ -7,7 +7,6 @@
 // input element and which kernel element every term of an output uses. From that it infers kernel size,
 // stride, padding, dilation, upsampling and kernel groups (passes/pixel-layout.ts) and checks the inference
 // against the terms. Only what verifies is fused. Becomes PixelConv(X, K [N, G, KK, *O]).
-import { DYNCONV_DOMAIN } from '../../ops/index.js';
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
@@ -32,7 +31,8 @@ function operandsOf(node: Node): Value[] | undefined {
   return [node.inputs[0]!, node.inputs[1]!];
 }
 
-interface Candidate { operands: Value[]; roots: [Value, Value] }
+/** `unfoldFirst`: operand 0 is the one that repeats elements (the unfold), so its root is tried as X first. */
+interface Candidate { operands: Value[]; roots: [Value, Value]; unfoldFirst: boolean }
 
 /** A contraction of two data-dependent operands, one of them an unfold (it repeats elements of its root). */
 function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
@@ -45,8 +45,9 @@ function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
     if (!rootA || !rootB || rootA === rootB) return undefined;
     const size = (v: Value) => { const s = a.shape(v); return s && s.every((d) => typeof d === 'number') ? numel(s as number[]) : undefined; };
     const grows = (root: Value, v: Value) => (size(root) ?? Infinity) < (size(v) ?? 0);
-    if (!grows(rootA, operands[0]) && !grows(rootB, operands[1])) return undefined;
-    return { operands, roots: [rootA, rootB] };
+    const growsA = grows(rootA, operands[0]), growsB = grows(rootB, operands[1]);
+    if (!growsA && !growsB) return undefined;
+    return { operands, roots: [rootA, rootB], unfoldFirst: growsA || !growsB };
   });
 }
 
@@ -80,11 +81,11 @@ export const pixelConv: Rule<PixelData> = {
   benefit: 10,
   isSite: (n, ctx) => candidate(n, ctx) !== undefined,
   match(node, ctx) {
-    const { operands, roots } = candidate(node, ctx)!;
+    const { operands, roots, unfoldFirst } = candidate(node, ctx)!;
     const a = ctx.probe();
     const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
     try {
-      return matchTraced(node, operands, roots, ctx, a, budget);
+      return matchTraced(node, operands, roots, unfoldFirst, ctx, a, budget);
     } catch (e) {
       if (!(e instanceof ProbeBudgetExceeded)) throw e;
       return fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
@@ -93,7 +94,7 @@ export const pixelConv: Rule<PixelData> = {
   rewrite: rewritePixel,
 };
 
-function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
+function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
   const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes', node, 0, baseFacts());
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
@@ -113,7 +114,9 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
   const yDims = yValue === contracted ? terms.outDims : (a.shape(yValue) as number[]);
   const yMap = (flat: number) => { const t = outTracer.trace(yValue, unravel(flat, yDims)); return t === ZERO ? undefined : t; };
   let closest: { f: LayoutFailure; what: string } | undefined;
-  for (const [xr, kr, swap] of [[rootA, rootB, false], [rootB, rootA, true]] as const) {
+  // The unfolded operand's root is the input X, most likely: it is tried first (a wrong guess only costs time).
+  const assignments = [[rootA, rootB, false], [rootB, rootA, true]] as const;
+  for (const [xr, kr, swap] of unfoldFirst ? assignments : [...assignments].reverse()) {
     const xDims = a.shape(xr), kDims = a.shape(kr);
     if (!isStatic(xDims) || !isStatic(kDims)) continue; // a root of unknown shape at probe sizes: nothing to infer from
     for (const xPerm of LAYOUTS[xDims.length] ?? []) {
@@ -173,7 +176,7 @@ function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm }: 
   const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
   const k = buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
-    domain: DYNCONV_DOMAIN,
+    domain: b.domain,
     name: 'dynconv_PixelConv',
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule ${b.rule}; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
@@ -181,6 +184,6 @@ function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm }: 
   });
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });
-  replaced.replaceAllUsesWith(out);
+  b.replace(replaced, out);
   return fused;
 }

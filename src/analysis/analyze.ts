@@ -7,7 +7,7 @@
 import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { convOutputDim, DYNCONV_DOMAIN, describeOp, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
+import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
 import { evaluateLoop } from './loops.js';
@@ -488,7 +488,7 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
 /** Output shapes of dynconv's own fused ops (their definitions in ops/), so that a fused model analyses like the original. */
 function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
   const none = { types: n.outputs.map(() => undefined), shapeValues: [] };
-  if (n.domain !== DYNCONV_DOMAIN || !isFusedOpType(n.opType)) return none;
+  if (!isDynconvDomain(n.domain) || !isFusedOpType(n.opType)) return none;
   const x = a.shape(n.inputs[0]);
   if (!x) return none;
   let desc;

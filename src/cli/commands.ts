@@ -15,6 +15,7 @@ import { validateModels, type ValidateResult } from '../validate/validate.js';
 import { checkModels, formatCheck, junitReport } from './check.js';
 import { writeFileAtomically } from '../util/atomic-write.js';
 import { DEFAULT_MAX_BYTES, formatBytes, parseBytes } from '../validate/budget.js';
+import { ORT_ARCHES, parseOrtArch, type OrtArch } from '../../codegen/ort/arch.js';
 import { emitKernels, type EmitResult, type Target } from '../emit/emit-kernels.js';
 import { checkOutDir } from '../emit/out-dir.js';
 import { terminalProgress, type Progress } from './progress.js';
@@ -37,6 +38,8 @@ function print(text: string): void {
 }
 
 const MAX_BYTES_HELP = `refuse a run estimated to need more memory (default ${formatBytes(DEFAULT_MAX_BYTES)}; e.g. 512M, 8G)`;
+
+const ARCH_HELP = `ort: the machine to build for, ${ORT_ARCHES.join(' or ')} (default: this one; aarch64 is cross-compiled with g++-aarch64-linux-gnu)`;
 
 export const commands: Record<string, Command> = {
   inspect: {
@@ -66,10 +69,10 @@ export const commands: Record<string, Command> = {
     },
   },
   fuse: {
-    usage: 'fuse MODEL -o OUT [--emit wgsl|ort --out-dir DIR [--build]] [--json]',
+    usage: 'fuse MODEL -o OUT [--emit wgsl|ort|web --out-dir DIR [--build] [--arch x86_64|aarch64]] [--json] [--strict]',
     summary: 'replace each site by one com.dynconv op (with a function fallback)',
-    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' }, emit: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' } },
-    optionHelp: { output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data', emit: 'also write kernels: wgsl or ort (see emit)', 'out-dir': 'where --emit writes', build: 'with --emit ort: compile the library', clean: 'replace the contents of an existing --out-dir' },
+    options: { output: { type: 'string', short: 'o' }, json: { type: 'boolean' }, 'in-place': { type: 'boolean' }, 'external-data': { type: 'string' }, emit: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, arch: { type: 'string' }, strict: { type: 'boolean' } },
+    optionHelp: { arch: ARCH_HELP, strict: 'exit 1 when a site is left unfused (as check does)', output: 'the fused model to write', json: 'print {"fused": N, "sites": [...]}', 'in-place': 'allow OUT to be MODEL', 'external-data': 'keep (default), inline, or BYTES to move tensors of at least BYTES to OUT.data', emit: 'also write kernels: wgsl, ort or web (see emit)', 'out-dir': 'where --emit writes', build: 'with --emit ort: compile the library', clean: 'replace the contents of an existing --out-dir' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('fuse', 'expects exactly one MODEL');
       const out = opts.output as string | undefined;
@@ -77,18 +80,20 @@ export const commands: Record<string, Command> = {
       checkOutputPath(pos[0], out, !!opts['in-place']);
       const emitTarget = opts.emit !== undefined ? parseTarget(opts.emit) : undefined;
       if (emitTarget && !opts['out-dir']) throw usageError('fuse', '--emit needs --out-dir DIR');
+      parseArch(opts.arch, emitTarget);
       return withProgress('fuse', (progress) => fuse(pos[0], out, emitTarget, opts, progress));
     },
   },
   emit: {
-    usage: 'emit FUSED --target wgsl|ort --out-dir DIR [--build] [--clean] [--json]',
+    usage: 'emit FUSED --target wgsl|ort|web --out-dir DIR [--build] [--arch x86_64|aarch64] [--clean] [--json]',
     summary: 'write kernels for the com.dynconv ops of a fused model',
-    options: { target: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, json: { type: 'boolean' } },
-    optionHelp: { target: 'wgsl (WebGPU shaders + ES modules) or ort (ONNX Runtime custom-op library, C++)', 'out-dir': 'the folder to write (created; refused if not empty unless --clean)', build: 'ort: also compile the library', clean: 'replace the contents of an existing --out-dir', json: 'print what was written as JSON' },
+    options: { target: { type: 'string' }, 'out-dir': { type: 'string' }, build: { type: 'boolean' }, clean: { type: 'boolean' }, json: { type: 'boolean' }, arch: { type: 'string' } },
+    optionHelp: { arch: ARCH_HELP, target: 'wgsl (WebGPU shaders + ES modules), web (the whole model for onnxruntime-web: index.js + segments + kernels) or ort (ONNX Runtime custom-op library, C++)', 'out-dir': 'the folder to write (created; refused if not empty unless --clean)', build: 'ort: also compile the library', clean: 'replace the contents of an existing --out-dir', json: 'print what was written as JSON' },
     async run(pos, opts) {
       if (pos.length !== 1) throw usageError('emit', 'expects exactly one FUSED model');
       const target = parseTarget(opts.target);
       if (!opts['out-dir']) throw usageError('emit', 'needs --out-dir DIR');
+      const arch = parseArch(opts.arch, target);
       const outDir = opts['out-dir'] as string;
       const r = await withProgress('emit', async (progress) => {
         progress.stage(`loading ${pos[0]}`);
@@ -96,7 +101,7 @@ export const commands: Record<string, Command> = {
         if (opts.clean) refuseCleaning(outDir, inputFiles(loaded));
         const model = buildModel(loaded);
         progress.stage(`writing ${target} kernels to ${outDir}${opts.build ? ' and building them' : ''}`);
-        return emitKernels(model, target, outDir, { build: !!opts.build, clean: !!opts.clean });
+        return emitKernels(model, target, outDir, { build: !!opts.build, clean: !!opts.clean, arch });
       });
       print(opts.json ? JSON.stringify(r, null, 2) : formatEmit(r));
       return 0;
@@ -162,7 +167,7 @@ async function fuse(modelPath: string, out: string, emitTarget: Target | undefin
   let emitted: EmitResult | undefined;
   try {
     if (emitTarget && result.fused.length) progress.stage(`writing ${emitTarget} kernels to ${opts['out-dir'] as string}${opts.build ? ' and building them' : ''}`);
-    emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean }) : undefined;
+    emitted = emitTarget && result.fused.length ? await emitKernels(model, emitTarget, opts['out-dir'] as string, { build: !!opts.build, clean: !!opts.clean, arch: parseArch(opts.arch, emitTarget) }) : undefined;
   } catch (e) {
     // A failed run leaves no output: the fused model goes too.
     for (const f of written) if (!existed.has(path.resolve(f))) fs.rmSync(f, { force: true });
@@ -171,12 +176,23 @@ async function fuse(modelPath: string, out: string, emitTarget: Target | undefin
   progress.clear();
   if (opts.json) print(JSON.stringify({ file: modelPath, output: out, fused: result.fused.length, sites, ...(emitted ? { emitted } : {}) }, null, 2));
   else print([`${modelPath} -> ${out}: fused ${result.fused.length} of ${sites.length} site${sites.length === 1 ? '' : 's'}`, ...sites.map((s, i) => formatSite(s, i, false)), ...(emitted ? [formatEmit(emitted)] : [])].join('\n'));
-  return 0;
+  // What was left, one line a site on stderr (also with --json): a found site is never left silently.
+  for (const s of result.notFused) process.stderr.write(`dynconv fuse: left ${s.anchor.label}: ${s.notFused ?? 'not fused'}\n`);
+  return opts.strict && result.notFused.length ? 1 : 0;
+}
+
+/** --arch: only for the ort target. */
+function parseArch(v: unknown, target: Target | undefined): OrtArch | undefined {
+  if (v === undefined) return undefined;
+  const arch = typeof v === 'string' ? parseOrtArch(v) : undefined;
+  if (!arch) throw new DynconvError(`--arch: expected ${ORT_ARCHES.join(' or ')}, got ${JSON.stringify(v)}`);
+  if (target !== 'ort') throw new DynconvError('--arch: only with the ort target (--target ort / --emit ort)');
+  return arch;
 }
 
 function parseTarget(v: unknown): Target {
-  if (v === 'wgsl' || v === 'ort') return v;
-  throw new DynconvError(`--target: expected wgsl or ort${v === undefined ? '' : `, got ${JSON.stringify(v)}`}`);
+  if (v === 'wgsl' || v === 'ort' || v === 'web') return v;
+  throw new DynconvError(`--target: expected wgsl, ort or web${v === undefined ? '' : `, got ${JSON.stringify(v)}`}`);
 }
 
 function formatEmit(r: EmitResult): string {

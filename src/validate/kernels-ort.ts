@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildOrtLibrary, emitOrtLibrary, runWithOrtLibrary } from '../../codegen/ort/index.js';
+import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/index.js';
+import { runWithOrtLibrary } from '../run/ort/runner.js';
 import { packageRoot } from '../../codegen/ort/paths.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
 import { canonicalize } from '../../passes/canonicalize/index.js';

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runWgslBatch, type WgslTensor } from '../../codegen/wgsl/dawn-runner.js';
+import { runWgslBatch, type WgslTensor } from '../run/wgsl/dawn-runner.js';
 import { emitWgsl } from '../../codegen/wgsl/emit.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
 import { wgslNodes } from '../emit/emit-kernels.js';

@@ -6,7 +6,7 @@ import { compareArrays, type Agreement } from './compare.js';
 import { checkBudget, DEFAULT_MAX_BYTES } from './budget.js';
 import { feedShapes, randomFeeds, readFeedsFromDir, readOutputsFromDir, type Feeds } from './feeds.js';
 import { runOrt, type RunnableModel } from './ort.js';
-import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import { isDynconvDomain } from '../../ops/index.js';
 import { runFusedWithOrtKernels } from './kernels-ort.js';
 import { checkWgslKernels } from './kernels-wgsl.js';
 
@@ -87,7 +87,7 @@ export async function compareModels(original: RunnableModel, fused: FusedUnderTe
   }
   // Kernels run only where there are fused ops; a model without any has nothing for them to do.
   const fusedModel = fused.model;
-  const kernels = fusedModel.graph.nodes.some((n) => n.domain === DYNCONV_DOMAIN) ? opts.kernels : undefined;
+  const kernels = fusedModel.graph.nodes.some((n) => isDynconvDomain(n.domain)) ? opts.kernels : undefined;
   stage(`running ${fused.label} on ONNX Runtime${kernels === 'ort' ? ' with the ort kernels' : ''}`);
   const got = kernels === 'ort' ? await runFusedWithOrtKernels(fused, feeds) : await runOrt(fused, feeds);
   const rtol = opts.rtol ?? (opts.kernels === 'ort' ? 1e-5 : 1e-4);

@@ -16,6 +16,7 @@ import { signature } from './env.js';
 import { buildCorpus } from './corpus.js';
 import { makeCase, type FuzzCase } from './mutate.js';
 import { rerunAlone, timingOnly } from './confirm.js';
+import { CPU_LIMIT_MS } from './cpu.js';
 import { formatFailure, runCampaign, type CaseResult, type Summary } from './runner.js';
 
 /** The campaign's progress line (on a terminal only). */
@@ -50,7 +51,7 @@ function formatSummary(s: Summary, seed: number, crashes: Map<string, CaseResult
     `fuzz campaign: seed ${seed}, ${s.cases} cases (${s.spawned} as separate processes) in ${(s.ms / 1000).toFixed(1)} s (${rate} cases/s)`,
     `exits: ${exits}`,
   ];
-  if (s.slowest) lines.push(`slowest: case ${s.slowest.index} ${Math.round(s.slowest.ms)} ms (${s.slowest.spawned ? 'process' : 'in-process'}, ${s.slowest.command}, from ${s.slowest.source}; ${s.slowest.mutations.join('; ')})`);
+  if (s.slowest) lines.push(`slowest: case ${s.slowest.index} ${Math.round(s.slowest.cpuMs)} ms of CPU, ${Math.round(s.slowest.ms)} ms wall-clock (${s.slowest.spawned ? 'process' : 'in-process'}, ${s.slowest.command}, from ${s.slowest.source}; ${s.slowest.mutations.join('; ')})`);
   lines.push(`failures: ${s.failures.length} case${s.failures.length === 1 ? '' : 's'}; crashes found: ${crashes.size} distinct${crashes.size ? ` (saved under ${saveDir})` : ''}`);
   for (const [sig, rs] of crashes) lines.push(`  ${rs.length}x ${sig}\n     first: ${formatFailure(rs[0])}${rs.length > 1 ? `\n     cases: ${rs.slice(0, 20).map((r) => r.index).join(', ')}${rs.length > 20 ? ', ...' : ''}` : ''}`);
   return lines.join('\n');
@@ -81,7 +82,7 @@ async function campaign(argv: string[]): Promise<number> {
     start = num(v.start, 0, '--start');
     jobs = Math.max(1, num(v.jobs, Math.min(os.availableParallelism(), 4), '--jobs'));
     spawnEvery = num(v['spawn-every'], 250, '--spawn-every');
-    timeoutMs = num(v['timeout-ms'], 5000, '--timeout-ms');
+    timeoutMs = num(v['timeout-ms'], CPU_LIMIT_MS, '--timeout-ms'); // CPU time of a case
   } catch (e) {
     process.stderr.write(`fuzz: ${(e as Error).message}\n`);
     return 2;
@@ -94,7 +95,7 @@ async function campaign(argv: string[]): Promise<number> {
     process.stdout.write(`case ${c.index} (seed ${seed}): dynconv ${c.command} ${c.args.join(' ')}\n  from ${c.source}: ${c.mutations.join('; ')}\n  model: ${c.model.length} bytes${Object.keys(c.side).length ? `, side files: ${Object.keys(c.side).join(', ')}` : ''}\n`);
     const s = await runCampaign({ root: ROOT, corpus, seed, start: c.index, count: 1, jobs: 1, spawnEvery: spawnEvery === 1 ? 1 : 0, timeoutMs });
     const r = s.failures[0];
-    process.stdout.write(r ? `${formatFailure(r)}\n` : `ok: exit ${Object.keys(s.exits)[0]} in ${Math.round(s.slowest?.ms ?? 0)} ms\n`);
+    process.stdout.write(r ? `${formatFailure(r)}\n` : `ok: exit ${Object.keys(s.exits)[0]} in ${Math.round(s.slowest?.cpuMs ?? 0)} ms of CPU, ${Math.round(s.slowest?.ms ?? 0)} ms wall-clock\n`);
     if (r) { saveCase(path.join(saveDir, `case-${seed}-${c.index}`), c, r); process.stdout.write(`saved to ${path.join(saveDir, `case-${seed}-${c.index}`)}\n`); }
     return r ? 1 : 0;
   }
@@ -125,7 +126,7 @@ async function campaign(argv: string[]): Promise<number> {
     },
   });
   progress.clear();
-  // Cases that only ran out of time get a second run, alone: a busy machine is not a hang.
+  // Cases stopped for time get a second run, alone, judged by CPU time.
   const underLoad: { r: CaseResult; ms: number }[] = [];
   for (const r of [...summary.failures]) {
     if (!timingOnly(r.violations)) continue;

@@ -1,11 +1,12 @@
-// Runs fuzz cases on a pool of worker processes, each with its own case folder. A case that runs past the
-// time limit has its worker terminated and replaced (a hang); a worker that dies (out of memory, an error
+// Runs fuzz cases on a pool of worker processes, each with its own case folder. A case that uses more than
+// its CPU budget (or runs past a far larger wall-clock backstop) has its worker terminated and replaced (a hang); a worker that dies (out of memory, an error
 // that escaped main()) is replaced too, and the case is recorded as a failure.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { CPU_LIMIT_MS, processCpuMs, WALL_LIMIT_MS } from './cpu.js';
 import type { Violation } from './env.js';
 import type { Corpus, FuzzCase } from './mutate.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker.js';
@@ -17,6 +18,8 @@ export interface CaseResult {
   mutations: string[];
   code: number | null;
   ms: number;
+  /** CPU time of the run (ms): what the hang criterion judges. */
+  cpuMs: number;
   violations: Violation[];
   spawned: boolean;
   stack?: string;
@@ -34,7 +37,10 @@ export interface CampaignOptions {
   spawnEvery?: number;
   /** Instead of generated cases: these (regressions). */
   cases?: FuzzCase[];
+  /** CPU budget of a case (ms; default CPU_LIMIT_MS). */
   timeoutMs?: number;
+  /** Wall-clock backstop of a case (ms; default WALL_LIMIT_MS). */
+  wallLimitMs?: number;
   onResult?: (r: CaseResult, done: number, total: number) => void;
 }
 
@@ -50,7 +56,8 @@ export interface Summary {
 const WORKER = new URL('./worker.js', import.meta.url);
 
 export async function runCampaign(opts: CampaignOptions): Promise<Summary> {
-  const timeoutMs = opts.timeoutMs ?? 5000;
+  const timeoutMs = opts.timeoutMs ?? CPU_LIMIT_MS;
+  const wallLimitMs = opts.wallLimitMs ?? WALL_LIMIT_MS;
   const start = opts.start ?? 0;
   const total = opts.cases ? opts.cases.length : opts.count;
   const cli = path.join(opts.root, 'dist', 'src', 'cli', 'bin.js');
@@ -68,7 +75,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<Summary> {
     const key = r.code === null ? 'none' : String(r.code);
     summary.exits[key] = (summary.exits[key] ?? 0) + 1;
     if (r.violations.length) summary.failures.push(r);
-    if (!summary.slowest || r.ms > summary.slowest.ms) summary.slowest = r;
+    if (!summary.slowest || r.cpuMs > summary.slowest.cpuMs) summary.slowest = r;
     opts.onResult?.(r, ++done, total);
   };
 
@@ -82,7 +89,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<Summary> {
     new Promise<void>((resolveSlot, rejectSlot) => {
       let startFailures = 0;
       const spawnWorker = (): void => {
-        const init: WorkerInit = { root: opts.root, corpus: opts.corpus, dir: path.join(base, `w${slot}`), cli, timeoutMs };
+        const init: WorkerInit = { root: opts.root, corpus: opts.corpus, dir: path.join(base, `w${slot}`), cli, timeoutMs, wallLimitMs };
         // A child process, not a thread: a V8 fatal error (an array past the engine's size limit, the heap
         // exhausted) ends the process it happens in, and must end only the fuzz worker, recorded as a crash.
         const worker = fork(fileURLToPath(WORKER), [], { execArgv: ['--max-old-space-size=2048'], serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
@@ -94,18 +101,20 @@ export async function runCampaign(opts: CampaignOptions): Promise<Summary> {
         let started: Pick<CaseResult, 'index' | 'command' | 'source' | 'mutations'> | undefined;
         let spawnedCase = false;
         let timer: NodeJS.Timeout | undefined;
+        let cpuWatch: NodeJS.Timeout | undefined;
+        const stopTimers = () => { if (timer) clearTimeout(timer); if (cpuWatch) clearInterval(cpuWatch); timer = cpuWatch = undefined; };
         let finished = false; // this worker is gone or being replaced
         let ready = false;
         const fail = (violation: Violation) => {
           if (finished) return;
           finished = true;
-          if (timer) clearTimeout(timer);
+          stopTimers();
           kill();
           if (!ready && ++startFailures >= 3) {
             rejectSlot(new Error(`fuzz worker cannot start: ${violation.detail}`));
             return;
           }
-          if (current !== undefined) record({ ...(started ?? describe(current)), code: null, ms: timeoutMs, violations: [violation], spawned: spawnedCase });
+          if (current !== undefined) record({ ...(started ?? describe(current)), code: null, ms: wallLimitMs, cpuMs: timeoutMs, violations: [violation], spawned: spawnedCase });
           if (next < total) spawnWorker();
           else resolveSlot();
         };
@@ -129,15 +138,23 @@ export async function runCampaign(opts: CampaignOptions): Promise<Summary> {
           if (m.type === 'ready') { ready = true; startFailures = 0; feed(); }
           else if (m.type === 'start') {
             if (process.env.DYNCONV_FUZZ_TRACE) process.stderr.write(`[fuzz] case ${m.index} started on worker ${slot}\n`);
-            if (timer) clearTimeout(timer);
+            stopTimers();
             started = { index: m.index, command: m.command, source: m.source, mutations: m.mutations };
-            const limit = spawnedCase ? timeoutMs + 10_000 : timeoutMs;
-            timer = setTimeout(() => fail({ kind: 'hang', detail: `no result after ${limit} ms` }), limit);
+            const limit = spawnedCase ? wallLimitMs + 10_000 : wallLimitMs;
+            timer = setTimeout(() => fail({ kind: 'hang', detail: `no result after ${limit} ms of wall-clock time` }), limit);
+            // In process, the worker's own CPU time is the case's: past the budget it is a hang, however busy the machine.
+            const cpu0 = spawnedCase ? undefined : processCpuMs(worker.pid);
+            if (cpu0 !== undefined) {
+              cpuWatch = setInterval(() => {
+                const used = (processCpuMs(worker.pid) ?? cpu0) - cpu0;
+                if (used > timeoutMs) fail({ kind: 'hang', detail: `used more than ${timeoutMs} ms of CPU time (${Math.round(used)} ms)` });
+              }, 250);
+            }
           } else if (m.type === 'done') {
-            if (timer) clearTimeout(timer);
+            stopTimers();
             const violations = [...m.violations];
-            if (!m.spawned && m.ms > timeoutMs) violations.push({ kind: 'slow', detail: `${Math.round(m.ms)} ms` });
-            record({ index: m.index, command: m.command, source: m.source, mutations: m.mutations, code: m.code, ms: m.ms, violations, spawned: m.spawned, stack: m.stack });
+            if (m.cpuMs > timeoutMs) violations.push({ kind: 'slow', detail: `${Math.round(m.cpuMs)} ms of CPU time (${Math.round(m.ms)} ms wall-clock)` });
+            record({ index: m.index, command: m.command, source: m.source, mutations: m.mutations, code: m.code, ms: m.ms, cpuMs: m.cpuMs, violations, spawned: m.spawned, stack: m.stack });
             current = undefined;
             feed();
           }

@@ -1,12 +1,13 @@
 // A fuzz worker (a child process of the runner): builds cases, runs them through the CLI's main() in this
 // process (or, for some, as a separate `dynconv` process), and judges the result. The parent watches the
-// clock and replaces a worker that hangs, runs out of memory or dies.
+// worker's CPU time and replaces a worker that hangs, runs out of memory or dies.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { main } from '../../src/cli/main.js';
 import { buildModel } from '../../src/ir/build.js';
 import { loadModel } from '../../src/onnx/io.js';
+import { childrenCpuMs, ownCpuMs } from './cpu.js';
 import { expandArgs, judge, makeCaseDir, outputOf, prepareCase, type Violation } from './env.js';
 import { makeCase, type Corpus, type FuzzCase } from './mutate.js';
 
@@ -15,14 +16,17 @@ export interface WorkerInit {
   corpus: Corpus;
   dir: string;
   cli: string;
+  /** CPU budget of a case (ms). */
   timeoutMs: number;
+  /** Wall-clock backstop of a case run as a process (ms). */
+  wallLimitMs: number;
 }
 
 export type ToWorker = { type: 'case'; seed: number; index: number; spawn: boolean } | { type: 'replay'; fuzzCase: FuzzCase; spawn: boolean };
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'start'; index: number; command: string; source: string; mutations: string[] }
-  | { type: 'done'; index: number; command: string; source: string; mutations: string[]; code: number | null; ms: number; violations: Violation[]; spawned: boolean; stack?: string };
+  | { type: 'done'; index: number; command: string; source: string; mutations: string[]; code: number | null; ms: number; cpuMs: number; violations: Violation[]; spawned: boolean; stack?: string };
 
 let init!: WorkerInit;
 let corpus!: Corpus;
@@ -48,14 +52,14 @@ function stackTop(stack: string): string | undefined {
   return line?.trim().replace(/file:\/\/\S*?\/dist\//, '');
 }
 
-async function runInProcess(c: FuzzCase): Promise<{ code: number | null; ms: number; violations: Violation[]; stack?: string }> {
+async function runInProcess(c: FuzzCase): Promise<{ code: number | null; ms: number; cpuMs: number; violations: Violation[]; stack?: string }> {
   prepareCase(dir, c);
   const argv = expandArgs(dir, c);
   out = ''; err = '';
   port.postMessage({ type: 'start', index: c.index, command: c.command, source: c.source, mutations: c.mutations } satisfies FromWorker);
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = ownCpuMs();
   const code = await main(argv);
-  const ms = performance.now() - t0;
+  const ms = performance.now() - t0, cpuMs = ownCpuMs() - c0;
   const violations = judge(dir, c, code, out, err);
   if (code === 0 && c.command === 'fuse') {
     const o = outputOf(dir, c);
@@ -74,22 +78,23 @@ async function runInProcess(c: FuzzCase): Promise<{ code: number | null; ms: num
     await main([...argv, '--debug']);
     stack = stackTop(err);
   }
-  return { code, ms, violations, stack };
+  return { code, ms, cpuMs, violations, stack };
 }
 
-function runSpawned(c: FuzzCase): { code: number | null; ms: number; violations: Violation[] } {
+function runSpawned(c: FuzzCase): { code: number | null; ms: number; cpuMs: number; violations: Violation[] } {
   prepareCase(dir, c);
   const argv = expandArgs(dir, c);
   port.postMessage({ type: 'start', index: c.index, command: c.command, source: c.source, mutations: c.mutations } satisfies FromWorker);
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [init.cli, ...argv], { timeout: init.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, encoding: 'utf8' });
-  const ms = performance.now() - t0;
+  const t0 = performance.now(), c0 = childrenCpuMs();
+  const r = spawnSync(process.execPath, [init.cli, ...argv], { timeout: init.wallLimitMs, killSignal: 'SIGKILL', maxBuffer: 64 << 20, encoding: 'utf8' });
+  const ms = performance.now() - t0, c1 = childrenCpuMs();
+  const cpuMs = c0 !== undefined && c1 !== undefined ? c1 - c0 : ms;
   const violations: Violation[] = [];
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') violations.push({ kind: 'hang', detail: `killed after ${init.timeoutMs} ms` });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') violations.push({ kind: 'hang', detail: `killed after ${init.wallLimitMs} ms of wall-clock time` });
   else if (r.signal) violations.push({ kind: 'signal', detail: `killed by ${r.signal}: ${(r.stderr ?? '').split('\n')[0]}` });
   if (!violations.length) violations.push(...judge(dir, c, r.status, r.stdout ?? '', r.stderr ?? ''));
   if (/FATAL ERROR|Allocation failed|JavaScript heap out of memory/.test(r.stderr ?? '')) violations.push({ kind: 'oom', detail: (r.stderr ?? '').split('\n').find((l) => /FATAL|heap/.test(l)) ?? '' });
-  return { code: r.status, ms, violations };
+  return { code: r.status, ms, cpuMs, violations };
 }
 
 process.on('message', async (msg: ToWorker | { type: 'init'; init: WorkerInit }) => {

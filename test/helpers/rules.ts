@@ -30,9 +30,13 @@ export function modelOf(spec: ModelSpec, name = 'model.onnx'): { model: Model; b
   return { model: buildModel(loadModelFromBytes(bytes, name)), bytes };
 }
 
-/** Writes the spec's model to a fresh temporary folder. */
+const made: string[] = [];
+process.on('exit', () => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
+
+/** Writes the spec's model to a fresh temporary folder (removed when the test process exits). */
 export function writeSpec(spec: ModelSpec, name = 'model.onnx'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-rule-'));
+  made.push(dir);
   const file = path.join(dir, name);
   fs.writeFileSync(file, encode(modelProto(spec)));
   return file;

@@ -27,7 +27,7 @@ struct MixtureConvKernel {
   static constexpr size_t kInputs = 4;
   SampleConv conv;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return conv.Init(info); }
+  OrtStatus* Init(const OrtKernelInfo* info) { return conv.Init(info, ops::kMixtureConv); }
 
   OrtStatus* Compute(OrtKernelContext* ctx) const {
     Tensor X, R, W, B, Y;
@@ -35,7 +35,10 @@ struct MixtureConvKernel {
     DC_TRY(InputTensor(ctx, 1, "R", &R));
     DC_TRY(InputTensor(ctx, 2, "W", &W));
     DC_TRY(InputTensor(ctx, 3, "B", &B));
-    if (X.Rank() < 3) return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    const Tensor* inputs[] = {&X, &R, &W, &B};
+    DC_TRY(CheckRanks(ops::kMixtureConv, X.Rank() - 2, inputs));
     if (W.Rank() != X.Rank() + 1)
       return Error("W must be [E, *weight layout] of rank %d, got shape %s", X.Rank() + 1,
                    DimsString(W.dims).c_str());

@@ -1,14 +1,22 @@
-// Runs ONNX models with a custom-op library through native/ort-runner (onnxruntime-node cannot register one).
+// Runs ONNX models with a custom-op library through the native runner src/run/ort/runner.cc (onnxruntime-node
+// cannot register one).
 // The runner is compiled on first use and cached under <root>/.cache/ort-runner/<hash>/, keyed by a hash of
 // its source, the compiler command and the ONNX Runtime header version. It loads onnxruntime-node's own
-// libonnxruntime.so.1. Tensors travel in the DCT1 file format documented in native/ort-runner/runner.cc.
+// libonnxruntime.so.1. Tensors travel in the DCT1 file format documented in runner.cc.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ortSharedLibrary, packageRoot, requireOrtHeaders, runnerSource } from './paths.js';
+import { hostArch, ortToolchain, type OrtArch } from '../../../codegen/ort/arch.js';
+import { ortSharedLibrary, packageRoot, requireOrtHeaders } from '../../../codegen/ort/paths.js';
+import { emulatorCommand } from './emulator.js';
+
+/** The runner's source (next to this module's source). */
+export function runnerSource(): string {
+  return join(packageRoot(), 'src', 'run', 'ort', 'runner.cc');
+}
 
 export interface FloatTensor {
   dims: number[];
@@ -28,6 +36,17 @@ export interface RunWithOrtOptions {
   concurrent?: number;
   /** Graph optimisation level (default 'all'). */
   optLevel?: 'disable' | 'basic' | 'extended' | 'all';
+  /**
+   * The architecture to run on (default: this machine's). Another one runs a cross-built runner under
+   * qemu-user (emulator.ts); `libraryPath` and `ortLib` must be built for it.
+   */
+  arch?: OrtArch;
+  /** Run under qemu-user emulating this CPU model (e.g. 'qemu64': x86-64 without SSE3 and later). */
+  cpu?: string;
+  /** The ONNX Runtime shared library (default: onnxruntime-node's for `arch`). */
+  ortLib?: string;
+  /** Extra environment variables of the runner process. */
+  env?: Record<string, string>;
 }
 
 export interface RunWithOrtResult {
@@ -103,11 +122,12 @@ export function decodeTensorFile(buf: Buffer): Record<string, FloatTensor> {
 // --- building the runner -----------------------------------------------------------------------------------
 
 const RUNNER_FLAGS = ['-std=c++17', '-O2', '-pthread'];
-let runnerPromise: Promise<string> | undefined;
+const runnerPromises = new Map<string, Promise<string>>();
 
-function exec(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}) {
+function exec(file: string, args: string[], opts: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}) {
   return new Promise<{ stdout: string; stderr: string; code: number }>((res) => {
-    execFile(file, args, { cwd: opts.cwd, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 0 }, (err, stdout, stderr) => {
+    const env = opts.env ? { ...process.env, ...opts.env } : undefined;
+    execFile(file, args, { cwd: opts.cwd, env, maxBuffer: 64 << 20, timeout: opts.timeoutMs ?? 0 }, (err, stdout, stderr) => {
       const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
       const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0;
       let errText = String(stderr);
@@ -118,19 +138,24 @@ function exec(file: string, args: string[], opts: { cwd?: string; timeoutMs?: nu
   });
 }
 
-/** Builds (once, cached) the native runner and returns its path. */
-export function ensureOrtRunner(): Promise<string> {
-  runnerPromise ??= buildRunner().catch((e) => {
-    runnerPromise = undefined;
-    throw e;
-  });
-  return runnerPromise;
+/** Builds (once, cached) the native runner for `arch` (default: this machine's) and returns its path. */
+export function ensureOrtRunner(arch: OrtArch | undefined = hostArch()): Promise<string> {
+  const key = arch ?? 'host';
+  let p = runnerPromises.get(key);
+  if (!p) {
+    p = buildRunner(arch).catch((e) => {
+      runnerPromises.delete(key);
+      throw e;
+    });
+    runnerPromises.set(key, p);
+  }
+  return p;
 }
 
-async function buildRunner(): Promise<string> {
+async function buildRunner(arch: OrtArch | undefined): Promise<string> {
   const include = requireOrtHeaders();
   const src = runnerSource();
-  const cxx = process.env.CXX || 'g++';
+  const cxx = ortToolchain(arch).cxx;
   const apiHeader = readFileSync(join(include, 'onnxruntime_c_api.h'));
   const hash = createHash('sha256')
     .update(readFileSync(src))
@@ -146,6 +171,7 @@ async function buildRunner(): Promise<string> {
   const r = await exec(cxx, [...RUNNER_FLAGS, `-I${include}`, src, '-o', tmp, '-ldl']);
   if (r.code !== 0) {
     rmSync(tmp, { force: true });
+    if (r.code === 127 || /ENOENT/.test(r.stderr)) throw new OrtRunError(`building the ONNX Runtime runner: the C++ compiler ${cxx} was not found`);
     throw new OrtRunError(`building the ONNX Runtime runner failed (${cxx}):\n${r.stderr.trim()}`);
   }
   renameSync(tmp, exe); // atomic: a concurrent build of the same source writes the same file
@@ -159,19 +185,25 @@ async function buildRunner(): Promise<string> {
  * Returns every model output (float32 only). ONNX Runtime's errors come back as an OrtRunError.
  */
 export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWithOrtResult> {
-  const exe = await ensureOrtRunner();
+  const exe = await ensureOrtRunner(opts.arch);
   const work = mkdtempSync(join(tmpdir(), 'dynconv-ort-'));
   try {
     const inFile = join(work, 'inputs.dct');
     const outFile = join(work, 'outputs.dct');
     writeFileSync(inFile, encodeTensorFile(opts.feeds));
-    const args = ['--ort-lib', ortSharedLibrary(), '--model', opts.modelPath, '--inputs', inFile, '--outputs', outFile];
+    const args = ['--ort-lib', opts.ortLib ?? ortSharedLibrary(opts.arch), '--model', opts.modelPath, '--inputs', inFile, '--outputs', outFile];
     if (opts.libraryPath) args.push('--custom-ops', opts.libraryPath);
     if (opts.threads) args.push('--threads', String(opts.threads));
     if (opts.repeat && opts.repeat > 1) args.push('--repeat', String(opts.repeat));
     if (opts.concurrent) args.push('--concurrent', String(opts.concurrent));
     if (opts.optLevel) args.push('--opt-level', opts.optLevel);
-    const r = await exec(exe, args);
+    // Emulated: qemu-<arch> [-cpu MODEL] [-L root] runner ARGS.
+    const emulator = emulatorCommand(opts.arch, opts.cpu);
+    const r = emulator.length
+      ? await exec(emulator[0], [...emulator.slice(1), exe, ...args], { env: opts.env })
+      : await exec(exe, args, { env: opts.env });
+    if (emulator.length && r.code !== 0 && /ENOENT|spawn/.test(r.stderr) && !r.stderr.includes('dynconv-ort-runner: '))
+      throw new OrtRunError(`cannot run ${emulator[0]} (install qemu-user): ${r.stderr.trim()}`);
     if (r.code !== 0) {
       // The runner's own line carries ONNX Runtime's message; anything else on stderr is ORT's log.
       const lines = r.stderr.split('\n');

@@ -2,16 +2,16 @@
 //
 // onnxruntime-node cannot register a custom-op library, so dynconv runs fused models (com.dynconv ops, native
 // kernels) through this small program. It dlopen()s an ONNX Runtime shared library (onnxruntime-node's own
-// libonnxruntime.so.1), takes the API with OrtGetApiBase()->GetApi(21) (ONNX Runtime 1.21's; it is built
-// against the 1.21 headers), registers custom-op libraries with RegisterCustomOpsLibrary_V2, loads
+// libonnxruntime.so.1), takes the API with OrtGetApiBase()->GetApi(14) (the oldest with everything it calls;
+// it is built against newer headers), registers custom-op libraries with RegisterCustomOpsLibrary_V2, loads
 // the model, reads the inputs from a tensor file, runs, and writes the outputs to a tensor file.
-// Built by codegen/ort/runner.ts on first use (cached under .cache/ort-runner/<hash of this source>/).
+// Built by src/run/ort/runner.ts on first use (cached under .cache/ort-runner/<hash of this source>/).
 //
 // Usage:
 //   dynconv-ort-runner --ort-lib LIB --model MODEL [--custom-ops LIB]... [--inputs FILE] [--outputs FILE]
 //                      [--threads N] [--repeat N] [--warmup N] [--concurrent K]
 //                      [--opt-level disable|basic|extended|all]
-//   --ort-lib      the ONNX Runtime shared library to load (>= 1.21)
+//   --ort-lib      the ONNX Runtime shared library to load (>= 1.14)
 //   --custom-ops   a custom-op library to register (repeatable)
 //   --inputs       the input tensors (format below); every model input must be there
 //   --outputs      where to write every model output, in the session's output order
@@ -57,9 +57,10 @@
 
 namespace {
 
-// ONNX Runtime 1.21's API version: the runner works with any ONNX Runtime >= 1.21.
-constexpr uint32_t kOrtApiVersion = 21;
-static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.21 headers or newer");
+// ONNX Runtime 1.14's API version (RegisterCustomOpsLibrary_V2): the runner works with any ONNX Runtime >= 1.14,
+// so it can also show an older ONNX Runtime refusing a custom-op library that needs a newer one.
+constexpr uint32_t kOrtApiVersion = 14;
+static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.14 headers or newer");
 
 const OrtApi* ort = nullptr;
 

@@ -1,12 +1,14 @@
 // dynconv: ONNX Runtime custom-op kernels for the com.dynconv operator set (docs/ops.md).
 // Shared helpers: the OrtApi pointer, errors, tensors, attributes, the thread pool and the OrtCustomOp glue.
 //
-// Built against the ONNX Runtime 1.21 headers (ORT_API_VERSION 21); loads into any ONNX Runtime >= 1.21.
+// Built against the ONNX Runtime 1.21 headers; asks for API version 17, so it loads into any ONNX Runtime >= 1.17.
 // Only the C API is used, so no C++ wrapper exceptions cross the library boundary.
 // Nothing here depends on a model: op and domain names are fixed constants.
 #pragma once
 
 #include <onnxruntime_c_api.h>
+
+#include "dynconv_ops.h"  // generated from the op layer (codegen/ort/ops-header.ts)
 
 #include <cstddef>
 #include <cstdint>
@@ -22,10 +24,12 @@
 namespace dynconv {
 
 constexpr const char* kDomain = "com.dynconv";
-// The API version the library asks for and declares in its OrtCustomOp structs: 21 (ONNX Runtime 1.21), so it
-// loads into any ONNX Runtime >= 1.21 even if built against newer headers (their structs only grow at the end).
-constexpr int kOrtApiVersion = 21;
-static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.21 headers or newer");
+// The API version the library asks for and declares in its OrtCustomOp structs: 17 (ONNX Runtime 1.17), the
+// lowest that has everything the kernels use (KernelContext_ParallelFor; OrtCustomOp's GetStartVersion/
+// GetEndVersion and the V2 entry points). ONNX Runtime reads only the fields of that version, and newer headers
+// only add at the end, so the library loads into any ONNX Runtime >= 1.17 whatever headers it is built with.
+constexpr int kOrtApiVersion = 17;
+static_assert(ORT_API_VERSION >= kOrtApiVersion, "build against the ONNX Runtime 1.17 headers or newer");
 
 // Set by RegisterCustomOps before any kernel is created.
 extern const OrtApi* g_ort;
@@ -58,6 +62,9 @@ std::string DimsString(const std::vector<int64_t>& dims);
 
 // Reads input `index` (named `name` in messages); it must be a float32 tensor.
 OrtStatus* InputTensor(OrtKernelContext* ctx, size_t index, const char* name, Tensor* out);
+// Checks the ranks of `inputs` (the op's inputs in order) for spatial rank `rank` against the op layer's table,
+// with its message ("K has rank 4, expected 5 (K [N, G, prod(kernel_shape), *O]; G divides C)").
+OrtStatus* CheckRanks(const ops::OpSpec& op, int rank, const Tensor* const* inputs);
 // Allocates output `index` with `dims`.
 OrtStatus* OutputTensor(OrtKernelContext* ctx, size_t index, const std::vector<int64_t>& dims, Tensor* out);
 
@@ -66,7 +73,38 @@ bool AttrInts(const OrtKernelInfo* info, const char* name, std::vector<int64_t>*
 bool AttrInt(const OrtKernelInfo* info, const char* name, int64_t* out);
 bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out);
 
-constexpr int kMaxRank = 3;
+constexpr int kMaxRank = ops::kMaxSpatialRank;
+
+// The attributes of one node, read at kernel creation through the op layer's table (dynconv_ops.h): a required
+// one must be there, each given one must hold values its check allows. Lists are checked against the spatial
+// rank by CheckLengths once it is known. Absent attributes read as their defaults.
+class AttrValues {
+ public:
+  OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op);
+  // Every given list has the length the op layer gives for spatial rank `rank`.
+  OrtStatus* CheckLengths(int rank) const;
+  int64_t Int(const char* name) const;
+  double Float(const char* name) const;
+  // The list as given (empty when absent).
+  const std::vector<int64_t>& Given(const char* name) const;
+  // The list as given, or the default for spatial rank `rank`.
+  std::vector<int64_t> IntsOr(const char* name, int rank) const;
+
+ private:
+  static constexpr int kMaxAttrs = 16;
+  int Index(const char* name) const;
+  const ops::OpSpec* op_ = nullptr;
+  bool given_[kMaxAttrs] = {};
+  std::vector<int64_t> ints_[kMaxAttrs];
+  double scalar_[kMaxAttrs] = {};
+};
+
+// The vector instruction sets the hand-written kernels are compiled for (x86-64; elsewhere only kBaseline).
+enum class Simd { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+// The best one this CPU and OS support (AVX2 needs FMA too; AVX-512 needs the OS to save its registers),
+// capped by $DYNCONV_ORT_SIMD (baseline, avx2 or avx512: to test the other paths). Detected once.
+Simd HostSimd();
+const char* SimdName(Simd simd);
 
 // Conv attributes of docs/ops.md, resolved for one spatial rank (defaults filled in).
 struct ConvGeometry {
@@ -84,10 +122,11 @@ struct ConvGeometry {
 
 // The conv attributes as written on the node (absent lists stay empty); read at kernel creation.
 struct ConvAttrs {
+  AttrValues values;  // every attribute of the op, as read
   std::vector<int64_t> strides, pads, dilations, output_padding;
   int64_t group = 1;
   bool transpose = false;
-  OrtStatus* Read(const OrtKernelInfo* info, bool allow_transpose);
+  OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op);
   // Checks the lists against `rank` and fills in the defaults.
   OrtStatus* Resolve(int rank, ConvGeometry* g) const;
 };
@@ -195,8 +234,9 @@ struct CustomOp : OrtCustomOp {
   }
 };
 
-// Registers the ops in domain com.dynconv on `options` (the body of RegisterCustomOps).
+// Registers the ops in domain `domain_name` (com.dynconv, or one of the domains of further function bodies,
+// com.dynconv.f<k>) on `options` (the body of RegisterCustomOps).
 OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, const OrtCustomOp* const* ops,
-                       size_t count);
+                       size_t count, const char* domain_name = kDomain);
 
 }  // namespace dynconv

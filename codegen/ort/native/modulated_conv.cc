@@ -18,14 +18,9 @@ struct ModulatedConvKernel {
   float epsilon = 1e-8f;
 
   OrtStatus* Init(const OrtKernelInfo* info) {
-    DC_TRY(conv.Init(info));
-    int64_t d = 1;
-    if (AttrInt(info, "demodulate", &d)) {
-      if (d != 0 && d != 1) return Error("demodulate must be 0 or 1");
-      demodulate = d == 1;
-    }
-    float e = 1e-8f;
-    if (AttrFloat(info, "epsilon", &e)) epsilon = e;
+    DC_TRY(conv.Init(info, ops::kModulatedConv));
+    demodulate = conv.attrs().values.Int("demodulate") == 1;
+    epsilon = static_cast<float>(conv.attrs().values.Float("epsilon"));
     return nullptr;
   }
 
@@ -35,6 +30,10 @@ struct ModulatedConvKernel {
     DC_TRY(InputTensor(ctx, 1, "S", &S));
     DC_TRY(InputTensor(ctx, 2, "W", &W));
     DC_TRY(InputTensor(ctx, 3, "B", &B));
+    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    const Tensor* inputs[] = {&X, &S, &W, &B};
+    DC_TRY(CheckRanks(ops::kModulatedConv, X.Rank() - 2, inputs));
     SampleConv::Shapes s;
     DC_TRY(conv.CheckShapes(ctx, X.dims, W.dims, &s));
     if (S.Rank() != 2 || S.dims[0] != s.N || S.dims[1] != s.C)

@@ -1,10 +1,24 @@
 // dynconv: shared helpers of the com.dynconv ONNX Runtime kernels (see common.h).
 #include "common.h"
 
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
+// GCC >= 11 headers call std::__throw_bad_array_new_length from std::vector, which only libstdc++ 3.4.29 (GCC 11)
+// exports; ONNX Runtime's own libonnxruntime needs no more than GLIBCXX_3.4.22. Defining it here (made local by
+// the version script) keeps the library loadable wherever ONNX Runtime loads. It throws what libstdc++'s does.
+#if defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 11
+namespace std {
+void __throw_bad_array_new_length() { throw bad_array_new_length(); }
+}  // namespace std
+#endif
 
 namespace dynconv {
 
@@ -68,6 +82,21 @@ OrtStatus* InputTensor(OrtKernelContext* ctx, size_t index, const char* name, Te
   void* data = nullptr;
   DC_TRY(g_ort->GetTensorMutableData(const_cast<OrtValue*>(value), &data));
   out->data = static_cast<float*>(data);
+  return nullptr;
+}
+
+OrtStatus* CheckRanks(const ops::OpSpec& op, int rank, const Tensor* const* inputs) {
+  if (rank < ops::kMinSpatialRank || rank > ops::kMaxSpatialRank)
+    return Error("spatial rank %d is not supported (%d to %d)", rank, ops::kMinSpatialRank, ops::kMaxSpatialRank);
+  for (size_t i = 0; i < op.n_inputs; ++i) {
+    const ops::InputSpec& in = op.inputs[i];
+    const int* allowed = in.ranks[rank - 1];
+    const int got = inputs[i]->Rank();
+    if (got == allowed[0] || (allowed[1] != 0 && got == allowed[1])) continue;
+    std::string want = std::to_string(allowed[0]);
+    if (allowed[1] != 0) want += " or " + std::to_string(allowed[1]);
+    return Error("%s has rank %d, expected %s (%s %s)", in.name, got, want.c_str(), in.name, in.layout);
+  }
   return nullptr;
 }
 
@@ -156,6 +185,50 @@ bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out) {
   return false;
 }
 
+const char* SimdName(Simd simd) {
+  switch (simd) {
+    case Simd::kAvx512: return "avx512";
+    case Simd::kAvx2: return "avx2";
+    default: return "baseline";
+  }
+}
+
+// What the CPU and the OS support, from cpuid and xgetbv (no libgcc helpers: they would add a GCC_4.8.0 symbol
+// version, newer than ONNX Runtime's own).
+static Simd DetectSimd() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Simd::kBaseline;
+  const bool osxsave = (c & bit_OSXSAVE) != 0, avx = (c & bit_AVX) != 0, fma = (c & bit_FMA) != 0;
+  if (!osxsave || !avx) return Simd::kBaseline;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const bool ymm_state = (xcr0_lo & 0x6) == 0x6;     // SSE and AVX state
+  const bool zmm_state = (xcr0_lo & 0xe6) == 0xe6;   // and opmask, ZMM0-15 upper halves, ZMM16-31
+  if (__get_cpuid_max(0, nullptr) < 7) return Simd::kBaseline;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b & bit_AVX2) != 0, avx512f = (b & bit_AVX512F) != 0;
+  if (!ymm_state || !avx2 || !fma) return Simd::kBaseline;
+  return avx512f && zmm_state ? Simd::kAvx512 : Simd::kAvx2;
+#else
+  return Simd::kBaseline;
+#endif
+}
+
+Simd HostSimd() {
+  static const Simd simd = [] {
+    Simd s = DetectSimd();
+    if (const char* cap = std::getenv("DYNCONV_ORT_SIMD")) {
+      Simd limit = s;
+      if (std::strcmp(cap, "baseline") == 0) limit = Simd::kBaseline;
+      else if (std::strcmp(cap, "avx2") == 0) limit = Simd::kAvx2;
+      if (static_cast<int>(limit) < static_cast<int>(s)) s = limit;
+    }
+    return s;
+  }();
+  return simd;
+}
+
 int64_t ConvGeometry::OutSize(int axis, int64_t in, int64_t k) const {
   const int64_t s = strides[axis], d = dilations[axis], pb = pads_begin[axis], pe = pads_end[axis];
   if (transpose) return s * (in - 1) + output_padding[axis] + d * (k - 1) + 1 - pb - pe;
@@ -164,28 +237,83 @@ int64_t ConvGeometry::OutSize(int axis, int64_t in, int64_t k) const {
   return span / s + 1;
 }
 
-OrtStatus* ConvAttrs::Read(const OrtKernelInfo* info, bool allow_transpose) {
-  AttrInts(info, "strides", &strides);
-  AttrInts(info, "pads", &pads);
-  AttrInts(info, "dilations", &dilations);
-  AttrInts(info, "output_padding", &output_padding);
-  int64_t v = 1;
-  if (AttrInt(info, "group", &v)) group = v;
-  if (group < 1) return Error("group must be >= 1, got %lld", static_cast<long long>(group));
-  v = 0;
-  if (AttrInt(info, "transpose", &v)) {
-    if (v != 0 && v != 1) return Error("transpose must be 0 or 1");
-    transpose = v == 1;
+int AttrValues::Index(const char* name) const {
+  for (size_t i = 0; op_ != nullptr && i < op_->n_attrs; ++i)
+    if (std::strcmp(op_->attrs[i].name, name) == 0) return static_cast<int>(i);
+  return -1;
+}
+
+OrtStatus* AttrValues::Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  op_ = &op;
+  if (op.n_attrs > static_cast<size_t>(kMaxAttrs)) return ErrorCode(ORT_FAIL, "too many attributes in the op table");
+  for (size_t i = 0; i < op.n_attrs; ++i) {
+    const ops::AttrSpec& a = op.attrs[i];
+    auto allowed = [&](double v) { return v >= a.min && v <= a.max; };
+    if (a.kind == ops::AttrKind::kInts) {
+      given_[i] = AttrInts(info, a.name, &ints_[i]);
+      for (int64_t v : ints_[i])
+        if (!allowed(static_cast<double>(v))) return Error("attribute %s %s", a.name, a.must);
+    } else if (a.kind == ops::AttrKind::kInt) {
+      int64_t v = 0;
+      given_[i] = AttrInt(info, a.name, &v);
+      scalar_[i] = given_[i] ? static_cast<double>(v) : a.default_value;
+      if (given_[i] && !allowed(scalar_[i])) return Error("attribute %s %s", a.name, a.must);
+    } else {
+      float v = 0.f;
+      given_[i] = AttrFloat(info, a.name, &v);
+      scalar_[i] = given_[i] ? static_cast<double>(v) : a.default_value;
+      if (given_[i] && (!std::isfinite(scalar_[i]) || !allowed(scalar_[i]))) return Error("attribute %s %s", a.name, a.must);
+    }
+    if (a.required && !given_[i]) return Error("attribute %s is required", a.name);
   }
-  if (transpose && !allow_transpose) return Error("transpose = 1 is not supported by this op");
-  for (int64_t x : strides)
-    if (x < 1) return Error("strides must be >= 1");
-  for (int64_t x : dilations)
-    if (x < 1) return Error("dilations must be >= 1");
-  for (int64_t x : pads)
-    if (x < 0) return Error("pads must be >= 0");
-  for (int64_t x : output_padding)
-    if (x < 0) return Error("output_padding must be >= 0");
+  return nullptr;
+}
+
+OrtStatus* AttrValues::CheckLengths(int rank) const {
+  if (rank < ops::kMinSpatialRank || rank > ops::kMaxSpatialRank)
+    return Error("spatial rank %d is not supported (%d to %d)", rank, ops::kMinSpatialRank, ops::kMaxSpatialRank);
+  for (size_t i = 0; op_ != nullptr && i < op_->n_attrs; ++i) {
+    const ops::AttrSpec& a = op_->attrs[i];
+    const size_t want = static_cast<size_t>(a.per_rank * rank);
+    if (a.kind == ops::AttrKind::kInts && given_[i] && ints_[i].size() != want)
+      return Error("attribute %s has %zu values, expected %zu for spatial rank %d", a.name, ints_[i].size(), want, rank);
+  }
+  return nullptr;
+}
+
+int64_t AttrValues::Int(const char* name) const {
+  const int i = Index(name);
+  return i < 0 ? 0 : static_cast<int64_t>(scalar_[i]);
+}
+
+double AttrValues::Float(const char* name) const {
+  const int i = Index(name);
+  return i < 0 ? 0.0 : scalar_[i];
+}
+
+const std::vector<int64_t>& AttrValues::Given(const char* name) const {
+  static const std::vector<int64_t> kEmpty;
+  const int i = Index(name);
+  return i < 0 ? kEmpty : ints_[i];
+}
+
+std::vector<int64_t> AttrValues::IntsOr(const char* name, int rank) const {
+  const int i = Index(name);
+  if (i < 0) return {};
+  if (given_[i]) return ints_[i];
+  const ops::AttrSpec& a = op_->attrs[i];
+  return std::vector<int64_t>(static_cast<size_t>(a.per_rank * rank), static_cast<int64_t>(a.default_value));
+}
+
+OrtStatus* ConvAttrs::Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  DC_TRY(values.Read(info, op));
+  strides = values.Given("strides");
+  pads = values.Given("pads");
+  dilations = values.Given("dilations");
+  output_padding = values.Given("output_padding");
+  group = values.Int("group");
+  transpose = values.Int("transpose") == 1;
+  // Across attributes (the op layer's conv rules): output padding belongs to the transposed form.
   if (!transpose)
     for (int64_t x : output_padding)
       if (x != 0) return Error("output_padding needs transpose = 1");
@@ -193,16 +321,7 @@ OrtStatus* ConvAttrs::Read(const OrtKernelInfo* info, bool allow_transpose) {
 }
 
 OrtStatus* ConvAttrs::Resolve(int rank, ConvGeometry* g) const {
-  if (rank < 1 || rank > kMaxRank) return Error("spatial rank %d is not supported (1 to 3)", rank);
-  auto check = [&](const std::vector<int64_t>& v, size_t n, const char* name) -> OrtStatus* {
-    if (!v.empty() && v.size() != n)
-      return Error("attribute %s has %zu values, expected %zu for spatial rank %d", name, v.size(), n, rank);
-    return nullptr;
-  };
-  DC_TRY(check(strides, rank, "strides"));
-  DC_TRY(check(pads, 2 * rank, "pads"));
-  DC_TRY(check(dilations, rank, "dilations"));
-  DC_TRY(check(output_padding, rank, "output_padding"));
+  DC_TRY(values.CheckLengths(rank));
   *g = ConvGeometry();
   g->rank = rank;
   g->group = group;
@@ -233,20 +352,20 @@ DomainList& Domains() {
 }  // namespace
 
 OrtStatus* RegisterOps(OrtSessionOptions* options, const OrtApiBase* api_base, const OrtCustomOp* const* ops,
-                       size_t count) {
+                       size_t count, const char* domain_name) {
   const OrtApi* api = api_base->GetApi(kOrtApiVersion);
   if (api == nullptr) {
     // An ONNX Runtime older than the headers: report it through the oldest API, which every version has.
     const OrtApi* old = api_base->GetApi(1);
     char msg[256];
     std::snprintf(msg, sizeof msg,
-                  "the com.dynconv custom-op library needs ONNX Runtime API version %d (1.%d) or newer; this is %s",
+                  "the com.dynconv custom-op library needs ONNX Runtime 1.%d or newer (API version %d); this is %s",
                   kOrtApiVersion, kOrtApiVersion, api_base->GetVersionString());
     return old != nullptr ? old->CreateStatus(ORT_FAIL, msg) : nullptr;
   }
   g_ort = api;
   OrtCustomOpDomain* domain = nullptr;
-  DC_TRY(api->CreateCustomOpDomain(kDomain, &domain));
+  DC_TRY(api->CreateCustomOpDomain(domain_name, &domain));
   for (size_t i = 0; i < count; ++i) {
     OrtStatus* s = api->CustomOpDomain_Add(domain, const_cast<OrtCustomOp*>(ops[i]));
     if (s != nullptr) {

@@ -57,8 +57,8 @@ SampleConv::~SampleConv() {
   if (mem_ != nullptr) g_ort->ReleaseMemoryInfo(mem_);
 }
 
-OrtStatus* SampleConv::Init(const OrtKernelInfo* info) {
-  DC_TRY(attrs_.Read(info, /*allow_transpose=*/true));
+OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  DC_TRY(attrs_.Read(info, op));
   const char* trace = std::getenv("DYNCONV_ORT_TRACE");
   trace_ = trace != nullptr && trace[0] != '\0' && trace[0] != '0';
   if (const char* cf = std::getenv("DYNCONV_ORT_CHUNK_FLOATS")) {

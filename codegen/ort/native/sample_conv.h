@@ -26,8 +26,8 @@ class SampleConv {
   SampleConv& operator=(const SampleConv&) = delete;
   ~SampleConv();
 
-  // Reads the conv attributes of the node and creates ONNX Runtime's kernels with them.
-  OrtStatus* Init(const OrtKernelInfo* info);
+  // Reads the attributes of the node (op `op` of dynconv_ops.h) and creates ONNX Runtime's kernels with them.
+  OrtStatus* Init(const OrtKernelInfo* info, const ops::OpSpec& op);
 
   const ConvAttrs& attrs() const { return attrs_; }
 

@@ -13,14 +13,17 @@ struct DynamicConvKernel {
   static constexpr size_t kInputs = 3;
   SampleConv conv;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return conv.Init(info); }
+  OrtStatus* Init(const OrtKernelInfo* info) { return conv.Init(info, ops::kDynamicConv); }
 
   OrtStatus* Compute(OrtKernelContext* ctx) const {
     Tensor X, W, B, Y;
     DC_TRY(InputTensor(ctx, 0, "X", &X));
     DC_TRY(InputTensor(ctx, 1, "W", &W));
     DC_TRY(InputTensor(ctx, 2, "B", &B));
-    if (X.Rank() < 3) return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+    const Tensor* inputs[] = {&X, &W, &B};
+    DC_TRY(CheckRanks(ops::kDynamicConv, X.Rank() - 2, inputs));
     if (W.Rank() != X.Rank() + 1 || W.dims[0] != X.dims[0])
       return Error("W must be [N, *weight layout] with N = %lld and rank %d, got shape %s",
                    static_cast<long long>(X.dims[0]), X.Rank() + 1, DimsString(W.dims).c_str());

@@ -1,0 +1,183 @@
+// Cuts a fused model into the parts the web runtime runs: maximal segments of standard ops (each an ONNX
+// model of its own, run by ONNX Runtime) between the com.dynconv nodes (run on dynconv's WGSL kernels).
+//
+// Layering: a standard node's segment is the number of com.dynconv nodes on the longest path before it; a
+// com.dynconv node runs after the segment of its own layer. So each segment reads only graph inputs, outputs of
+// earlier segments and outputs of com.dynconv nodes of earlier layers, and the fewest segments run in turn.
+// Each segment's inputs and outputs are the values crossing the cut; initializers go with the segments that
+// read them. The segment models are written with the IR (a copy of the fused model, pruned to the segment).
+import { analysisOf } from '../../src/analysis/cache.js';
+import { badInput, quoteName } from '../../src/errors.js';
+import { buildModel } from '../../src/ir/build.js';
+import type { Model, Node, Value, ValueType } from '../../src/ir/graph.js';
+import { modelBytes, modelBytesWithSignature } from '../../src/ir/serialize.js';
+import { loadModelFromBytes } from '../../src/onnx/io.js';
+import { DataType } from '../../src/onnx/proto.js';
+import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import { fusedNodes } from '../fused-nodes.js';
+
+export interface SegmentPart {
+  kind: 'segment';
+  /** Indices of the top-level nodes of the fused graph in this segment. */
+  nodes: number[];
+  inputs: string[];
+  outputs: string[];
+  /** The segment as an ONNX model. */
+  bytes: Uint8Array;
+}
+
+export interface KernelPart {
+  kind: 'kernel';
+  node: Node;
+}
+
+export type Part = SegmentPart | KernelPart;
+
+export interface GraphIo {
+  name: string;
+  /** ONNX Runtime's name of the element type ('float32', 'int64', ...). */
+  type: string;
+  /** Declared dims: sizes, symbols, or null when unknown; undefined when the rank is unknown. */
+  dims?: (number | string | null)[];
+}
+
+export interface Partition {
+  parts: Part[];
+  inputs: GraphIo[];
+  outputs: GraphIo[];
+  /** Values the kernels read that are initializers: uploaded once per session. */
+  constants: Value[];
+  /** Element type of every value crossing a cut, by name. */
+  types: Map<string, string>;
+}
+
+const ORT_TYPES: Record<number, string> = {
+  [DataType.FLOAT]: 'float32',
+  [DataType.FLOAT16]: 'float16',
+  [DataType.DOUBLE]: 'float64',
+  [DataType.INT64]: 'int64',
+  [DataType.INT32]: 'int32',
+  [DataType.INT8]: 'int8',
+  [DataType.UINT8]: 'uint8',
+  [DataType.BOOL]: 'bool',
+};
+
+export function ortTypeName(elemType: number | undefined): string {
+  return ORT_TYPES[elemType ?? DataType.FLOAT] ?? `onnx-type-${elemType}`;
+}
+
+/** The com.dynconv domain and the domains of its further function bodies (com.dynconv.*). */
+function isDynconvDomain(d: string | null | undefined): boolean {
+  return d === DYNCONV_DOMAIN || !!d?.startsWith(`${DYNCONV_DOMAIN}.`);
+}
+
+/** `kernels`: the nodes that run on dynconv's kernels (the back end's fused nodes); the rest is standard ops. */
+export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Set(fusedNodes(model).map((f) => f.node)), analysis = analysisOf(model)): Partition {
+  const isKernel = (n: Node) => kernels.has(n);
+  const g = model.graph;
+  g.topoSort();
+  const nodes = g.nodes;
+  const index = new Map(nodes.map((n, i) => [n, i]));
+  const layer = new Map<Node, number>();
+  for (const n of nodes) {
+    let l = 0;
+    for (const v of [...n.inputs, ...n.outerUses]) {
+      const p = v?.producer;
+      if (!p || !layer.has(p)) continue;
+      l = Math.max(l, layer.get(p)! + (isKernel(p) ? 1 : 0));
+    }
+    layer.set(n, l);
+  }
+  const layers = Math.max(0, ...layer.values()) + 1;
+  const segmentOf = (n: Node) => (isKernel(n) ? -1 : layer.get(n)!);
+
+  const typeOf = (v: Value): ValueType | undefined => analysis.factsOf(v).type ?? v.type;
+  const types = new Map<string, string>();
+  const noteType = (v: Value) => types.set(v.name, ortTypeName(typeOf(v)?.elemType));
+
+  // What each segment reads from outside and what it gives to others.
+  const segIn: Set<Value>[] = Array.from({ length: layers }, () => new Set());
+  const segOut: Set<Value>[] = Array.from({ length: layers }, () => new Set());
+  const constants = new Set<Value>();
+  for (const n of nodes) {
+    const s = segmentOf(n);
+    for (const v of [...n.inputs, ...n.outerUses]) {
+      if (!v) continue;
+      if (v.initializer) {
+        if (s < 0) constants.add(v);
+        continue;
+      }
+      const p = v.producer;
+      const ps = p ? segmentOf(p) : -2;
+      if (s >= 0 && ps !== s) {
+        segIn[s].add(v);
+        noteType(v);
+      }
+      if (ps >= 0 && ps !== s) {
+        segOut[ps].add(v);
+        noteType(v);
+      }
+    }
+  }
+  for (const v of g.outputs) {
+    noteType(v);
+    const p = v.producer;
+    if (p && !isKernel(p)) segOut[segmentOf(p)].add(v);
+    else if (!p && !v.isGraphInput && !v.initializer) throw badInput(model.source, `graph output ${quoteName(v.name)} is not computed by any node`);
+  }
+  for (const n of nodes) {
+    if (!isKernel(n)) continue;
+    for (const v of n.inputs) {
+      if (v && ortTypeName(typeOf(v)?.elemType) !== 'float32') throw badInput(model.source, `${n.label}: input ${quoteName(v.name)} is not float32; the web target runs float32 models`);
+    }
+  }
+
+  const bytes = modelBytes(model);
+  const parts: Part[] = [];
+  for (let s = 0; s < layers; s++) {
+    const members = nodes.filter((n) => segmentOf(n) === s);
+    if (members.length && segOut[s].size) {
+      const inputs = [...segIn[s]].map((v) => v.name);
+      const outputs = [...segOut[s]].map((v) => v.name);
+      parts.push({ kind: 'segment', nodes: members.map((n) => index.get(n)!), inputs, outputs, bytes: segmentModel(model, bytes, new Set(members.map((n) => index.get(n)!)), inputs, outputs, typeOf) });
+    }
+    for (const n of nodes) if (isKernel(n) && layer.get(n) === s) parts.push({ kind: 'kernel', node: n });
+  }
+
+  const io = (v: Value): GraphIo => {
+    const t = typeOf(v);
+    return { name: v.name, type: ortTypeName(t?.elemType), ...(t?.shape ? { dims: t.shape.map((d) => d ?? null) } : {}) };
+  };
+  return {
+    parts,
+    inputs: g.inputs.filter((v) => !v.initializer).map((v) => ({ ...io(v), ...(v.type?.shape ? { dims: v.type.shape.map((d) => d ?? null) } : {}) })),
+    outputs: g.outputs.map(io),
+    constants: [...constants],
+    types,
+  };
+}
+
+/** One segment: the fused model again, with only the segment's nodes, inputs and outputs. */
+function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, inputs: string[], outputs: string[], typeOf: (v: Value) => ValueType | undefined): Uint8Array {
+  const loaded = loadModelFromBytes(bytes, source.source, source.loaded.dir);
+  const m = buildModel(loaded);
+  const g = m.graph;
+  const nodes = [...g.nodes];
+  const crossing = inputs.map((name) => g.values.get(name)!);
+  for (let i = nodes.length - 1; i >= 0; i--) if (!keep.has(i)) g.removeNode(nodes[i]);
+  for (const v of crossing) {
+    g.values.set(v.name, v); // removing its producer took it out of the scope
+    v.isGraphInput = true;
+  }
+  for (const v of g.inputs) if (!crossing.includes(v)) v.isGraphInput = false;
+  g.inputs = crossing;
+  g.outputs = outputs.map((name) => g.values.get(name)!);
+  g.sweepDeadNodes();
+  for (const d of [...m.opsets.keys()]) if (isDynconvDomain(d)) m.opsets.delete(d);
+  m.removeFunctions((f) => isDynconvDomain(f.domain));
+  // Declared types of the cut's values: the element type, and the dims known as numbers.
+  return modelBytesWithSignature(m, (v) => {
+    const t = typeOf(source.graph.values.get(v.name)!);
+    return { elemType: t?.elemType ?? DataType.FLOAT, shape: t?.shape?.map((d) => (typeof d === 'number' ? d : undefined)) };
+  });
+}
