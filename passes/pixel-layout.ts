@@ -181,7 +181,6 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   const [N, C] = X, D = X.slice(2), O = Yp.slice(2);
   const yStrides = yDims.map((_, i) => numel(yDims.slice(i + 1)));
   const Oprod = numel(O);
-  type Term = { x: number[] | null; k: number };
   const yS = yPerm.map((p) => yStrides[p]); // strides of [N, C, *O] in the output's memory
   const srcOf = (n: number, c: number, o: number[]): number | undefined => {
     let flat = n * yS[0] + c * yS[1];
@@ -219,6 +218,18 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     }
     return list;
   };
+  /** The terms of an output of sample 0, channel 0; those inside X must read sample 0, channel 0. */
+  const partialAt = (o: number[]): Term[] | undefined => {
+    const src = srcOf(0, 0, o);
+    if (src === undefined || terms.count === 0) return undefined;
+    const list: Term[] = [];
+    for (let t = 0; t < terms.count; t++) {
+      const e = termOf(src, t);
+      if (!e || (e.x && (e.x[0] !== 0 || e.x[1] !== 0))) return undefined;
+      list.push(e);
+    }
+    return list;
+  };
   const minK = (t: Term[] | undefined) => (t && t.length ? t.reduce((m, e) => Math.min(m, e.k), Infinity) : undefined);
   // An output whose window lies inside X gives the kernel shape and dilation. The centre is one for any
   // real conv; then the diagonal and the first outputs in order are tried, a bounded number (a scan of all
@@ -228,25 +239,25 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     const t = interiorAt(o);
     if (t) { interior = t; oStar = o; break; }
   }
-  if (!interior || !oStar) return no(1, 'no output has its whole window inside the input (sample 0, channel 0)');
-  const KK = interior.length;
-  const kernel: number[] = [], dilations: number[] = [], lo: number[] = [];
-  for (let ax = 0; ax < r; ax++) {
-    const distinct = [...new Set(interior.map((e) => e.x![2 + ax]))].sort((x, y) => x - y);
-    kernel.push(distinct.length);
-    dilations.push(distinct.length > 1 ? distinct[1] - distinct[0] : 1);
-    lo.push(distinct[0]);
+  let win = interior && oStar ? interiorWindow(interior, r) : undefined;
+  if (!win) {
+    // Windows larger than the input (7x7 on a 3x3 map): no output has all its terms inside X. The output with
+    // the most terms inside gives the window from those and the kernel indices of all (a term in the padding
+    // still reads its kernel element); every term is checked below either way.
+    let best = -1;
+    for (const o of interiorCandidates(O)) {
+      const t = partialAt(o);
+      const inside = t ? t.filter((e) => e.x).length : -1;
+      if (t && inside > best) { best = inside; interior = t; oStar = o; }
+    }
+    win = interior && best > 0 ? partialWindow(interior, r) : undefined;
+    if (!win || typeof win === 'string') return no(1, `no output has its whole window inside the input (sample 0, channel 0)${typeof win === 'string' ? `, and the partial windows do not give the kernel: ${win}` : ''}`);
   }
-  if (numel(kernel) !== KK) return no(2, `the ${KK} terms of an interior output do not form a ${kernel.join('x')} window`);
-  // Kernel-root strides: per kernel-offset axis from the interior terms, per output axis, sample and group
-  // from the smallest kernel index of neighbouring outputs.
-  const offsetOf = (e: Term) => e.x!.slice(2).map((p, ax) => (p - lo[ax]) / dilations[ax]);
+  if (typeof win === 'string') return no(2, win);
+  if (!oStar) return no(1, 'no output to infer the window from');
+  const { kernel, dilations, aStrides } = win;
+  const KK = interior!.length;
   const k0 = minK(interior)!;
-  const aStrides = kernel.map((_, ax) => {
-    if (kernel[ax] === 1) return 0;
-    const hit = interior!.find((e) => offsetOf(e).every((v, b) => v === (b === ax ? 1 : 0)));
-    return hit ? hit.k - k0 : NaN;
-  });
   const oStrides = O.map((size, ax) => {
     if (size === 1) return 0;
     const o = [...oStar!];
@@ -353,6 +364,65 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     if (bad) return bad;
   }
   return { ok: true, kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G, kStrides: { n: nStride, g: gStride, a: aStrides, o: oStrides }, N, O };
+}
+
+type Term = { x: number[] | null; k: number };
+interface KernelWindow { kernel: number[]; dilations: number[]; aStrides: number[] }
+
+/** Kernel size, dilation and kernel-root stride per axis from the terms of an output whose window lies inside X. */
+function interiorWindow(interior: Term[], r: number): KernelWindow | string {
+  const kernel: number[] = [], dilations: number[] = [], lo: number[] = [];
+  for (let ax = 0; ax < r; ax++) {
+    const distinct = [...new Set(interior.map((e) => e.x![2 + ax]))].sort((x, y) => x - y);
+    kernel.push(distinct.length);
+    dilations.push(distinct.length > 1 ? distinct[1] - distinct[0] : 1);
+    lo.push(distinct[0]);
+  }
+  if (numel(kernel) !== interior.length) return `the ${interior.length} terms of an interior output do not form a ${kernel.join('x')} window`;
+  // Kernel-root strides per kernel-offset axis, from the interior terms.
+  const offsetOf = (e: Term) => e.x!.slice(2).map((p, ax) => (p - lo[ax]) / dilations[ax]);
+  const k0 = interior.reduce((m, e) => Math.min(m, e.k), Infinity);
+  const aStrides = kernel.map((_, ax) => {
+    if (kernel[ax] === 1) return 0;
+    const hit = interior.find((e) => offsetOf(e).every((v, b) => v === (b === ax ? 1 : 0)));
+    return hit ? hit.k - k0 : NaN;
+  });
+  return { kernel, dilations, aStrides };
+}
+
+/**
+ * The same from an output whose window is clipped by the input's ends: the dilation is the step between
+ * positions inside, the kernel-root stride per axis the step of the kernel index between neighbouring taps
+ * inside, and the kernel size from the terms' count and those strides (the offsets of a window are one block
+ * of the kernel root, the axes nested as in K).
+ */
+function partialWindow(terms: Term[], r: number): KernelWindow | string {
+  const inside = terms.filter((e) => e.x);
+  const dilations: number[] = [], aStrides: number[] = [];
+  for (let ax = 0; ax < r; ax++) {
+    const distinct = [...new Set(inside.map((e) => e.x![2 + ax]))].sort((x, y) => x - y);
+    const d = distinct.length > 1 ? Math.min(...distinct.slice(1).map((p, i) => p - distinct[i])) : 1;
+    dilations.push(d);
+    if (distinct.length === 1) { aStrides.push(NaN); continue; }
+    const pair = inside.find((e) => inside.some((f) => f.x![2 + ax] === e.x![2 + ax] + d && f.x!.every((p, b) => b === 2 + ax || p === e.x![b])));
+    const next = pair && inside.find((f) => f.x![2 + ax] === pair.x![2 + ax] + d && f.x!.every((p, b) => b === 2 + ax || p === pair.x![b]));
+    aStrides.push(next ? next.k - pair!.k : NaN);
+  }
+  // An axis with one position inside: a kernel of 1 there, or a window too clipped to tell.
+  const known = aStrides.map((s, ax) => [s, ax] as const).filter(([s]) => !Number.isNaN(s));
+  if (known.some(([s]) => s <= 0)) return 'the kernel index does not grow along the window';
+  const order = [...known].sort((x, y) => x[0] - y[0]); // innermost first
+  const kernel = new Array<number>(r).fill(1);
+  let rest = terms.length;
+  for (let i = 0; i < order.length; i++) {
+    const [s, ax] = order[i];
+    const size = i + 1 < order.length ? order[i + 1][0] / s : rest;
+    if (!Number.isInteger(size) || size < 1 || rest % size !== 0) return 'the kernel offsets are not nested blocks of the kernel root';
+    kernel[ax] = size;
+    rest /= size;
+  }
+  if (rest !== 1 || numel(kernel) !== terms.length) return `the ${terms.length} terms do not form a window with kernel strides [${aStrides.join(', ')}]`;
+  return { kernel, dilations, aStrides: aStrides.map((s) => (Number.isNaN(s) ? 0 : s)) };
 }
 
 interface Window { kernel: number[]; strides: number[]; padsBegin: number[]; dilations: number[]; upsample: number; D: number[] }

@@ -116,3 +116,104 @@ test('fuse reports the site it left on stderr, one line with its reason; --stric
   t.is(clean.code, 0, clean.stderr);
   t.is(clean.stderr, '');
 });
+
+const GO = 2, GI = 2, CO = M / GO, CI = C / GI, CELLS = 3;
+
+/**
+ * KernelWarehouse: each of the GO x GI kernel cells of a sample is a mixture of CELLS warehouse cells with its own
+ * attention (the head's output normalised by its L1 norm, or left as it is with `normalised: false`); the cells
+ * are permuted into the per-sample weight of a grouped-trick conv.
+ */
+function kernelWarehouse(opts: { normalised?: boolean } = {}): ModelSpec {
+  const normalised = opts.normalised ?? true;
+  const cellSize = CO * CI * K * K;
+  const nodes = [
+    node('GlobalAveragePool', ['x'], ['pooled']),
+    node('Flatten', ['pooled'], ['flat']),
+    node('Gemm', ['flat', 'head_w'], ['logits'], { attrs: [transB] }),
+    node('Reshape', ['logits', 'att_shape'], ['raw']),
+  ];
+  if (normalised) {
+    nodes.push(
+      node('Abs', ['raw'], ['mag']),
+      node('ReduceSum', ['mag', 'one'], ['l1']),
+      node('Add', ['l1', 'eps'], ['den']),
+      node('Div', ['raw', 'den'], ['att']),
+    );
+  }
+  nodes.push(
+    node('MatMul', [normalised ? 'att' : 'raw', 'warehouse'], ['cells']),
+    node('Reshape', ['cells', 'cells_shape'], ['cells7']),
+    node('Transpose', ['cells7'], ['perm7'], { attrs: [{ name: 'perm', type: 7, ints: [0, 1, 3, 2, 4, 5, 6] } as never] }),
+    node('Reshape', ['perm7', 'w_shape'], ['w']),
+    node('Reshape', ['x', 'x_shape'], ['x1']),
+    node('Conv', ['x1', 'w'], ['y1'], { attrs: [{ name: 'group', type: 2, i: N } as never, { name: 'pads', type: 7, ints: [1, 1, 1, 1] } as never] }),
+    node('Reshape', ['y1', 'y_shape'], ['y']),
+  );
+  return {
+    opset: 13,
+    nodes,
+    inputs: [valueInfo('x', DataType.FLOAT, [N, C, H, H])],
+    outputs: [valueInfo('y', DataType.FLOAT, [N, M, H, H])],
+    initializers: [
+      tensor('head_w', DataType.FLOAT, [GO * GI * CELLS, C], f32Bytes(values(GO * GI * CELLS * C, 4).map((v) => v * 4))),
+      tensor('warehouse', DataType.FLOAT, [CELLS, cellSize], f32Bytes(values(CELLS * cellSize, 5))),
+      tensor('eps', DataType.FLOAT, [], f32Bytes([1e-3])),
+      tensorI64('att_shape', [2], [N * GO * GI, CELLS]),
+      tensorI64('cells_shape', [7], [N, GO, GI, CO, CI, K, K]),
+      tensorI64('w_shape', [4], [N * M, C, K, K]),
+      tensorI64('x_shape', [4], [1, N * C, H, H]),
+      tensorI64('y_shape', [4], [N, M, H, H]),
+      tensorI64('one', [1], [1]),
+    ],
+  };
+}
+
+test('dynamic-conv: a KernelWarehouse mixture of cells (an attention per kernel cell over a constant warehouse) is family mixture, fused as DynamicConv', async (t) => {
+  const run = fuseWith(kernelWarehouse(), dynamicConv);
+  t.teardown(() => cleanup(run));
+  t.is(run.before, text(`
+    graph(%x: f32[2,4,5,5]) -> (%y)
+    %pooled = GlobalAveragePool(%x)
+    %flat = Flatten(%pooled)
+    %logits = Gemm(%flat, @head_w:f32[12,4]) {transB=1}
+    %raw = Reshape(%logits, @att_shape=[8,3])
+    %mag = Abs(%raw)
+    %l1 = ReduceSum(%mag, @one=[1])
+    %den = Add(%l1, @eps:f32[])
+    %att = Div(%raw, %den)
+    %cells = MatMul(%att, @warehouse:f32[3,54])
+    %cells7 = Reshape(%cells, @cells_shape=[2,2,2,3,2,3,3])
+    %perm7 = Transpose(%cells7) {perm=[0,1,3,2,4,5,6]}
+    %w = Reshape(%perm7, @w_shape=[12,4,3,3])
+    %x1 = Reshape(%x, @x_shape=[1,8,5,5])
+    %y1 = Conv(%x1, %w) {group=2, pads=[1,1,1,1]}
+    %y = Reshape(%y1, @y_shape=[2,6,5,5])
+  `));
+  // The attention and the aggregation of the cells stay (the generator); the conv and its re-views go.
+  t.is(run.after, text(`
+    graph(%x: f32[2,4,5,5]) -> (%y)
+    %pooled = GlobalAveragePool(%x)
+    %flat = Flatten(%pooled)
+    %logits = Gemm(%flat, @head_w:f32[12,4]) {transB=1}
+    %raw = Reshape(%logits, @att_shape=[8,3])
+    %mag = Abs(%raw)
+    %l1 = ReduceSum(%mag, @one=[1])
+    %den = Add(%l1, @eps:f32[])
+    %att = Div(%raw, %den)
+    %cells = MatMul(%att, @warehouse:f32[3,54])
+    %cells7 = Reshape(%cells, @cells_shape=[2,2,2,3,2,3,3])
+    %perm7 = Transpose(%cells7) {perm=[0,1,3,2,4,5,6]}
+    %perm7_reshaped = Reshape(%perm7, @dynconv_shape=[-1,6,4,3,3])
+    %y = com.dynconv.DynamicConv(%x, %perm7_reshaped, @dynconv_zero_bias:f32[6]) {dilations=[1,1], group=1, pads=[1,1,1,1], strides=[1,1], transpose=0}
+  `));
+  t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.experts]), [['mixture', 'DynamicConv', CELLS]]);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
+test('dynamic-conv: the same cells from an unnormalised head (no attention) stay family direct', (t) => {
+  const sites = scanSpec(kernelWarehouse({ normalised: false }));
+  t.deepEqual(sites.map((s) => [s.family, s.op]), [['direct', 'DynamicConv']]);
+});

@@ -2,7 +2,7 @@
 // window rows, Gather of window columns, Transpose, Reshape) times a per-pixel kernel computed from the
 // input, summed over the window, becomes one PixelConv; the graph before and after, the fused model
 // against the original on ONNX Runtime, and a kernel read in flipped order, refused with the reason in
-// `scan --explain`.
+// `scan --explain`; windows larger than the map (no output with its whole window inside the input).
 import test from 'ava';
 import { pixelConv } from '../passes/rules/pixel-conv.js';
 import { runCli } from './helpers/cli.js';
@@ -13,12 +13,13 @@ const N = 2, C = 4, H = 5, K = 3, KK = K * K;
 const values = (n: number, seed: number) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + seed) * 0.4);
 
 /**
- * y[n,c,h,w] = sum_a unfold(x)[n,c,a,h,w] * k[n,a,h,w], with k = Conv1x1(x) (one kernel group), or
- * Sigmoid(Conv1x1(x)) with `activatedKernel` (a kernel head the op cannot absorb).
+ * y[n,c,h,w] = sum_a unfold(x)[n,c,a,h,w] * k[n,a,h,w] with k x k windows on h x h maps, and k = Conv1x1(x) (one
+ * kernel group), or Sigmoid(Conv1x1(x)) with `activatedKernel` (a kernel head the op cannot absorb).
  */
-function involution(opts: { flippedKernel?: boolean; activatedKernel?: boolean } = {}): ModelSpec {
+function involution(opts: { flippedKernel?: boolean; activatedKernel?: boolean; h?: number; k?: number } = {}): ModelSpec {
+  const h = opts.h ?? H, k = opts.k ?? K, kk = k * k, p = (k - 1) / 2;
   // window rows (and columns) of the padded input: index[a][o] = o + a
-  const index = Array.from({ length: K * H }, (_, i) => Math.floor(i / H) + (i % H));
+  const index = Array.from({ length: k * h }, (_, i) => Math.floor(i / h) + (i % h));
   const kernel = opts.flippedKernel ? 'k5_flipped' : 'k5';
   return {
     opset: 13,
@@ -35,17 +36,17 @@ function involution(opts: { flippedKernel?: boolean; activatedKernel?: boolean }
       node('Mul', ['unfolded', kernel], ['terms']),
       node('ReduceSum', ['terms', 'axis2'], ['y'], { attrs: [{ name: 'keepdims', type: 2, i: 0 } as never] }),
     ],
-    inputs: [valueInfo('x', DataType.FLOAT, [N, C, H, H])],
-    outputs: [valueInfo('y', DataType.FLOAT, [N, C, H, H])],
+    inputs: [valueInfo('x', DataType.FLOAT, [N, C, h, h])],
+    outputs: [valueInfo('y', DataType.FLOAT, [N, C, h, h])],
     initializers: [
-      tensor('kernel_w', DataType.FLOAT, [KK, C, 1, 1], f32Bytes(values(KK * C, 1))),
-      tensorI64('k_shape', [5], [N, 1, KK, H, H]),
-      tensorI64('pads', [8], [0, 0, 1, 1, 0, 0, 1, 1]),
-      tensorI64('window', [K, H], index),
-      tensorI64('unfold_shape', [5], [N, C, KK, H, H]),
+      tensor('kernel_w', DataType.FLOAT, [kk, C, 1, 1], f32Bytes(values(kk * C, 1))),
+      tensorI64('k_shape', [5], [N, 1, kk, h, h]),
+      tensorI64('pads', [8], [0, 0, p, p, 0, 0, p, p]),
+      tensorI64('window', [k, h], index),
+      tensorI64('unfold_shape', [5], [N, C, kk, h, h]),
       tensorI64('axis2', [1], [2]),
       tensorI64('minus_one', [1], [-1]),
-      tensorI64('minus_big', [1], [-KK - 1]),
+      tensorI64('minus_big', [1], [-kk - 1]),
     ],
   };
 }
@@ -103,4 +104,27 @@ test('pixel-conv: a kernel read in flipped window order is left, and scan --expl
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /not fused: the terms do not match a per-pixel convolution in any supported layout .*; closest: input "x" as NCHW, output as NCHW: the kernel tensor is not \[N, G, kernel window, outputs\] in any axis order/);
   t.regex(r.stdout, /closest rule: pixel-conv, failed at node "ReduceSum_y" \(ReduceSum\)/);
+});
+
+test('pixel-conv: windows larger than the map (5x5 on 2x2: no output has its whole window inside) are inferred from the partial windows and checked against every term', async (t) => {
+  // The kernel head is activated, so the window inference is what is shown (a plain 1x1 head is absorbed: PixelConvHead).
+  const run = fuseWith(involution({ h: 2, k: 5, activatedKernel: true }), pixelConv);
+  t.teardown(() => cleanup(run));
+  t.is(run.after, text(`
+    graph(%x: f32[2,4,2,2]) -> (%y)
+    %k_pre = Conv(%x, @kernel_w:f32[25,4,1,1])
+    %k = Sigmoid(%k_pre)
+    %k_per_pixel = Reshape(%k, @Concat_out=[2,1,25,2,2])
+    %y = com.dynconv.PixelConv(%x, %k_per_pixel) {dilations=[1,1], kernel_shape=[5,5], pads=[2,2,2,2], strides=[1,1], upsample=1}
+  `));
+  t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.strides]), [['per-pixel', 'PixelConv', [5, 5], [2, 2, 2, 2], [1, 1]]]);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
+test('pixel-conv: a flipped kernel on a map smaller than the window is still left', (t) => {
+  const sites = scanSpec(involution({ h: 2, k: 5, flippedKernel: true }));
+  t.is(sites.length, 1);
+  t.truthy(sites[0].notFused);
 });

@@ -53,22 +53,34 @@ function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
   });
 }
 
-/** A size at run time: a constant, or an axis of the input's shape times a factor. */
-type SizeSpec = { value: number } | { xAxis: number; times: number };
+/** A size at run time: a constant, an axis of the input's shape times a factor, or an axis of the kernel root's shape. */
+type SizeSpec = { value: number } | { xAxis: number; times: number } | { kAxis: number };
 interface Sizes { n: SizeSpec; o: SizeSpec[] }
 
-/** Sizes of N and of each output axis: constants where the model is static, else read from X's shape. */
-function runtimeSizes(a: Analysis, xRoot: Value, xPerm: number[], p: PixelParams): Sizes | undefined {
-  const xs = a.shape(xRoot);
+/**
+ * Sizes of N and of each output axis: constants where the model is static, else read from X's shape (stride 1,
+ * even padding) or, for a strided dynamic axis, from the kernel root's (the model's kernel has one value per
+ * output position: its extent is the output's). A strided dynamic axis takes the symmetric padding when the
+ * probe allows it (the pads at the end were inferred as the least that gives the probe's output size).
+ */
+function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[], kRoot: Value, p: PixelParams): Sizes | undefined {
+  const xs = a.shape(xRoot), ks = a.shape(kRoot), kp = probe.shape(kRoot);
   if (!xs) return undefined;
   const nDim = xs[xPerm[0]];
   const n: SizeSpec = typeof nDim === 'number' ? { value: nDim } : { xAxis: xPerm[0], times: 1 };
   const o: SizeSpec[] = [];
-  for (let ax = 0; ax < p.kernel.length; ax++) {
+  const r = p.kernel.length;
+  for (let ax = 0; ax < r; ax++) {
     const d = xs[xPerm[2 + ax]];
-    if (typeof d === 'number') o.push({ value: p.O[ax] });
-    else if (p.strides[ax] === 1 && p.pads[ax] + p.pads[ax + p.kernel.length] === p.dilations[ax] * (p.kernel[ax] - 1)) o.push({ xAxis: xPerm[2 + ax], times: p.upsample });
-    else return undefined;
+    if (typeof d === 'number') { o.push({ value: p.O[ax] }); continue; }
+    const span = p.dilations[ax] * (p.kernel[ax] - 1);
+    if (p.strides[ax] === 1 && p.pads[ax] + p.pads[ax + r] === span) { o.push({ xAxis: xPerm[2 + ax], times: p.upsample }); continue; }
+    if (p.upsample !== 1 || !ks || !isStatic(kp) || kp.length !== ks.length) return undefined;
+    // the kernel root's axis that holds this output axis: its extent and its memory stride at probe sizes
+    const kAxis = kp.findIndex((v, i) => typeof ks[i] !== 'number' && v === p.O[ax] && numel(kp.slice(i + 1)) === p.kStrides.o[ax]);
+    if (kAxis < 0) return undefined;
+    if (p.pads[ax] >= p.pads[ax + r] && p.pads[ax] <= p.pads[ax + r] + p.strides[ax] - 1) p.pads[ax + r] = p.pads[ax];
+    o.push({ kAxis });
   }
   return { n, o };
 }
@@ -128,6 +140,7 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
           if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}, output as ${layoutName(yPerm)}` };
           continue;
         }
+        const sizes = runtimeSizes(ctx.analysis, a, xr, xPerm, kr, p);
         const r = xDims.length - 2;
         const facts: SiteFacts = {
           ...baseFacts(),
@@ -136,7 +149,6 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
           op: 'PixelConv',
           bodyAttrs: { kernel_shape: p.kernel, upsample: p.upsample },
         };
-        const sizes = runtimeSizes(ctx.analysis, xr, xPerm, p);
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)', node, 20, facts);
         // A kernel made by a plain 1x1 conv is computed inside the op (PixelConvHead, passes/pixel-head.ts).
         const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
@@ -158,9 +170,13 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   const specs: SizeSpec[] = [sizes.n, { value: p.groups }, ...p.kernel.map((k) => ({ value: k })), ...sizes.o];
   const strides = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
   const memOrder = specs.map((_, i) => i).sort((i, j) => strides[j] - strides[i] || i - j);
-  let xShape: Value | undefined;
+  let xShape: Value | undefined, kShape: Value | undefined;
   const sizeValue = (spec: SizeSpec): Value => {
     if ('value' in spec) return b.ints([spec.value]);
+    if ('kAxis' in spec) {
+      kShape ??= b.op('Shape', [kRoot]);
+      return b.op('Slice', [kShape, b.ints([spec.kAxis]), b.ints([spec.kAxis + 1]), b.ints([0])]);
+    }
     xShape ??= b.op('Shape', [xRoot]);
     const dim = b.op('Slice', [xShape, b.ints([spec.xAxis]), b.ints([spec.xAxis + 1]), b.ints([0])]);
     return spec.times === 1 ? dim : b.op('Mul', [dim, b.ints([spec.times])]);
