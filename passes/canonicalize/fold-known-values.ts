@@ -6,6 +6,7 @@
 // weights) stay as they are: folding them would only copy weights.
 import { DataType } from '../../src/onnx/proto.js';
 import type { Value } from '../../src/ir/graph.js';
+import { isEncodable } from '../../src/ir/tensor.js';
 import type { CanonicalPass } from './pass.js';
 
 /** Float results up to this many elements are folded even when they come from constants alone. */
@@ -13,11 +14,6 @@ const SMALL_FLOAT = 64;
 /** Integer / bool results (indices, shapes) up to this many elements are folded. */
 const MAX_INDEX_ELEMENTS = 1 << 20;
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
-
-function allIntegers(data: ArrayLike<number>): boolean {
-  for (let i = 0; i < data.length; i++) if (!Number.isInteger(data[i])) return false;
-  return true;
-}
 
 export const foldKnownValues: CanonicalPass = {
   name: 'fold-known-values',
@@ -35,9 +31,10 @@ export const foldKnownValues: CanonicalPass = {
       const worth = n.outputs.every((o, i) => {
         const t = folded[i];
         if (!t) return true;
+        // Folding a corrupt model can give a value that is no literal (dims that are not sizes, NaN in integers).
+        if (!isEncodable(t)) return false;
         if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
-        // Folding arithmetic of a corrupt model can leave NaN or infinities in an integer result: not a literal.
-        return t.data.length <= MAX_INDEX_ELEMENTS && allIntegers(t.data);
+        return t.data.length <= MAX_INDEX_ELEMENTS;
       });
       if (!worth || folded.every((t) => !t)) continue;
       n.outputs.forEach((o, i) => {

@@ -97,6 +97,20 @@ export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tenso
   return { dtype, dims, data: out };
 }
 
+const ENCODABLE = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.INT64, DataType.INT32, DataType.BOOL, DataType.UINT8, DataType.INT8, DataType.UINT64, DataType.UINT32, DataType.INT16, DataType.UINT16, DataType.FLOAT16]);
+const FLOATING = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16]);
+
+/**
+ * Whether encodeTensor can write the tensor as a literal: a type it writes, dims that are sizes, and integer
+ * values for an integer type (a value folded from a corrupt model can be none of these).
+ */
+export function isEncodable(t: Tensor): boolean {
+  if (!ENCODABLE.has(t.dtype) || !t.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) return false;
+  if (FLOATING.has(t.dtype)) return true;
+  for (let i = 0; i < t.data.length; i++) if (!Number.isInteger(t.data[i])) return false;
+  return true;
+}
+
 /** Encodes a tensor as a TensorProto with raw_data. */
 export function encodeTensor(t: Tensor, name: string): TensorProto {
   const n = t.data.length;
