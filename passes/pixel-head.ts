@@ -1,7 +1,6 @@
 // Head absorption for per-pixel sites: when the kernel of a PixelConv is the output of a plain 1x1 conv (the last
 // layer of the kernel generator), the site becomes PixelConvHead(X, F, HW, HB), which computes the taps from
 // that conv's input and weights inside the op and never writes the kernel tensor (b x G x KK x *O).
-import { DYNCONV_DOMAIN } from '../ops/index.js';
 import type { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
@@ -77,7 +76,7 @@ export function rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm 
     for (const s of head.shapeUses) s.outputs[0].replaceAllUsesWith(kShape);
   }
   const fused = b.node('PixelConvHead', [x, head.features, hw, hb], {
-    domain: DYNCONV_DOMAIN,
+    domain: b.domain, // com.dynconv, or the domain of this site's own function body (opset 11: one per specialisation)
     name: 'dynconv_PixelConvHead',
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule ${b.rule} with its kernel head absorbed; replaces the contraction ${JSON.stringify(node.name)}, its unfold and the kernel head ${JSON.stringify(head.conv.name)}`,
