@@ -19,8 +19,9 @@ import { FIXTURES, tempDir } from './helpers/paths.js';
 import { hasCommand } from './helpers/system.js';
 import { ensureOrtHeaders } from './ort-helpers.js';
 
-// One fixture per op kind (checked below, so a changed fixture cannot silently drop a kernel).
-const FIXTURE_NAMES = ['condconv_op13', 'direct_gap_linear_op13', 'stylegan2_modconv_op13', 'involution_k7_op13'];
+// One fixture per op kind (checked below, so a changed fixture cannot silently drop a kernel): the involution's
+// 1x1 kernel head is absorbed (PixelConvHead), CARAFE's is not (PixelConv).
+const FIXTURE_NAMES = ['condconv_op13', 'direct_gap_linear_op13', 'stylegan2_modconv_op13', 'involution_k7_op13', 'carafe_op13'];
 const AARCH64_FIXTURE = 'involution_k7_op13';
 const OLDEST = COMPAT_ORT_VERSIONS[0];
 const NEWEST = COMPAT_ORT_VERSIONS[COMPAT_ORT_VERSIONS.length - 1];
@@ -43,7 +44,7 @@ function fixtures(): Promise<PreparedFixture[]> {
 
 test.serial('the chosen fixtures cover every op kind, and their fused models have no function bodies left', async (t) => {
   const fx = await fixtures();
-  t.deepEqual([...new Set(fx.flatMap((f) => f.ops))].sort(), ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv']);
+  t.deepEqual([...new Set(fx.flatMap((f) => f.ops))].sort(), ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead']);
   // Without the library ONNX Runtime cannot run them: only the kernels compute what the next tests compare.
   const f = fx[0];
   const e = await t.throwsAsync(runWithOrtLibrary({ modelPath: f.kernelsOnly, feeds: f.feeds }));
@@ -65,8 +66,8 @@ test.serial(`ONNX Runtime ${OLDEST} on a baseline x86-64 CPU (qemu64: no SSE4, n
   if (!hasCommand('qemu-x86_64')) return t.fail('qemu-x86_64 is not installed (apt-get install qemu-user)');
   const fx = await fixtures();
   const lib = await compatLibrary(fx, 'x86_64');
-  // MixtureConv (its op constructor once died at pinsrq) and PixelConv (its baseline row kernels).
-  for (const f of fx.filter((x) => x.ops.includes('MixtureConv') || x.ops.includes('PixelConv'))) {
+  // MixtureConv (its op constructor once died at pinsrq) and the per-pixel ops (their baseline row kernels).
+  for (const f of fx.filter((x) => x.ops.some((op) => op === 'MixtureConv' || op.startsWith('PixelConv')))) {
     const c = await runCell(f, { version: OLDEST, arch: 'x86_64', cpu: 'qemu64' }, lib);
     t.is(c.status, 'ok', `${f.name}: ${c.detail}`);
   }
