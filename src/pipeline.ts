@@ -22,7 +22,11 @@ export interface OpenedModel {
 }
 
 export function openModel(file: string): OpenedModel {
-  const loaded = loadModel(file);
+  return openLoaded(loadModel(file), file);
+}
+
+/** A model already loaded from `file` (the CLI checks its files before building the IR), built into the IR. */
+export function openLoaded(loaded: LoadedModel, file: string): OpenedModel {
   return { loaded, model: buildModel(loaded), label: file, original: { label: file, source: file } };
 }
 

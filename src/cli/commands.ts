@@ -8,7 +8,7 @@ import { buildModel } from '../ir/build.js';
 import { forEachTensor, loadModel, saveModel, type LoadedModel } from '../onnx/io.js';
 import { externalRef, isExternal, resolveLocation } from '../onnx/external-data.js';
 import { scanModel } from '../../passes/scan.js';
-import { fuse as fuseOpened, openModel, type OpenedModel } from '../pipeline.js';
+import { fuse as fuseOpened, openLoaded, openModel } from '../pipeline.js';
 import { formatInspect, inspectModel } from './inspect.js';
 import { formatSite, siteJson } from './site-report.js';
 import { validateModels, type ValidateResult } from '../validate/validate.js';
@@ -153,7 +153,7 @@ async function fuse(modelPath: string, out: string, emitTarget: Target | undefin
   if (emitTarget) checkOutDir(opts['out-dir'] as string, !!opts.clean);
   if (emitTarget && opts.clean) refuseCleaning(opts['out-dir'] as string, [...reads, out, `${out}.data`]);
   progress.stage('finding and fusing the dynamic-conv sites');
-  const opened: OpenedModel = { loaded, model: buildModel(loaded), label: modelPath, original: { label: modelPath, source: modelPath } };
+  const opened = openLoaded(loaded, modelPath);
   const result = fuseOpened(opened);
   const model = opened.model;
   model.toProto();
