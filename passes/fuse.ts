@@ -7,7 +7,7 @@ import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
 import type { Rule } from './rules/rule.js';
 import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
-import { canonicalize, POST_FUSION_PASSES } from './canonicalize/index.js';
+import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
@@ -34,20 +34,24 @@ export interface FuseOptions {
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   let result!: FuseResult;
   const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, opts)) };
-  const canonical = runPasses(model, [canonicalizePass], opts);
+  const canonical = runPasses(model, [canonicalizePass(opts)], opts);
   runPasses(model, [fuseSitesPass], opts);
-  if (result.changed) runPasses(model, [sweepPass, cleanUpPass, sortPass], opts);
+  // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
+  if (result.changed) runPasses(model, [sweepPass, sortPass, cleanUpPass(opts), sortPass], opts);
   return { ...result, changed: result.changed || canonical.changed };
 }
 
-/** Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is. */
-const canonicalizePass: Pass = { name: 'canonicalize', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m) }) };
+/**
+ * Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is.
+ * With `verify`, each canonicalisation pass is verified too.
+ */
+const canonicalizePass = (opts: FuseOptions): Pass => ({ name: 'canonicalize', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, CANONICAL_PASSES, opts) }) });
 
 /**
  * The rewrites build their shapes and biases from what they found: folded here, the fused model is canonical
  * (fusing it again changes nothing) and free of the Reshape pairs ONNX Runtime's optimiser mishandles.
  */
-const cleanUpPass: Pass = { name: 'clean-up-fused', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES) }) };
+const cleanUpPass = (opts: FuseOptions): Pass => ({ name: 'clean-up-fused', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES, opts) }) });
 
 /** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
 function fuseSites(model: Model, opts: FuseOptions): FuseResult {
