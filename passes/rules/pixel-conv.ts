@@ -14,11 +14,11 @@ import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { exclusiveGenerator } from '../match.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
-import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams } from '../pixel-layout.js';
+import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
 import type { RewriteBuilder } from '../rewrite-builder.js';
 import type { SiteFacts } from '../site.js';
-import { fail, matched, type MatchContext, type Rule } from './rule.js';
+import { fail, matched, type MatchContext, type MatchResult, type Rule } from './rule.js';
 
 const LAYOUT_NAMES: Record<string, string> = { '0,1,2': 'NCT', '1,2,0': 'TBC', '0,2,1': 'BTC', '0,1,2,3': 'NCHW', '0,3,1,2': 'NHWC', '0,1,2,3,4': 'NCDHW' };
 const layoutName = (perm: number[]) => LAYOUT_NAMES[perm.join(',')] ?? `[${perm.join(',')}]`;
@@ -87,7 +87,7 @@ function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[
 
 export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
 
-const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
+export const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
 
 export const pixelConv: Rule<PixelData> = {
   name: 'pixel-conv',
@@ -111,6 +111,14 @@ export const pixelConv: Rule<PixelData> = {
 function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
   const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes', node, 0, baseFacts());
+  return matchTerms(node, terms, [rootA, rootB], unfoldFirst, ctx, a, budget);
+}
+
+/**
+ * The layout inference and the match from the terms of a contraction (whatever form computed them: a ReduceSum,
+ * MatMul or Einsum here, a sum of shifted products in pixel-shifted-sum.ts), its output read back through re-views.
+ */
+export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget): MatchResult<PixelData> {
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
   const contracted = node.outputs[0];
   const outTracer = new Tracer(a, contracted, budget, new Map([[contracted, terms.outDims]]));
@@ -193,7 +201,7 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
