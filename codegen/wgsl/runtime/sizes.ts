@@ -1,6 +1,6 @@
 // The sizes of one run from the feeds' dims: checked against the op (each input named in the error), the output
 // dims from the op's own shape function (ops/), and what the kernels derive from them.
-import { outputShape, type OpDesc } from '../../../ops/index.js';
+import { epilogueOf, outputShape, type OpDesc } from '../../../ops/index.js';
 import type { NodePlan } from './plan.js';
 import { prod } from './util.js';
 
@@ -23,7 +23,7 @@ export interface Sizes {
 
 /** The op's output dims (ops/ shape function) for these input dims, in the op's input order. */
 function opOutput(plan: NodePlan, dims: (readonly (number | undefined)[])[]): number[] {
-  const desc: OpDesc = { op: plan.op, attrs: plan.attrs, values: plan.values, inputNames: plan.opInputs };
+  const desc: OpDesc = { op: plan.op, attrs: plan.attrs, values: plan.values, epilogue: epilogueOf(plan.values), inputNames: plan.opInputs };
   const y = outputShape(desc, dims);
   if (typeof y === 'string') fail(plan, /empty/.test(y) ? `empty output: ${y}` : y);
   return y as number[];
