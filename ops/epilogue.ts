@@ -10,7 +10,9 @@ export const ACTIVATIONS = ['none', 'relu', 'sigmoid', 'silu', 'clip', 'hardswis
 export type Activation = (typeof ACTIVATIONS)[number];
 
 const flag = { test: (v: number | number[]) => v === 0 || v === 1, must: 'must be 0 or 1' };
-const finiteOrInf = { test: (v: number | number[]) => typeof v === 'number' && !Number.isNaN(v), must: 'must be a number (not NaN)' };
+const finite = { test: (v: number | number[]) => typeof v === 'number' && Number.isFinite(v), must: 'must be a finite number' };
+/** The float32 range: Clip's bounds when not given (as ONNX Clip's). */
+export const F32_MAX = 3.4028234663852886e38;
 
 export const EPILOGUE_ATTRIBUTES: readonly AttributeSpec[] = [
   { name: 'affine', kind: 'int', default: () => 0, specializes: true, check: flag, doc: 'epilogue: 1 = `Y = Y * OS[m] + OB[m]` per output channel (inputs OS, OB)' },
@@ -23,8 +25,8 @@ export const EPILOGUE_ATTRIBUTES: readonly AttributeSpec[] = [
     check: { test: (v) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < ACTIVATIONS.length, must: `must be 0 to ${ACTIVATIONS.length - 1}` },
     doc: 'epilogue, last: 0 none, 1 Relu, 2 Sigmoid, 3 SiLU (`x * Sigmoid(x)`), 4 Clip to [activation_min, activation_max], 5 HardSwish',
   },
-  { name: 'activation_min', kind: 'float', default: () => -Infinity, specializes: true, check: finiteOrInf, doc: 'Clip only: the lower bound' },
-  { name: 'activation_max', kind: 'float', default: () => Infinity, specializes: true, check: finiteOrInf, doc: 'Clip only: the upper bound' },
+  { name: 'activation_min', kind: 'float', default: () => -F32_MAX, specializes: true, check: finite, doc: 'Clip only: the lower bound (default: the lowest float32)' },
+  { name: 'activation_max', kind: 'float', default: () => F32_MAX, specializes: true, check: finite, doc: 'Clip only: the upper bound (default: the largest float32)' },
 ];
 
 export const EPILOGUE_INPUT_NAMES = ['OS', 'OB', 'Z'] as const;
@@ -50,8 +52,8 @@ export function epilogueOf(attrs: Attrs): Epilogue {
     affine: attrs.affine === 1,
     residual: attrs.residual === 1,
     activation: ACTIVATIONS[(attrs.activation as number | undefined) ?? 0],
-    min: (attrs.activation_min as number | undefined) ?? -Infinity,
-    max: (attrs.activation_max as number | undefined) ?? Infinity,
+    min: (attrs.activation_min as number | undefined) ?? -F32_MAX,
+    max: (attrs.activation_max as number | undefined) ?? F32_MAX,
   };
 }
 

@@ -10,7 +10,7 @@ import { checkEpilogueShapes, epilogueOf, type Epilogue } from './epilogue.js';
 
 export type { AttrKind, AttrValue, Attrs, AttributeSpec, Dim, DimProduct, InputRole, InputSpec, OpDefinition } from './schema.js';
 export { convOutputDim } from './conv-attributes.js';
-export { ACTIVATIONS, EPILOGUE_ATTRIBUTES, EPILOGUE_INPUT_NAMES, epilogueAttributes, epilogueOf, hasEpilogue, type Activation, type Epilogue } from './epilogue.js';
+export { ACTIVATIONS, EPILOGUE_ATTRIBUTES, F32_MAX, EPILOGUE_INPUT_NAMES, epilogueAttributes, epilogueOf, hasEpilogue, type Activation, type Epilogue } from './epilogue.js';
 
 export const DYNCONV_DOMAIN = 'com.dynconv';
 export const DYNCONV_OPSET_VERSION = 1;

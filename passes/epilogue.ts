@@ -3,7 +3,7 @@
 // moves into the op (ops/epilogue.ts: act(Y * OS + OB + Z)), so that it is applied in the kernel's output write
 // instead of by 2-4 more ops each reading and writing the whole tensor. Only a chain whose every value has that
 // one reader (the chain's next node) is absorbed; anything else leaves the graph as it is.
-import { epilogueAttributes, hasEpilogue, isDynconvDomain, isFusedOpType, type Activation, type Epilogue, type FusedOpType } from '../ops/index.js';
+import { epilogueAttributes, F32_MAX, hasEpilogue, isDynconvDomain, isFusedOpType, type Activation, type Epilogue, type FusedOpType } from '../ops/index.js';
 import type { Analysis } from '../src/analysis/analyze.js';
 import { FloatAttr, type AttrValue, type Model, type Node, type Value } from '../src/ir/graph.js';
 import { makeTensor, numel } from '../src/ir/tensor.js';
@@ -92,7 +92,8 @@ function activationAfter(v: Value, a: Analysis): { activation: Activation; min?:
         max = scalarInput(n, 2, a) ?? Infinity;
       }
       if (Number.isNaN(min) || Number.isNaN(max)) return undefined;
-      return { activation: 'clip', min, max, nodes: [n], out: n.outputs[0] };
+      // the bounds as the op writes them: float32, an absent one the float32 range
+      return { activation: 'clip', min: Math.max(Math.fround(min), -F32_MAX), max: Math.min(Math.fround(max), F32_MAX), nodes: [n], out: n.outputs[0] };
     }
     return undefined;
   }
@@ -199,7 +200,7 @@ export function matchEpilogue(node: Node, f: Facts): EpilogueMatch | undefined {
     chain.push(...act.nodes);
     v = act.out;
   }
-  const epilogue: Epilogue = { affine: !!s, residual: !!residual, activation: act?.activation ?? 'none', min: act?.min ?? -Infinity, max: act?.max ?? Infinity };
+  const epilogue: Epilogue = { affine: !!s, residual: !!residual, activation: act?.activation ?? 'none', min: act?.min ?? -F32_MAX, max: act?.max ?? F32_MAX };
   if (!hasEpilogue(epilogue)) return undefined;
   return { node, epilogue, scale: s && Float32Array.from(s), shift: t && Float32Array.from(t), residual, chain, end: v };
 }

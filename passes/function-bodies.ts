@@ -2,7 +2,7 @@
 // runtime without dynconv's kernels. Bodies use standard ops only, take their attributes by reference
 // (so one body serves every node of the op) and work for any batch and spatial size.
 // Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
-import { DYNCONV_DOMAIN, EPILOGUE_INPUT_NAMES, epilogueOf, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type Epilogue, type FusedOpType } from '../ops/index.js';
+import { DYNCONV_DOMAIN, EPILOGUE_INPUT_NAMES, F32_MAX, epilogueOf, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type Epilogue, type FusedOpType } from '../ops/index.js';
 import { typeToProto } from '../src/ir/graph.js';
 import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
 
@@ -247,7 +247,7 @@ function applyEpilogue(b: BodyBuilder, y: string, e: Epilogue): string {
     case 'relu': return b.one('Relu', [y]);
     case 'sigmoid': return b.one('Sigmoid', [y]);
     case 'silu': return b.one('Mul', [y, b.one('Sigmoid', [y])]);
-    case 'clip': return b.one('Clip', [y, e.min !== -Infinity ? float(e.min) : '', e.max !== Infinity ? float(e.max) : '']);
+    case 'clip': return b.one('Clip', [y, e.min > -F32_MAX ? float(e.min) : '', e.max < F32_MAX ? float(e.max) : '']);
     case 'hardswish': return b.one('Mul', [y, b.one('HardSigmoid', [y], { alpha: { float: 1 / 6 }, beta: { float: 0.5 } })]);
   }
 }

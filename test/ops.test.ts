@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { mulDim } from '../src/analysis/dims.js';
-import { describeOp, FUSED_OP_TYPES, OP_DEFINITIONS, OpDescError, outputShape, resolveAttributes, specializationKey, SPECIALIZING_ATTRIBUTES } from '../ops/index.js';
+import { describeOp, F32_MAX, FUSED_OP_TYPES, OP_DEFINITIONS, OpDescError, outputShape, resolveAttributes, specializationKey, SPECIALIZING_ATTRIBUTES } from '../ops/index.js';
 import { withReference } from '../ops/reference.js';
 import { packageRoot } from '../codegen/ort/paths.js';
 
@@ -90,7 +90,7 @@ test('the epilogue: its inputs follow the op\'s own as its attributes ask, their
     t.false(own.some((n) => ['OS', 'OB', 'Z'].includes(n)), op);
     t.deepEqual(describeOp(op, 2, { ...base, affine: 1 }).inputNames, [...own, 'OS', 'OB'], op);
     t.deepEqual(describeOp(op, 2, { ...base, residual: 1 }).inputNames, [...own, 'Z'], op);
-    t.deepEqual(describeOp(op, 2, { ...base, affine: 1, residual: 1, activation: 3 }).epilogue, { affine: true, residual: true, activation: 'silu', min: -Infinity, max: Infinity }, op);
+    t.deepEqual(describeOp(op, 2, { ...base, affine: 1, residual: 1, activation: 3 }).epilogue, { affine: true, residual: true, activation: 'silu', min: -F32_MAX, max: F32_MAX }, op);
     t.not(specializationKey(describeOp(op, 2, { ...base, activation: 1 })), specializationKey(describeOp(op, 2, { ...base, activation: 2 })), op);
   }
   const mix = (raw: Record<string, number>) => describeOp('MixtureConv', 2, { pads: [1, 1, 1, 1], ...raw });

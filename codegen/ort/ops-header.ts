@@ -17,7 +17,7 @@ function cxxString(s: string): string {
 function cxxNumber(x: number): string {
   if (x === Infinity) return 'kInf';
   if (x === -Infinity) return '-kInf';
-  return Number.isInteger(x) ? `${x}.0` : String(x);
+  return Number.isInteger(x) && Math.abs(x) < 1e15 ? `${x}.0` : String(x);
 }
 
 /** The interval of values the attribute's check allows, found by probing it (each check is a range in ops/). */

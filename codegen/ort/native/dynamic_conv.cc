@@ -36,13 +36,15 @@ struct DynamicConvKernel {
       return Error("B must be [N, M] = [%lld, %lld] or [M], got shape %s", static_cast<long long>(s.N),
                    static_cast<long long>(s.M), DimsString(B.dims).c_str());
     }
+    Epilogue epi;
+    DC_TRY(conv.epilogue().Bind(ctx, kInputs, s.y_dims, &epi));
     DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
     SampleConv::Scratch scratch;
     const int64_t chunk = conv.ChunkSamples(s, 0);
     for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
       const int64_t n1 = std::min(s.N, n0 + chunk);
       DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, W.data + n0 * s.w_size, s.w_size, B.data + n0 * b_stride,
-                           b_stride, Y.data, &scratch));
+                           b_stride, Y.data, &scratch, epi));
     }
     return nullptr;
   }

@@ -52,6 +52,8 @@ struct MixtureConvKernel {
     if (B.Rank() != 2 || B.dims[0] != E || B.dims[1] != s.M)
       return Error("B must be [E, M] = [%lld, %lld], got shape %s", static_cast<long long>(E),
                    static_cast<long long>(s.M), DimsString(B.dims).c_str());
+    Epilogue epi;
+    DC_TRY(conv.epilogue().Bind(ctx, kInputs, s.y_dims, &epi));
     DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
     if (s.N == 0) return nullptr;
     SampleConv::Scratch scratch;
@@ -82,7 +84,7 @@ struct MixtureConvKernel {
           bn.get()[i * M + m] = acc;
         }
       }
-      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, bn.get(), M, Y.data, &scratch));
+      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, bn.get(), M, Y.data, &scratch, epi));
     }
     return nullptr;
   }

@@ -41,6 +41,8 @@ struct ModulatedConvKernel {
                    static_cast<long long>(s.C), DimsString(S.dims).c_str());
     if (B.Rank() != 1 || B.dims[0] != s.M)
       return Error("B must be [M] = [%lld], got shape %s", static_cast<long long>(s.M), DimsString(B.dims).c_str());
+    Epilogue epi;
+    DC_TRY(conv.epilogue().Bind(ctx, kInputs, s.y_dims, &epi));
     DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
     if (s.N == 0) return nullptr;
 
@@ -132,7 +134,7 @@ struct ModulatedConvKernel {
           }));
         }
       }
-      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, B.data, 0, Y.data, &scratch));
+      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, B.data, 0, Y.data, &scratch, epi));
     }
     return nullptr;
   }

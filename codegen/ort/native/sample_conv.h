@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "common.h"
+#include "epilogue.h"
 
 namespace dynconv {
 
@@ -30,6 +31,8 @@ class SampleConv {
   OrtStatus* Init(const OrtKernelInfo* info, const ops::OpSpec& op);
 
   const ConvAttrs& attrs() const { return attrs_; }
+  // The node's epilogue (docs/ops.md); Bind it to a call's inputs for RunChunk.
+  const Epilogue& epilogue() const { return epilogue_; }
 
   // The shapes of one call, checked against each other (weights in ONNX layout, without the batch axis), and
   // the path the call takes.
@@ -64,9 +67,10 @@ class SampleConv {
   // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
   // ONNX Runtime's thread pool runs inside each step; the NCHWc path reorders the chunk's input, weights and
   // output in one parallel step each. Stateless apart from `scratch`: safe for concurrent Compute calls.
+  // `epi` (the call's epilogue, bound to its inputs) is applied to each sample's output once written.
   OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
                       const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
-                      Scratch* scratch) const;
+                      Scratch* scratch, const Epilogue& epi) const;
 
  private:
   OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
@@ -76,6 +80,7 @@ class SampleConv {
   OrtStatus* ReorderOutputOp(int64_t channels, const OrtOp** op) const;
 
   ConvAttrs attrs_;
+  Epilogue epilogue_;
   const OrtKernelInfo* info_ = nullptr;  // a copy (CopyKernelInfo), for ops made at run time
   OrtOp* conv_ = nullptr;                // Conv or ConvTranspose
   OrtOp* nchwc_conv_ = nullptr;          // com.microsoft.nchwc Conv (null: no NCHWc path)
