@@ -25,7 +25,7 @@ export interface FuseOptions {
   rules?: readonly Rule<unknown>[];
   /** Check the properties each pass ensures (passes/pipeline.ts). */
   verify?: boolean;
-  /** Absorb the BatchNormalization, residual Add and activation after each fused op into it (passes/epilogue.ts). */
+  /** Absorb the BatchNormalization, residual Add and activation after each fused op into it (default on; passes/epilogue.ts). */
   epilogues?: boolean;
 }
 
@@ -41,7 +41,7 @@ export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, bodies, opts)) };
   runPasses(model, [fuseSitesPass], opts);
   if (result.changed) {
-    const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues === true);
+    const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
     const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
     runPasses(model, [epilogues, sweepPass, bodiesPass, cleanUpPass, sortPass], opts);
   }
