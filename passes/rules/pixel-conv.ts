@@ -13,12 +13,14 @@ import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { exclusiveGenerator } from '../match.js';
+import { narrowedRoot } from '../narrowed-root.js';
+import { channelSharedTerms } from '../pixel-shared.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
-import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams } from '../pixel-layout.js';
+import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
 import type { RewriteBuilder } from '../rewrite-builder.js';
 import type { SiteFacts } from '../site.js';
-import { fail, matched, type MatchContext, type Rule } from './rule.js';
+import { fail, matched, type Failure, type MatchContext, type MatchResult, type Rule } from './rule.js';
 
 const LAYOUT_NAMES: Record<string, string> = { '0,1,2': 'NCT', '1,2,0': 'TBC', '0,2,1': 'BTC', '0,1,2,3': 'NCHW', '0,3,1,2': 'NHWC', '0,1,2,3,4': 'NCDHW' };
 const layoutName = (perm: number[]) => LAYOUT_NAMES[perm.join(',')] ?? `[${perm.join(',')}]`;
@@ -43,7 +45,12 @@ function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
     const operands = operandsOf(node);
     if (!operands || operands.length !== 2 || operands.some((v) => !v || ctx.analysis.label(v) !== 'data')) return undefined;
     const a = ctx.probe();
-    const rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+    let rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+    if (rootA && rootA === rootB) {
+      // x and the kernel cut from one value (an in_proj Linear): each side's root is its own slice.
+      const nA = narrowedRoot(operands[0], rootA, a), nB = narrowedRoot(operands[1], rootB, a);
+      if (nA && nB && nA !== nB) { rootA = nA; rootB = nB; }
+    }
     if (!rootA || !rootB || rootA === rootB) return undefined;
     const size = (v: Value) => { const s = a.shape(v); return s && s.every((d) => typeof d === 'number') ? numel(s as number[]) : undefined; };
     const grows = (root: Value, v: Value) => (size(root) ?? Infinity) < (size(v) ?? 0);
@@ -85,9 +92,13 @@ function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[
   return { n, o };
 }
 
-export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
+export interface PixelData {
+  node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead;
+  /** A kernel shared over the input channels: X is summed over its channels and repeated for the output channels. */
+  sumChannels?: { channels: number; opset: number };
+}
 
-const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
+export const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
 
 export const pixelConv: Rule<PixelData> = {
   name: 'pixel-conv',
@@ -97,13 +108,27 @@ export const pixelConv: Rule<PixelData> = {
   match(node, ctx) {
     const { operands, roots, unfoldFirst } = candidate(node, ctx)!;
     const a = ctx.probe();
-    const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
-    try {
-      return matchTraced(node, operands, roots, unfoldFirst, ctx, a, budget);
-    } catch (e) {
-      if (!(e instanceof ProbeBudgetExceeded)) throw e;
-      return fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
+    // The roots as found, then with a root narrowed to the slice its operand reads (x and the kernel cut from one
+    // projection): the furthest failure is reported.
+    const narrowed = roots.map((r, i) => narrowedRoot(operands[i], r, a));
+    const tries: [Value, Value][] = [roots];
+    if (narrowed[0]) tries.push([narrowed[0], roots[1]]);
+    if (narrowed[1]) tries.push([roots[0], narrowed[1]]);
+    if (narrowed[0] && narrowed[1] && narrowed[0] !== narrowed[1]) tries.push([narrowed[0], narrowed[1]]);
+    let best: Failure | undefined;
+    for (const r of tries) {
+      const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
+      let m: MatchResult<PixelData>;
+      try {
+        m = matchTraced(node, operands, r, unfoldFirst, ctx, a, budget);
+      } catch (e) {
+        if (!(e instanceof ProbeBudgetExceeded)) throw e;
+        m = fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
+      }
+      if (m.ok) return m;
+      if (!best || m.progress > best.progress) best = m;
     }
+    return best!;
   },
   rewrite: rewritePixel,
 };
@@ -111,6 +136,14 @@ export const pixelConv: Rule<PixelData> = {
 function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
   const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes', node, 0, baseFacts());
+  return matchTerms(node, terms, [rootA, rootB], unfoldFirst, ctx, a, budget);
+}
+
+/**
+ * The layout inference and the match from the terms of a contraction (whatever form computed them: a ReduceSum,
+ * MatMul or Einsum here, a sum of shifted products in pixel-shifted-sum.ts), its output read back through re-views.
+ */
+export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget): MatchResult<PixelData> {
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
   const contracted = node.outputs[0];
   const outTracer = new Tracer(a, contracted, budget, new Map([[contracted, terms.outDims]]));
@@ -130,14 +163,18 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
   let closest: { f: LayoutFailure; what: string } | undefined;
   // The unfolded operand's root is the input X, most likely: it is tried first (a wrong guess only costs time).
   const assignments = [[rootA, rootB, false], [rootB, rootA, true]] as const;
+  // Then, when no layout fits, the form whose kernel is shared over the input channels (passes/pixel-shared.ts).
+  for (const shared of [false, true])
   for (const [xr, kr, swap] of unfoldFirst ? assignments : [...assignments].reverse()) {
     const xDims = a.shape(xr), kDims = a.shape(kr);
     if (!isStatic(xDims) || !isStatic(kDims)) continue; // a root of unknown shape at probe sizes: nothing to infer from
     for (const xPerm of LAYOUTS[xDims.length] ?? []) {
+      const view = shared ? channelSharedTerms(terms, xDims, xPerm[1], swap) : { terms, xDims, channels: 0 };
+      if (!view) continue;
       for (const yPerm of LAYOUTS[yDims.length] ?? []) {
-        const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
+        const p = inferPixel(view.terms, view.xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
         if (!p.ok) {
-          if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}, output as ${layoutName(yPerm)}` };
+          if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}${shared ? ' summed over its channels' : ''}, output as ${layoutName(yPerm)}` };
           continue;
         }
         const sizes = runtimeSizes(ctx.analysis, a, xr, xPerm, kr, p);
@@ -151,6 +188,11 @@ function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Valu
         };
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)', node, 20, facts);
         // A kernel made by a plain 1x1 conv is computed inside the op (PixelConvHead, passes/pixel-head.ts).
+        if (shared) {
+          // The channel sum feeds the op (PixelConvHead would need it too: the head is left in the generator).
+          const sumChannels = { channels: view.channels, opset: a.opset };
+          return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, sumChannels }, [`the kernel is shared over the input channels: the input is summed over its channels and repeated for the ${view.channels} output channels, one kernel group each`]);
+        }
         const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
         if (head) facts.op = 'PixelConvHead';
         const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : undefined;
@@ -193,10 +235,15 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
-  const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
+  let x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
+  if (sumChannels) {
+    // S = sum_c X[n, c] [N, 1, *D], broadcast to [N, O, *D]: one channel per output channel (and kernel group).
+    const sum = sumChannels.opset >= 13 ? b.op('ReduceSum', [x, b.ints([1], 'dynconv_channel_axis')], { keepdims: 1 }, `${xRoot.name}_channel_sum`) : b.op('ReduceSum', [x], { axes: [1], keepdims: 1 }, `${xRoot.name}_channel_sum`);
+    x = b.op('Expand', [sum, b.ints([1, sumChannels.channels, ...p.kernel.map(() => 1)], 'dynconv_channel_repeat')], undefined, `${xRoot.name}_channel_sum_repeated`);
+  }
   const k = buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
     domain: b.domain,

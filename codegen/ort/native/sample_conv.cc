@@ -58,6 +58,7 @@ SampleConv::~SampleConv() {
 }
 
 OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  op_ = &op;
   DC_TRY(attrs_.Read(info, op));
   DC_TRY(epilogue_.Read(attrs_.values));
   const char* trace = std::getenv("DYNCONV_ORT_TRACE");
