@@ -19,7 +19,8 @@ import type { Model } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
 import { openModel, save } from '../src/pipeline.js';
 import { DataType } from '../src/onnx/proto.js';
-import { fromPage, openWebPage, pageBench, toPage, type PageBench, type WebPage } from '../src/run/web/chromium.js';
+import { gpuTimeByOpType } from '../src/run/ort/profile.js';
+import { fromPage, openWebPage, ortWebProfiles, pageBench, toPage, type PageBench, type WebPage } from '../src/run/web/chromium.js';
 import { compareArrays } from '../src/validate/compare.js';
 import { rng } from '../src/validate/feeds.js';
 import { runOrt } from '../src/validate/ort.js';
@@ -74,6 +75,11 @@ export interface WebResult {
   /** Relative L2 of the dynconv session's outputs against ONNX Runtime CPU on the unfused model (largest). */
   relL2: number;
   profile: Record<string, number>;
+  /**
+   * With `breakdown`: ms per run by op type. Segments and the ORT sessions: the WebGPU EP's GPU time per program
+   * (ORT's profiler, mean of 2 runs); dynconv kernels: the profiled run's part (GPU waited for).
+   */
+  breakdown?: Partial<Record<'dynconv' | 'unfused' | 'floor', Map<string, number>>> & { dynconv: Map<string, number> };
 }
 
 /** The files of a row served to the page: the emitted web folder, the unfused model and the floor. */
@@ -92,7 +98,8 @@ function prepare(row: WebRow, dir: string): { web: string; unfused: string; floo
 }
 
 /** Measures one row in an open page: emits its web folder, then times the three sessions in interleaved rounds. */
-export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow, dir: string, opts: { rounds: number; repeat: number }): Promise<WebResult> {
+export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow, dir: string, opts: { rounds: number; repeat: number; breakdown?: Array<'unfused' | 'floor'>; log?: (msg: string) => void }): Promise<WebResult> {
+  const log = opts.log ?? (() => undefined);
   const files = prepare(row, dir);
   await emitKernels(openModel(fusedFile(row)).model, 'web', files.web);
   const mount = page.mount(dir);
@@ -108,7 +115,9 @@ export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow
   try {
     const variant = (id: number) => async () => ({ ms: median(await bench.time(id, key, opts.repeat)) });
     // One warm-up round: shader compilation, weight uploads, pipelines of this size.
+    log(`${row.name}: sessions open; ${opts.rounds} rounds after a warm-up round`);
     const t = await interleave({ dynconv: variant(ids.dynconv), unfused: variant(ids.unfused), floor: variant(ids.floor) }, opts.rounds, { warmup: 1 });
+    log(`${row.name}: timed`);
     const got = (await bench.run(ids.dynconv, key)).outputs;
     let relL2 = 0;
     for (const [name, w] of Object.entries(want)) {
@@ -117,11 +126,33 @@ export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow
     }
     const result: WebResult = { row, dynconv: t.dynconv!.medianMs, unfused: t.unfused!.medianMs, floor: t.floor!.medianMs, relL2, profile: {} };
     for (const id of Object.values(ids)) await bench.close(id);
-    // The profiled session: the second run's parts (the first compiles).
-    const p = await bench.open('dynconv', `${mount}/web/index.js`, { profile: true });
+    // The profiled session: the second run's parts (the first compiles). With `breakdown`, its segments run
+    // with ORT's profiler too, and so do the sessions named there (unfused, floor): GPU time by op type.
+    const from = page.logs.length;
+    const p = await bench.open('dynconv', `${mount}/web/index.js`, opts.breakdown ? { profile: true, sessionOptions: { enableProfiling: true } } : { profile: true });
     await bench.run(p, key);
     result.profile = (await bench.run(p, key)).profile ?? {};
     await bench.close(p);
+    if (opts.breakdown) {
+      const segments = ortWebProfiles(page.logs, from);
+      result.breakdown = { dynconv: new Map() };
+      for (const ev of segments) for (const [op, us] of gpuTimeByOpType(ev, 2)) result.breakdown.dynconv.set(op, (result.breakdown.dynconv.get(op) ?? 0) + us / 1000);
+      for (const [part, ms] of Object.entries(result.profile)) {
+        const m = /^op\d+_(.+)$/.exec(part);
+        if (m) result.breakdown.dynconv.set(`${m[1]} (dynconv kernel)`, (result.breakdown.dynconv.get(`${m[1]} (dynconv kernel)`) ?? 0) + ms);
+      }
+      for (const kind of opts.breakdown) {
+        const at = page.logs.length;
+        const s = await bench.open('ort', `${mount}/${kind}.onnx`, { enableProfiling: true });
+        await bench.run(s, key);
+        await bench.run(s, key);
+        await bench.endProfiling(s);
+        await bench.close(s);
+        const ev = ortWebProfiles(page.logs, at)[0] ?? [];
+        result.breakdown[kind] = new Map([...gpuTimeByOpType(ev, 2)].map(([op, us]) => [op, us / 1000]));
+      }
+      log(`${row.name}: profiled`);
+    }
     return result;
   } catch (e) {
     for (const id of Object.values(ids)) await bench.close(id).catch(() => undefined);

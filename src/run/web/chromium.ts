@@ -10,6 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { packageRoot } from '../../../codegen/ort/paths.js';
 
 import type { Feeds } from '../../validate/feeds.js';
+import type { ProfileEvent } from '../ort/profile.js';
 
 export interface PageTensor {
   type: string;
@@ -109,6 +110,8 @@ window.benchRun = async (id, key) => {
   for (const [k, t] of Object.entries(out)) outputs[k] = { type: t.type, dims: [...t.dims], b64: enc(data[k]) };
   return { outputs, profile: s.lastProfile };
 };
+// A plain ORT session opened with enableProfiling: ends it, and ORT prints the profile on the console.
+window.benchEndProfiling = (id) => { benchSessions.get(id).endProfiling(); };
 window.benchClose = async (id) => { await benchSessions.get(id)?.release(); benchSessions.delete(id); };
 window.ready = true;
 </script></body></html>`;
@@ -123,6 +126,8 @@ export interface PageBench {
   time(session: number, key: string, repeat: number, warmup?: number): Promise<number[]>;
   /** One run: its outputs, and with a dynconv session opened with `profile: true`, ms per part of the run. */
   run(session: number, key: string): Promise<{ outputs: Record<string, PageTensor>; profile?: Record<string, number> }>;
+  /** Ends the profiling of an 'ort' session opened with `enableProfiling: true` (its profile goes to the console). */
+  endProfiling(session: number): Promise<void>;
   close(session: number): Promise<void>;
 }
 
@@ -135,8 +140,30 @@ export function pageBench(w: WebPage): PageBench {
     feeds: (key, feeds) => call('benchFeeds', key, feeds),
     time: (session, key, repeat, warmup = 0) => call('benchTime', session, key, repeat, warmup),
     run: (session, key) => call('benchRun', session, key),
+    endProfiling: (session) => call('benchEndProfiling', session),
     close: (session) => call('benchClose', session),
   };
+}
+
+/**
+ * The ONNX Runtime profiles onnxruntime-web printed on the page's console from log index `from` on: it prints a
+ * session's trace events one a console line, between a line "[" and a line "]", when its profiling ends (by
+ * endProfiling, or when a profiling session is released).
+ */
+export function ortWebProfiles(logs: readonly string[], from = 0): ProfileEvent[][] {
+  const out: ProfileEvent[][] = [];
+  for (let i = from; i < logs.length; i++) {
+    if (logs[i].trim() !== '[') continue;
+    const end = logs.findIndex((l, j) => j > i && l.trim() === ']');
+    if (end < 0) break;
+    try {
+      out.push(JSON.parse(logs.slice(i, end + 1).join('\n')) as ProfileEvent[]);
+    } catch {
+      // not a profile
+    }
+    i = end;
+  }
+  return out;
 }
 
 export interface WebPage {
