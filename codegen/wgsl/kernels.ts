@@ -20,7 +20,8 @@ import type { OpDesc } from '../../ops/index.js';
 
 export type DType = 'f32' | 'f16';
 
-/** Fields of the uniform block shared by all the passes of a node, in order (all u32). */
+/** Every uniform field a kernel may read (all u32). Each program's own struct holds the ones its shader reads,
+ *  in this order (uniformStruct); the runtime fills it from the program's list (ShaderInfo.uniforms). */
 export const UNIFORM_FIELDS = [
   'n_count', // samples in this chunk
   'n_base', // first sample of this chunk
@@ -58,15 +59,27 @@ export type UniformField = (typeof UNIFORM_FIELDS)[number];
 
 export const WG_SIZE = 64;
 
+// The directives and the element type; the uniform block is the program's (withUniforms).
 function header(dtype: DType): string {
   const lines: string[] = [];
   if (dtype === 'f16') lines.push('enable f16;');
   lines.push(`alias T = ${dtype};`);
-  lines.push('struct U {');
-  for (const f of UNIFORM_FIELDS) lines.push(`  ${f}: u32,`);
-  lines.push('}');
-  lines.push('@group(0) @binding(0) var<uniform> u: U;');
   return lines.join('\n') + '\n';
+}
+
+/** The uniform fields a kernel's WGSL reads (u.NAME), in UNIFORM_FIELDS order. */
+export function uniformsRead(wgsl: string): UniformField[] {
+  const used = new Set([...wgsl.matchAll(/\bu\.([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]));
+  for (const f of used) if (!(UNIFORM_FIELDS as readonly string[]).includes(f)) throw new Error(`wgsl: a kernel reads an unknown uniform u.${f}`);
+  return UNIFORM_FIELDS.filter((f) => used.has(f));
+}
+
+/** A kernel's WGSL with the uniform block of `fields` (its struct U, binding 0) after the element type. */
+export function withUniforms(wgsl: string, fields: readonly UniformField[]): string {
+  const block = ['struct U {', ...fields.map((f) => `  ${f}: u32,`), '}', '@group(0) @binding(0) var<uniform> u: U;'].join('\n') + '\n';
+  const at = wgsl.indexOf('\n', wgsl.indexOf('alias T = ')) + 1;
+  if (at <= 0) throw new Error('wgsl: a kernel without its header');
+  return wgsl.slice(0, at) + block + wgsl.slice(at);
 }
 
 /** A WGSL f32 literal. */

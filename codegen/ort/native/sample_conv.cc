@@ -58,6 +58,7 @@ SampleConv::~SampleConv() {
 }
 
 OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
+  op_ = &op;
   DC_TRY(attrs_.Read(info, op));
   const char* trace = std::getenv("DYNCONV_ORT_TRACE");
   trace_ = trace != nullptr && trace[0] != '\0' && trace[0] != '0';
