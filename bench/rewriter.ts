@@ -5,14 +5,14 @@
 // per-pixel fixtures. Goals: (scan + fuse) <= 2x inspect; per-pixel matching <= 50 ms a site.
 import fs from 'node:fs';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fuseModel } from '../passes/fuse.js';
 import { scanModel } from '../passes/scan.js';
 import { Analysis } from '../src/analysis/analyze.js';
 import { inspectModel } from '../src/cli/inspect.js';
 import { buildModel } from '../src/ir/build.js';
 import { loadModel } from '../src/onnx/io.js';
-import { formatTable, median, type Cell } from './table.js';
+import { formatTable, type Cell } from './table.js';
+import { interleave, timeMs } from './timing.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const REPS = 9;
@@ -28,34 +28,32 @@ function models(): Entry[] {
   return [...nets, { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') }, ...pixel];
 }
 
-const time = (f: () => void): number => {
-  const t0 = performance.now();
-  f();
-  return performance.now() - t0;
-};
-
-export function runRewriterBench(reps = REPS): string {
+export async function runRewriterBench(reps = REPS): Promise<string> {
   const rows: Cell[][] = [];
   for (const m of models()) {
-    const ins: number[] = [], scan: number[] = [], fuse: number[] = [];
-    let sites = 0, pixelSites = 0;
-    for (let i = 0; i <= reps; i++) {
-      // Loading is inspect's work and not the rewriter's: scan and fuse get loaded models.
-      const forScan = buildModel(loadModel(m.file));
-      const analysis = new Analysis(forScan);
-      const forFuse = buildModel(loadModel(m.file));
-      const a = time(() => inspectModel(m.file));
-      let found: ReturnType<typeof scanModel> = [];
-      const s = time(() => { found = scanModel(forScan, analysis); });
-      const f = time(() => fuseModel(forFuse));
-      if (i === 0) continue; // warm-up
-      ins.push(a); scan.push(s); fuse.push(f);
-      sites = found.length;
-      pixelSites = found.filter((x) => x.perPixel).length;
-    }
-    const ratio = (median(scan) + median(fuse)) / median(ins);
-    const perPixel = pixelSites ? median(scan) / pixelSites : undefined;
-    rows.push([m.name, String(sites), median(ins), median(scan), median(fuse), ratio, perPixel ?? '-', ratio <= 2 && (perPixel === undefined || perPixel <= 50) ? 'met' : 'NOT MET']);
+    // Loading is inspect's work and not the rewriter's: scan and fuse get loaded models (built outside the timing).
+    let found: ReturnType<typeof scanModel> = [];
+    const t = await interleave(
+      {
+        inspect: () => ({ ms: timeMs(() => inspectModel(m.file)) }),
+        scan: () => {
+          const model = buildModel(loadModel(m.file));
+          const analysis = new Analysis(model);
+          return { ms: timeMs(() => { found = scanModel(model, analysis); }) };
+        },
+        fuse: () => {
+          const model = buildModel(loadModel(m.file));
+          return { ms: timeMs(() => fuseModel(model)) };
+        },
+      },
+      reps,
+      { warmup: 1 },
+    );
+    const [ins, scan, fuse] = [t.inspect!.medianMs, t.scan!.medianMs, t.fuse!.medianMs];
+    const sites = found.length, pixelSites = found.filter((x) => x.perPixel).length;
+    const ratio = (scan + fuse) / ins;
+    const perPixel = pixelSites ? scan / pixelSites : undefined;
+    rows.push([m.name, String(sites), ins, scan, fuse, ratio, perPixel ?? '-', ratio <= 2 && (perPixel === undefined || perPixel <= 50) ? 'met' : 'NOT MET']);
   }
   return formatTable(
     'rewriter: scan + fuse against load + describe (inspect), in process, medians of interleaved runs (ms)',
@@ -64,4 +62,4 @@ export function runRewriterBench(reps = REPS): string {
   );
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) console.log(runRewriterBench());
+if (import.meta.url === `file://${process.argv[1]}`) runRewriterBench().then((t) => console.log(t));
