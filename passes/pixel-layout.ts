@@ -322,28 +322,41 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   // The check runs on many terms: flat indices are compared, nothing is allocated per term.
   const xS = stridesOf(xDims);
   const sN = xS[xPerm[0]], sC = xS[xPerm[1]], sD = D.map((_, ax) => xS[xPerm[2 + ax]]);
-  const jOf = new Map<number, number>(), offsets: number[][] = [];
-  for (const [rem, off] of aOfRemainder) { jOf.set(rem, offsets.length); offsets.push(off); }
-  const mark = new Int32Array(KK);
+  // Per kernel offset j (by its kernel-root remainder): its input displacement per axis (offset * dilation).
+  // The remainders index a table when their range is small (the window's axes innermost in the kernel
+  // root), else a map.
+  let remLo = Infinity, remHi = -Infinity;
+  for (const rem of aOfRemainder.keys()) { remLo = Math.min(remLo, rem); remHi = Math.max(remHi, rem); }
+  const table = remHi - remLo < Math.max(1 << 12, 4 * KK) ? new Int32Array(remHi - remLo + 1).fill(-1) : undefined;
+  const jOfMap = new Map<number, number>(), shift = new Float64Array(KK * r);
+  let nj = 0;
+  for (const [rem, off] of aOfRemainder) {
+    if (table) table[rem - remLo] = nj;
+    else jOfMap.set(rem - remLo, nj);
+    for (let ax = 0; ax < r; ax++) shift[nj * r + ax] = off[ax] * dilations[ax];
+    nj++;
+  }
+  const jOf = (slot: number): number => (table ? (slot >= 0 && slot < table.length ? table[slot] : -1) : jOfMap.get(slot) ?? -1);
+  const mark = new Int32Array(KK), q0 = new Float64Array(r);
   let stamp = 0;
   const checkAt = (n: number, c: number, o: number[]): LayoutFailure | undefined => {
     const at = () => `output [${[n, c, ...o].join(', ')}]`;
     const src = srcOf(n, c, o);
     if (src === undefined || terms.count !== KK) return no(8, `${at()} does not have ${KK} traceable terms`);
     stamp++;
-    let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride;
-    for (let ax = 0; ax < r; ax++) kb += o[ax] * oStrides[ax];
+    let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride + remLo;
+    for (let ax = 0; ax < r; ax++) { kb += o[ax] * oStrides[ax]; q0[ax] = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax]; }
+    const base = n * sN + c * sC;
     for (let t = 0; t < KK; t++) {
       if (!terms.termAt(src, t)) return no(8, `${at()} does not have ${KK} traceable terms`);
       const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
-      const j = ki < 0 ? undefined : jOf.get(ki - kb);
-      if (j === undefined) return no(8, `${at()} reads a kernel element outside its window`);
+      const j = ki < 0 ? -1 : jOf(ki - kb);
+      if (j < 0) return no(8, `${at()} reads a kernel element outside its window`);
       if (mark[j] === stamp) return no(8, `${at()} reads one kernel offset twice`);
       mark[j] = stamp;
-      const a = offsets[j];
-      let inside = true, want = n * sN + c * sC;
+      let inside = true, want = base;
       for (let ax = 0; ax < r; ax++) {
-        const q = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + a[ax] * dilations[ax];
+        const q = q0[ax] + shift[j * r + ax];
         if (q < 0 || q >= D[ax]) { inside = false; break; }
         want += q * sD[ax];
       }
