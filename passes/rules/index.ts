@@ -4,6 +4,7 @@ import { im2colConv } from './im2col-conv.js';
 import { mixtureConv } from './mixture-conv.js';
 import { modulatedConv } from './modulated-conv.js';
 import { pixelConv } from './pixel-conv.js';
+import { pixelShiftedSum } from './pixel-shifted-sum.js';
 import type { Rule } from './rule.js';
 
-export const RULES: readonly Rule<unknown>[] = ([mixtureConv, modulatedConv, im2colConv, pixelConv, dynamicConv] as Rule<never>[] as Rule<unknown>[]).sort((x, y) => y.benefit - x.benefit);
+export const RULES: readonly Rule<unknown>[] = ([mixtureConv, modulatedConv, im2colConv, pixelConv, pixelShiftedSum, dynamicConv] as Rule<never>[] as Rule<unknown>[]).sort((x, y) => y.benefit - x.benefit);

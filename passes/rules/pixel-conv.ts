@@ -13,12 +13,13 @@ import { isStatic } from '../../src/analysis/dims.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { exclusiveGenerator } from '../match.js';
+import { narrowedRoot } from '../narrowed-root.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
-import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams } from '../pixel-layout.js';
+import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
 import type { RewriteBuilder } from '../rewrite-builder.js';
 import type { SiteFacts } from '../site.js';
-import { fail, matched, type MatchContext, type Rule } from './rule.js';
+import { fail, matched, type Failure, type MatchContext, type MatchResult, type Rule } from './rule.js';
 
 const LAYOUT_NAMES: Record<string, string> = { '0,1,2': 'NCT', '1,2,0': 'TBC', '0,2,1': 'BTC', '0,1,2,3': 'NCHW', '0,3,1,2': 'NHWC', '0,1,2,3,4': 'NCDHW' };
 const layoutName = (perm: number[]) => LAYOUT_NAMES[perm.join(',')] ?? `[${perm.join(',')}]`;
@@ -43,7 +44,12 @@ function candidate(node: Node, ctx: MatchContext): Candidate | undefined {
     const operands = operandsOf(node);
     if (!operands || operands.length !== 2 || operands.some((v) => !v || ctx.analysis.label(v) !== 'data')) return undefined;
     const a = ctx.probe();
-    const rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+    let rootA = movementRoot(operands[0], a), rootB = movementRoot(operands[1], a);
+    if (rootA && rootA === rootB) {
+      // x and the kernel cut from one value (an in_proj Linear): each side's root is its own slice.
+      const nA = narrowedRoot(operands[0], rootA, a), nB = narrowedRoot(operands[1], rootB, a);
+      if (nA && nB && nA !== nB) { rootA = nA; rootB = nB; }
+    }
     if (!rootA || !rootB || rootA === rootB) return undefined;
     const size = (v: Value) => { const s = a.shape(v); return s && s.every((d) => typeof d === 'number') ? numel(s as number[]) : undefined; };
     const grows = (root: Value, v: Value) => (size(root) ?? Infinity) < (size(v) ?? 0);
@@ -87,7 +93,7 @@ function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[
 
 export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
 
-const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
+export const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
 
 export const pixelConv: Rule<PixelData> = {
   name: 'pixel-conv',
@@ -97,13 +103,27 @@ export const pixelConv: Rule<PixelData> = {
   match(node, ctx) {
     const { operands, roots, unfoldFirst } = candidate(node, ctx)!;
     const a = ctx.probe();
-    const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
-    try {
-      return matchTraced(node, operands, roots, unfoldFirst, ctx, a, budget);
-    } catch (e) {
-      if (!(e instanceof ProbeBudgetExceeded)) throw e;
-      return fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
+    // The roots as found, then with a root narrowed to the slice its operand reads (x and the kernel cut from one
+    // projection): the furthest failure is reported.
+    const narrowed = roots.map((r, i) => narrowedRoot(operands[i], r, a));
+    const tries: [Value, Value][] = [roots];
+    if (narrowed[0]) tries.push([narrowed[0], roots[1]]);
+    if (narrowed[1]) tries.push([roots[0], narrowed[1]]);
+    if (narrowed[0] && narrowed[1] && narrowed[0] !== narrowed[1]) tries.push([narrowed[0], narrowed[1]]);
+    let best: Failure | undefined;
+    for (const r of tries) {
+      const budget: ProbeBudget = { left: MAX_TRACE_STEPS };
+      let m: MatchResult<PixelData>;
+      try {
+        m = matchTraced(node, operands, r, unfoldFirst, ctx, a, budget);
+      } catch (e) {
+        if (!(e instanceof ProbeBudgetExceeded)) throw e;
+        m = fail(`the tensors are too large to verify the site by probing (more than ${MAX_TRACE_STEPS} trace steps)`, node, 1, baseFacts());
+      }
+      if (m.ok) return m;
+      if (!best || m.progress > best.progress) best = m;
     }
+    return best!;
   },
   rewrite: rewritePixel,
 };
@@ -111,6 +131,14 @@ export const pixelConv: Rule<PixelData> = {
 function matchTraced(node: Node, operands: Value[], [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget) {
   const terms = contractionTerms(node, operands, [new Tracer(a, rootA, budget), new Tracer(a, rootB, budget)], a);
   if (!terms) return fail('the contraction is of an unsupported form, or its shapes are unknown at probe sizes', node, 0, baseFacts());
+  return matchTerms(node, terms, [rootA, rootB], unfoldFirst, ctx, a, budget);
+}
+
+/**
+ * The layout inference and the match from the terms of a contraction (whatever form computed them: a ReduceSum,
+ * MatMul or Einsum here, a sum of shifted products in pixel-shifted-sum.ts), its output read back through re-views.
+ */
+export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Value], unfoldFirst: boolean, ctx: MatchContext, a: Analysis, budget: ProbeBudget): MatchResult<PixelData> {
   // The output is read back through re-views: follow single-use movement ops, keep the longest that traces.
   const contracted = node.outputs[0];
   const outTracer = new Tracer(a, contracted, budget, new Map([[contracted, terms.outDims]]));
@@ -193,7 +221,7 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
