@@ -195,16 +195,35 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     const raw = unravel(xi, xDims);
     return { x: xPerm.map((p) => raw[p]), k: ki };
   };
-  const termsAt = (n: number, c: number, o: number[]): Term[] | undefined => {
+  /** The least kernel index the terms of an output read (undefined when one does not trace), nothing allocated. */
+  const minKAt = (n: number, c: number, o: number[]): number | undefined => {
+    const src = srcOf(n, c, o);
+    if (src === undefined || terms.count === 0) return undefined;
+    let m = Infinity;
+    for (let t = 0; t < terms.count; t++) {
+      if (!terms.termAt(src, t)) return undefined;
+      const ki = swap ? terms.a : terms.b;
+      if (ki < 0) return undefined;
+      if (ki < m) m = ki;
+    }
+    return m;
+  };
+  /** The first term of an output that reads the input (not padding), when all its terms trace. */
+  const firstInside = (n: number, c: number, o: number[]): Term | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined) return undefined;
-    const list: Term[] = [];
+    let hit: Term | undefined;
     for (let t = 0; t < terms.count; t++) {
+      if (hit) {
+        // the rest only has to trace: nothing is built for it
+        if (!terms.termAt(src, t) || (swap ? terms.a : terms.b) < 0) return undefined;
+        continue;
+      }
       const term = termOf(src, t);
       if (!term) return undefined;
-      list.push(term);
+      if (term.x) hit = term;
     }
-    return list;
+    return hit;
   };
   /** The terms of an output of sample 0, channel 0 whose window lies inside X; stops at the first term that is not. */
   const interiorAt = (o: number[]): Term[] | undefined => {
@@ -262,16 +281,17 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     if (size === 1) return 0;
     const o = [...oStar!];
     o[ax] = oStar![ax] + 1 < size ? oStar![ax] + 1 : oStar![ax] - 1;
-    const m = minK(termsAt(0, 0, o));
+    const m = minKAt(0, 0, o);
     return m === undefined ? NaN : (m - k0) / (o[ax] - oStar![ax]);
   });
-  const nStride = N > 1 ? (minK(termsAt(1, 0, oStar)) ?? NaN) - k0 : 0;
+  const nStride = N > 1 ? (minKAt(1, 0, oStar) ?? NaN) - k0 : 0;
   if (C > MAX_CHANNELS) return no(3, `${C} channels per sample are more than the ${MAX_CHANNELS} probed`);
   let G = 1;
   const groupBase: number[] = [];
   // The kernel element of one term (the first) of each channel's output at oStar: it moves where the group changes.
   const srcStar = (c: number) => srcOf(0, c, oStar!);
-  for (let c = 0; c < C; c++) { const src = srcStar(c); groupBase.push(src === undefined ? NaN : termOf(src, 0)?.k ?? NaN); }
+  const firstK = (src: number | undefined) => (src === undefined || !terms.termAt(src, 0) ? NaN : (swap ? terms.a : terms.b) < 0 ? NaN : swap ? terms.a : terms.b);
+  for (let c = 0; c < C; c++) groupBase.push(firstK(srcStar(c)));
   for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
   if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return no(3, `the kernel does not repeat in equal channel groups (${G} changes over ${C} channels)`);
   const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;
@@ -289,8 +309,7 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   const baseAlong = (ax: number, oa: number): number | undefined => {
     const o = [...oStar!];
     o[ax] = oa;
-    const t = termsAt(0, 0, o);
-    const hit = t?.find((e) => e.x);
+    const hit = firstInside(0, 0, o);
     const a = hit && offsetFromK(hit.k, 0, 0, o);
     return a ? hit!.x![2 + ax] - a[ax] * dilations[ax] : undefined;
   };
