@@ -124,7 +124,17 @@ export function encodeTensor(t: Tensor, name: string): TensorProto {
   let bytes: Uint8Array;
   const dv = (size: number) => { bytes = new Uint8Array(n * size); return new DataView(bytes.buffer); };
   switch (t.dtype) {
-    case DataType.FLOAT: { const v = dv(4); for (let i = 0; i < n; i++) v.setFloat32(i * 4, t.data[i], true); break; }
+    case DataType.FLOAT: {
+      if (LITTLE_ENDIAN) {
+        // rounded to float32 as setFloat32 does, then the bytes copied as they are (expert banks are large)
+        const f = t.data instanceof Float32Array ? t.data : new Float32Array(t.data);
+        bytes = new Uint8Array(f.buffer, f.byteOffset, n * 4).slice();
+        break;
+      }
+      const v = dv(4);
+      for (let i = 0; i < n; i++) v.setFloat32(i * 4, t.data[i], true);
+      break;
+    }
     case DataType.DOUBLE: { const v = dv(8); for (let i = 0; i < n; i++) v.setFloat64(i * 8, t.data[i], true); break; }
     case DataType.INT64: { const v = dv(8); for (let i = 0; i < n; i++) v.setBigInt64(i * 8, BigInt(Math.trunc(Math.max(-9223372036854775808, Math.min(9223372036854775807, t.data[i])))), true); break; }
     case DataType.INT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setInt32(i * 4, t.data[i], true); break; }
