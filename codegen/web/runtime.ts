@@ -8,30 +8,9 @@
 // `webgpu` package as `options.gpu`): the segments run on ORT's CPU EP, the kernels on a Dawn device, and the
 // tensors cross the CPU between the parts.
 
-/** A tensor as ORT's `Tensor` has it (the fields used here). */
-interface OrtTensor {
-  readonly type: string;
-  readonly dims: readonly number[];
-  readonly location?: string;
-  readonly data?: unknown;
-  readonly gpuBuffer?: GPUBuffer;
-  getData?(releaseData?: boolean): Promise<unknown>;
-  dispose?(): void;
-}
+import type { CreateSessionOptions, OrtSession, OrtTensor, Session } from './index-module.js';
 
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-}
-
-interface OrtNamespace {
-  InferenceSession: { create(model: Uint8Array, options?: Record<string, unknown>): Promise<OrtSession> };
-  Tensor: {
-    new (type: string, data: unknown, dims: readonly number[]): OrtTensor;
-    fromGpuBuffer(buffer: GPUBuffer, options: { dataType: string; dims: readonly number[]; download?: () => Promise<unknown>; dispose?: () => void }): OrtTensor;
-  };
-  env?: { webgpu?: { device?: GPUDevice | Promise<GPUDevice> } };
-}
+export type { CreateSessionOptions, Session };
 
 interface KernelModule {
   id: string;
@@ -51,28 +30,6 @@ export interface WebPlan {
   constants: { name: string; file: string; dims: number[] }[];
   /** Element type of the values crossing a cut. */
   types: Record<string, string>;
-}
-
-export interface CreateSessionOptions {
-  ort: OrtNamespace;
-  /** Where the model pieces are (default: the folder of index.js). */
-  modelUrl?: string | URL;
-  outputLocation?: 'cpu' | 'gpu-buffer';
-  /** Node: the `webgpu` package's GPU object (`create([])`); the kernels run on a device of its adapter. */
-  gpu?: GPU;
-  /** Extra session options for the segments (executionProviders in Node, log levels, ...). */
-  sessionOptions?: Record<string, unknown>;
-  /** Waits for the GPU after each part and records its time (session.lastProfile): for finding where time goes. */
-  profile?: boolean;
-}
-
-export interface Session {
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
-  release(): Promise<void>;
-  /** With options.profile: milliseconds of each part of the last run ('segment_0', 'op000_MixtureConv', 'outputs'). */
-  readonly lastProfile?: Record<string, number>;
 }
 
 const BUF = { MAP_READ: 0x0001, COPY_SRC: 0x0004, COPY_DST: 0x0008, STORAGE: 0x0080 };
