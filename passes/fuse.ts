@@ -8,7 +8,7 @@ import type { Rule } from './rules/rule.js';
 import { BodyRegistry } from './body-registry.js';
 import { epiloguePass, type FusedNodes } from './epilogue.js';
 import { MIN_FUNCTION_OPSET } from './function-bodies.js';
-import { canonicalize, POST_FUSION_PASSES } from './canonicalize/index.js';
+import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
@@ -36,27 +36,31 @@ export interface FuseOptions {
  */
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   let result!: FuseResult & { fusedNodes: FusedNodes };
-  const canonical = runPasses(model, [canonicalizePass], opts);
+  const canonical = runPasses(model, [canonicalizePass(opts)], opts);
   const bodies = new BodyRegistry(model);
   const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, bodies, opts)) };
   runPasses(model, [fuseSitesPass], opts);
   if (result.changed) {
     const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
     const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
-    runPasses(model, [epilogues, sweepPass, bodiesPass, cleanUpPass, sortPass], opts);
+    // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
+    runPasses(model, [epilogues, sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass], opts);
   }
   const { fusedNodes: _nodes, ...out } = result;
   return { ...out, changed: result.changed || canonical.changed };
 }
 
-/** Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is. */
-const canonicalizePass: Pass = { name: 'canonicalize', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m) }) };
+/**
+ * Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is.
+ * With `verify`, each canonicalisation pass is verified too.
+ */
+const canonicalizePass = (opts: FuseOptions): Pass => ({ name: 'canonicalize', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, CANONICAL_PASSES, opts) }) });
 
 /**
  * The rewrites build their shapes and biases from what they found: folded here, the fused model is canonical
  * (fusing it again changes nothing) and free of the Reshape pairs ONNX Runtime's optimiser mishandles.
  */
-const cleanUpPass: Pass = { name: 'clean-up-fused', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES) }) };
+const cleanUpPass = (opts: FuseOptions): Pass => ({ name: 'clean-up-fused', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES, opts) }) });
 
 /** Rewrites every fusable site into its com.dynconv node, choosing each node's function body. */
 function fuseSites(model: Model, bodies: BodyRegistry, opts: FuseOptions): FuseResult & { fusedNodes: FusedNodes } {
