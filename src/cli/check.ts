@@ -179,8 +179,12 @@ export function formatCheck(r: CheckReport): string {
   for (const m of r.models) {
     if (m.error) { lines.push(`FAIL ${m.file}: ${m.error}`); continue; }
     const v = m.validation!;
-    const worst = v.outputs.reduce((w, o) => Math.max(w, o.relL2), 0);
-    lines.push(`${m.ok ? 'ok  ' : 'FAIL'} ${m.file}: ${m.sites.length} site${m.sites.length === 1 ? '' : 's'}, ${m.fused} fused${m.unfused ? `, ${m.unfused} NOT fused` : ''}; outputs ${v.ok ? 'match' : 'DIFFER'} (worst rel-L2 ${worst.toExponential(2)})`);
+    const worstOf = (xs: Array<{ relL2: number }>) => xs.reduce((w, o) => Math.max(w, o.relL2), 0).toExponential(2);
+    const outputsOk = v.outputs.every((o) => o.ok);
+    // With --kernels wgsl the model's outputs come from the function bodies; the kernels are compared op by op.
+    const kernels = v.kernels ? `; WGSL kernels ${v.kernels.every((k) => k.ok) ? 'match' : 'DIFFER'} (${v.kernels.length} fused op output${v.kernels.length === 1 ? '' : 's'}, worst rel-L2 ${worstOf(v.kernels)})` : '';
+    lines.push(`${m.ok ? 'ok  ' : 'FAIL'} ${m.file}: ${m.sites.length} site${m.sites.length === 1 ? '' : 's'}, ${m.fused} fused${m.unfused ? `, ${m.unfused} NOT fused` : ''}; outputs ${outputsOk ? 'match' : 'DIFFER'} (worst rel-L2 ${worstOf(v.outputs)})${kernels}`);
+    for (const k of v.kernels ?? []) if (!k.ok) lines.push(`     kernel ${JSON.stringify(k.name)} differs: rel-L2 ${k.relL2.toExponential(2)}${k.error ? ` (${k.error})` : ''}`);
     for (const s of m.sites) if (!s.fusable) lines.push(`     unfused ${JSON.stringify(s.node.name)}: ${s.explain.join('; ')}`);
   }
   const failed = r.models.filter((m) => !m.ok).length;

@@ -6,6 +6,8 @@ export interface Agreement {
   maxAbs: number;
   relL2: number;
   ok: boolean;
+  /** Why there is no comparison (a kernel that failed to run). */
+  error?: string;
 }
 
 export function compareArrays(name: string, dims: number[], got: ArrayLike<number>, want: ArrayLike<number>, rtol: number): Agreement {
