@@ -14,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type onnxProto from 'onnx-proto';
-import { formatTable, median } from './table.js';
+import { formatTable } from './table.js';
+import { median } from './timing.js';
 
 export interface Row {
   name: string;

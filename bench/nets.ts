@@ -1,83 +1,36 @@
 // Whole networks at their real sizes on ONNX Runtime CPU: the unfused export, the fused model with the
 // com.dynconv library kernels, and the floor (the same network with plain constant-weight convs of the same
 // shapes in place of the dynamic ones), at 1 and 2 intra-op threads. Everything runs through the same native
-// runner and onnxruntime-node's libonnxruntime; the variants of a row run in turn, round after round, and each
-// keeps its best median (the machine may be shared: the best round is the least disturbed one).
-//
-// The networks are made by fixtures/export_nets.py into .cache/bench-nets/ (large, not committed); the fused
-// models are cached beside them, keyed by the source model and the fusing code. The fixture networks
-// (fixtures/models/net_*) are measured too; they have no floor.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
+// runner and onnxruntime-node's libonnxruntime; the variants of a row run in interleaved rounds (bench/timing.ts)
+// and each keeps its best median. The fixture networks (fixtures/models/net_*) are measured too; they have no
+// floor file.
 import path from 'node:path';
-import { runWithOrtLibrary, type FloatTensor } from '../src/run/ort/runner.js';
-import { fuseModel } from '../passes/fuse.js';
-import { buildModel } from '../src/ir/build.js';
-import { loadModel, saveModel } from '../src/onnx/io.js';
 import { compareArrays } from '../src/validate/compare.js';
-import { randomFeeds } from '../src/validate/feeds.js';
+import { runWithOrtLibrary, type FloatTensor } from '../src/run/ort/runner.js';
+import { openModel } from '../src/pipeline.js';
 import { ortLibraryFor } from '../src/validate/kernels-ort.js';
+import { benchFeeds, FIXTURE_NETS, floatFeeds, fusedFile, REAL_NETS, requireRealNets, ROOT, type BenchModel } from './models.js';
 import { formatTable, type Cell } from './table.js';
+import { interleave } from './timing.js';
 
-export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
-const NETS_DIR = path.join(ROOT, '.cache', 'bench-nets');
-const EXPORT_COMMAND = '/usr/bin/python3 fixtures/export_nets.py';
 const THREADS = [1, 2];
 
-interface Net {
-  name: string;
-  /** The unfused model, relative to ROOT. */
-  model: string;
-  floor?: string;
-  /** Sizes for symbolic dims (the batch of a dynamic-batch model). */
-  sizes?: Record<string, number>;
-  goal: string;
-}
-
-const netFile = (base: string, batch: number) => `.cache/bench-nets/${base}.b${batch}.onnx`;
-const floorFile = (base: string) => `.cache/bench-nets/${base}.floor.onnx`;
-
-export const NETS: Net[] = [
-  ...[1, 8].map((b) => ({ name: `EfficientNet-B0 CondConv E4 224 b${b}`, model: netFile('efficientnet_cc_b0_4e', b), floor: floorFile('efficientnet_cc_b0_4e'), sizes: { batch: b }, goal: '>= 1.25x; <= 1.1x floor' })),
-  ...[1, 8].map((b) => ({ name: `RedNet-26 224 b${b}`, model: netFile('rednet26', b), floor: floorFile('rednet26'), sizes: { batch: b }, goal: '>= 5x; <= 1.3x floor' })),
-  ...[1, 8].map((b) => ({ name: `ODConv MobileNetV2 4x 224 b${b}`, model: netFile('od_mobilenetv2_4x', b), floor: floorFile('od_mobilenetv2_4x'), sizes: { batch: b }, goal: b === 1 ? '>= 1.0x' : 'faster' })),
-  { name: 'fixture CondConv/DY-CNN 32 b2', model: 'fixtures/models/net_condconv_dycnn_op13/model.onnx', goal: '>= 1.0x' },
-  ...[1, 8].map((b) => ({ name: `fixture RedNet (involution) 32 b${b}`, model: 'fixtures/models/net_rednet_op17/model.onnx', sizes: { batch: b }, goal: b === 1 ? '>= 1.0x' : 'faster' })),
+export const NETS: BenchModel[] = [
+  ...REAL_NETS,
+  FIXTURE_NETS.condconvDycnn,
+  ...[1, 8].map((b) => ({ ...FIXTURE_NETS.rednet, name: FIXTURE_NETS.rednet.name.replace(/b2$/, `b${b}`), sizes: { batch: b }, goals: { cpu: b === 1 ? '>= 1.0x' : 'faster' } })),
 ];
 
-/** A hash of the compiled fusing code, so that a cached fused model is remade when the passes change. */
-export function fuserHash(): string {
-  const h = createHash('sha256');
-  const dist = path.join(ROOT, 'dist');
-  const walk = (dir: string) => {
-    if (!fs.existsSync(dir)) return;
-    for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.js')) h.update(p.slice(dist.length)).update(fs.readFileSync(p));
-    }
-  };
-  for (const d of ['passes', 'ops', 'src/ir', 'src/analysis']) walk(path.join(dist, d));
-  return h.digest('hex').slice(0, 12);
-}
+export type Variant = 'unfused' | 'fused' | 'floor';
 
-/** The fused model of `src`, from the cache or made now. */
-export function fusedModelFor(src: string, fuser: string): string {
-  const st = fs.statSync(src);
-  const key = createHash('sha256').update(`${src}\0${st.size}\0${st.mtimeMs}\0${fuser}`).digest('hex').slice(0, 16);
-  const out = path.join(NETS_DIR, 'fused', `${path.basename(src, '.onnx')}.${key}.fused.onnx`);
-  if (fs.existsSync(out)) return out;
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  const loaded = loadModel(src);
-  const model = buildModel(loaded);
-  const { notFused } = fuseModel(model);
-  if (notFused.length) throw new Error(`${src}: ${notFused.length} site(s) not fused: ${notFused[0].notFused}`);
-  model.toProto();
-  saveModel(loaded, out);
-  return out;
+/** The three variants of a network as the native runner runs them: model file and custom-op library. */
+export async function netVariants(net: BenchModel): Promise<{ feeds: Record<string, FloatTensor>; variants: Array<[Variant, string, string | undefined]> }> {
+  const fused = fusedFile(net);
+  const library = await ortLibraryFor(openModel(fused).model);
+  const variants: Array<[Variant, string, string | undefined]> = [['unfused', path.join(ROOT, net.model), undefined], ['fused', fused, library]];
+  if (net.floor) variants.push(['floor', path.join(ROOT, net.floor), undefined]);
+  return { feeds: floatFeeds(benchFeeds(net)), variants };
 }
-
-interface Timing { ms: number; out: Record<string, FloatTensor> }
 
 export interface NetRow {
   name: string;
@@ -91,32 +44,23 @@ export interface NetRow {
 export async function runNetBench(opts: { repeat?: number; rounds?: number; only?: string } = {}): Promise<NetRow[]> {
   const repeat = opts.repeat ?? 5, rounds = opts.rounds ?? 2;
   const nets = NETS.filter((n) => !opts.only || n.name.includes(opts.only));
-  const missing = nets.filter((n) => !fs.existsSync(path.join(ROOT, n.model)) || (n.floor && !fs.existsSync(path.join(ROOT, n.floor))));
-  if (missing.length) throw new Error(`the network models are missing (${missing.map((n) => n.model).join(', ')}); make them with: ${EXPORT_COMMAND}`);
-  const fuser = fuserHash();
+  requireRealNets(nets);
   const rows: NetRow[] = [];
   for (const net of nets) {
-    const src = path.join(ROOT, net.model);
-    const fused = fusedModelFor(src, fuser);
-    const library = await ortLibraryFor(buildModel(loadModel(fused)));
-    const feeds = Object.fromEntries(Object.entries(randomFeeds(buildModel(loadModel(src)), 7, net.sizes ?? {})).map(([k, t]) => [k, { dims: t.dims, data: t.data as Float32Array }]));
-    const variants: Array<['unfused' | 'fused' | 'floor', string, string | undefined]> = [['unfused', src, undefined], ['fused', fused, library]];
-    if (net.floor) variants.push(['floor', path.join(ROOT, net.floor), undefined]);
-    const row: NetRow = { name: net.name, goal: net.goal, byThreads: {}, relL2: 0 };
+    const { feeds, variants } = await netVariants(net);
+    const row: NetRow = { name: net.name, goal: net.goals.cpu ?? '-', byThreads: {}, relL2: 0 };
     for (const threads of THREADS) {
-      const best: Partial<Record<string, Timing>> = {};
-      for (let r = 0; r < rounds; r++) {
-        for (const [kind, model, lib] of variants) {
-          const res = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds, threads, repeat });
-          const ms = res.medianMs!;
-          if (!best[kind] || ms < best[kind]!.ms) best[kind] = { ms, out: res.outputs };
-        }
-      }
-      row.byThreads[threads] = { unfused: best.unfused!.ms, fused: best.fused!.ms, floor: best.floor?.ms };
-      for (const [name, want] of Object.entries(best.unfused!.out)) {
-        const got = best.fused!.out[name];
-        const a = compareArrays(name, want.dims, got?.data ?? [], want.data, 1e-4);
-        row.relL2 = Math.max(row.relL2, a.relL2);
+      const t = await interleave(
+        Object.fromEntries(variants.map(([kind, modelPath, libraryPath]) => [kind, async () => {
+          const r = await runWithOrtLibrary({ modelPath, libraryPath, feeds, threads, repeat });
+          return { ms: r.medianMs!, out: r.outputs };
+        }])) as Partial<Record<Variant, () => Promise<{ ms: number; out: Record<string, FloatTensor> }>>>,
+        rounds,
+      );
+      row.byThreads[threads] = { unfused: t.unfused!.best.ms, fused: t.fused!.best.ms, floor: t.floor?.best.ms };
+      for (const [name, want] of Object.entries(t.unfused!.best.out)) {
+        const got = t.fused!.best.out[name];
+        row.relL2 = Math.max(row.relL2, compareArrays(name, want.dims, got?.data ?? [], want.data, 1e-4).relL2);
       }
     }
     rows.push(row);
@@ -145,9 +89,7 @@ export function formatNetBench(rows: NetRow[], repeat = 5, rounds = 2): string {
 }
 
 export async function runNetsBench(): Promise<string> {
-  const only = process.env.DYNCONV_BENCH_NETS;
-  const rows = await runNetBench({ only });
-  return formatNetBench(rows);
+  return formatNetBench(await runNetBench({ only: process.env.DYNCONV_BENCH_NETS }));
 }
 
 if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {

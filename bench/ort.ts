@@ -2,69 +2,40 @@
 // against a plain conv with constant weights of the same shape (the floor), all in the same native runner,
 // the same ONNX Runtime and the same thread count, in interleaved rounds in one run, at 1 and 2 threads.
 // Peak memory is the runner process's peak RSS for each model (the largest over the runs).
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runWithOrtLibrary } from '../src/run/ort/runner.js';
-import { fuseModel } from '../passes/fuse.js';
-import { buildModel } from '../src/ir/build.js';
-import { loadModel, saveModel } from '../src/onnx/io.js';
-import { randomFeeds } from '../src/validate/feeds.js';
+import { openModel } from '../src/pipeline.js';
 import { ortLibraryFor } from '../src/validate/kernels-ort.js';
+import { benchFeeds, FIXTURE_NETS, floatFeeds, fusedFile, LAYERS, ROOT, type BenchModel } from './models.js';
 import { formatTable, type Cell } from './table.js';
+import { interleave } from './timing.js';
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const THREADS = [1, 2];
 
-interface Layer { name: string; model: string; floor?: string; goal: string }
-const LAYERS: Layer[] = [
-  { name: 'CondConv 3x3 b8 64->64 56x56 E4', model: 'fixtures/bench/condconv_k3_64.onnx', floor: 'fixtures/bench/condconv_k3_64.floor.onnx', goal: 'faster; <= 1.15x floor' },
-  { name: 'DY-CNN 3x3 b8 64->64 56x56 K4', model: 'fixtures/bench/dycnn_k3_64.onnx', floor: 'fixtures/bench/dycnn_k3_64.floor.onnx', goal: 'faster; <= 1.15x floor' },
-  { name: 'depthwise CondConv k5 C96 56x56', model: 'fixtures/bench/condconv_dw_k5_96.onnx', floor: 'fixtures/bench/condconv_dw_k5_96.floor.onnx', goal: 'faster; <= 1.3x floor' },
-  { name: 'involution k7 b8 C64 56x56 G4', model: 'fixtures/bench/involution_k7_64.onnx', floor: 'fixtures/bench/involution_k7_64.floor.onnx', goal: '>= 5x; <= 1/4 memory' },
-  { name: 'network: CondConv/DY-CNN', model: 'fixtures/models/net_condconv_dycnn_op13/model.onnx', goal: 'faster' },
-  { name: 'network: RedNet (involution)', model: 'fixtures/models/net_rednet_op17/model.onnx', goal: 'faster' },
-];
+const ROWS: BenchModel[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK5, LAYERS.involution, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
 
 export async function runOrtBench(repeat = 10, rounds = 2): Promise<string> {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-bench-ort-'));
   const rows: Cell[][] = [];
-  try {
-    for (const layer of LAYERS) {
-      const src = path.join(ROOT, layer.model);
-      const loaded = loadModel(src);
-      const model = buildModel(loaded);
-      const feeds = randomFeeds(model, 7, {});
-      fuseModel(model);
-      model.toProto();
-      const fused = path.join(tmp, `${path.basename(path.dirname(src))}-${path.basename(src)}`);
-      saveModel(loaded, fused);
-      const library = await ortLibraryFor(buildModel(loadModel(fused)));
-      const floatFeeds = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { dims: t.dims, data: t.data as Float32Array }]));
-      const variants: Array<[string, string | undefined]> = [[fused, library], [src, undefined]];
-      if (layer.floor) variants.push([path.join(ROOT, layer.floor), undefined]);
-      const row: Cell[] = [layer.name];
-      let peak: Array<number | undefined> = [];
-      for (const threads of THREADS) {
-        // The variants run in turn, round after round; each keeps its best median (the least disturbed round).
-        const best: Array<{ ms: number; rss?: number } | undefined> = [];
-        for (let r = 0; r < rounds; r++) {
-          for (const [i, [modelPath, libraryPath]] of variants.entries()) {
-            const res = await runWithOrtLibrary({ modelPath, libraryPath, feeds: floatFeeds, threads, repeat });
-            const prev = best[i];
-            best[i] = { ms: Math.min(prev?.ms ?? Infinity, res.medianMs!), rss: Math.max(prev?.rss ?? 0, res.peakRssBytes ?? 0) };
-          }
-        }
-        const [f, u, fl] = best;
-        row.push(f!.ms, u!.ms, fl?.ms ?? '-', u!.ms / f!.ms, fl ? f!.ms / fl.ms : '-');
-        peak = best.map((b) => b?.rss);
-      }
-      const mb = (b?: number) => (b ?? 0) / 2 ** 20;
-      row.push(mb(peak[0]), mb(peak[1]), peak[2] ? mb(peak[2]) : '-', mb(peak[0]) / mb(peak[1]), layer.goal);
-      rows.push(row);
+  for (const layer of ROWS) {
+    const src = path.join(ROOT, layer.model);
+    const fused = fusedFile(layer);
+    const library = await ortLibraryFor(openModel(fused).model);
+    const feeds = floatFeeds(benchFeeds(layer));
+    const row: Cell[] = [layer.name];
+    const peak: Partial<Record<'fused' | 'unfused' | 'floor', number>> = {};
+    for (const threads of THREADS) {
+      const variant = (modelPath: string, libraryPath?: string) => async () => {
+        const r = await runWithOrtLibrary({ modelPath, libraryPath, feeds, threads, repeat });
+        return { ms: r.medianMs!, rss: r.peakRssBytes ?? 0 };
+      };
+      const t = await interleave({ fused: variant(fused, library), unfused: variant(src), floor: layer.floor ? variant(path.join(ROOT, layer.floor)) : undefined }, rounds);
+      const [f, u, fl] = [t.fused!.best.ms, t.unfused!.best.ms, t.floor?.best.ms];
+      row.push(f, u, fl ?? '-', u / f, fl ? f / fl : '-');
+      for (const [k, v] of Object.entries(t)) peak[k as keyof typeof peak] = Math.max(peak[k as keyof typeof peak] ?? 0, ...v!.samples.map((s) => s.rss));
     }
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    const mb = (b?: number) => (b ?? 0) / 2 ** 20;
+    row.push(mb(peak.fused), mb(peak.unfused), peak.floor ? mb(peak.floor) : '-', mb(peak.fused) / mb(peak.unfused), layer.goals.cpu ?? '-');
+    rows.push(row);
   }
   const header = ['layer'];
   for (const t of THREADS) header.push(`${t}t fused ms`, `${t}t unfused ms`, `${t}t floor ms`, `${t}t unfused/fused`, `${t}t fused/floor`);

@@ -8,14 +8,14 @@
 // per-pixel matching <= 50 ms a site.
 import fs from 'node:fs';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import os from 'node:os';
 import { scanModel } from '../passes/scan.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { inspectModel } from '../src/cli/inspect.js';
 import { siteJson } from '../src/cli/site-report.js';
 import { fuse, openModel, save } from '../src/pipeline.js';
-import { formatTable, median, type Cell } from './table.js';
+import { formatTable, type Cell } from './table.js';
+import { interleave, median, timeMs } from './timing.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const REPS = 25;
@@ -31,22 +31,11 @@ function models(): Entry[] {
   return [...nets, { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') }, ...pixel];
 }
 
-/** Wall time of f in ms; its CPU time (this process, all threads) is added to `cpu`. */
-const time = (f: () => void, cpu?: number[]): number => {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  f();
-  const wall = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  cpu?.push((c.user + c.system) / 1000);
-  return wall;
-};
-
-export function runRewriterBench(reps = REPS): string {
+export async function runRewriterBench(reps = REPS): Promise<string> {
   const rows: Cell[][] = [];
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-bench-rewriter-'));
   try {
-    for (const m of models()) rows.push(benchModel(m, reps, outDir));
+    for (const m of models()) rows.push(await benchModel(m, reps, outDir));
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
   }
@@ -57,40 +46,56 @@ export function runRewriterBench(reps = REPS): string {
   );
 }
 
-function benchModel(m: Entry, reps: number, outDir: string): Cell[] {
-  const ins: number[] = [], scans: number[] = [], fuses: number[] = [];
-  // CPU times beside the wall times: on a shared machine the wall times swing with the other jobs.
-  const cpu = { ins: [] as number[], scan: [] as number[], fuse: [] as number[] };
-  let sites = 0, pixelSites = 0;
-  for (let i = 0; i <= reps; i++) {
-    // Loading (file read, IR) is inspect's work and not the rewriter's: scan and fuse get loaded models.
-    const forScan = openModel(m.file);
-    const forFuse = openModel(m.file);
-    // A new output file, as a user's fuse writes (replacing a file costs the file system more).
-    const out = path.join(outDir, `fused-${i}.onnx`);
-    const a = time(() => inspectModel(m.file), i ? cpu.ins : undefined);
-    let found: ReturnType<typeof scanModel> = [];
-    let report = '';
-    const s = time(() => {
-      found = scanModel(forScan.model, analysisOf(forScan.model));
-      report = JSON.stringify(found.map(siteJson));
-    }, i ? cpu.scan : undefined);
-    const f = time(() => {
-      const r = fuse(forFuse);
-      save(forFuse, out);
-      report = JSON.stringify([...r.fused, ...r.notFused].map(siteJson));
-    }, i ? cpu.fuse : undefined);
-    if (!report) throw new Error('internal: no report');
-    fs.rmSync(out);
-    if (i === 0) continue; // warm-up
-    ins.push(a); scans.push(s); fuses.push(f);
-    sites = found.length;
-    pixelSites = found.filter((x) => x.perPixel).length;
-  }
-  const ratio = (median(scans) + median(fuses)) / median(ins);
-  const perPixel = pixelSites ? median(scans) / pixelSites : undefined;
-  const cpuRatio = (median(cpu.scan) + median(cpu.fuse)) / median(cpu.ins);
-  return [m.name, String(sites), median(ins), median(scans), median(fuses), ratio, cpuRatio, perPixel ?? '-', ratio <= 2 && (perPixel === undefined || perPixel <= 50) ? 'met' : 'NOT MET'];
+/** Wall time of f (ms) and its CPU time (this process, all threads): on a shared machine the wall times swing with the other jobs. */
+function timeWithCpu(f: () => void): { ms: number; cpuMs: number } {
+  const c0 = process.cpuUsage();
+  const ms = timeMs(f);
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000 };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) console.log(runRewriterBench());
+async function benchModel(m: Entry, reps: number, outDir: string): Promise<Cell[]> {
+  let found: ReturnType<typeof scanModel> = [];
+  let round = 0;
+  const t = await interleave(
+    {
+      inspect: () => timeWithCpu(() => inspectModel(m.file)),
+      // Loading (file read, IR) is inspect's work and not the rewriter's: scan and fuse get loaded models.
+      scan: () => {
+        const opened = openModel(m.file);
+        let report = '';
+        const sample = timeWithCpu(() => {
+          found = scanModel(opened.model, analysisOf(opened.model));
+          report = JSON.stringify(found.map(siteJson));
+        });
+        if (!report) throw new Error('internal: no scan report');
+        return sample;
+      },
+      fuse: () => {
+        const opened = openModel(m.file);
+        // A new output file, as a user's fuse writes (replacing a file costs the file system more).
+        const out = path.join(outDir, `fused-${round++}.onnx`);
+        let report = '';
+        const sample = timeWithCpu(() => {
+          const r = fuse(opened);
+          save(opened, out);
+          report = JSON.stringify([...r.fused, ...r.notFused].map(siteJson));
+        });
+        if (!report) throw new Error('internal: no fuse report');
+        fs.rmSync(out);
+        return sample;
+      },
+    },
+    reps,
+    { warmup: 1 },
+  );
+  const [ins, scan, fused] = [t.inspect!.medianMs, t.scan!.medianMs, t.fuse!.medianMs];
+  const sites = found.length, pixelSites = found.filter((x) => x.perPixel).length;
+  const ratio = (scan + fused) / ins;
+  const cpu = (k: 'inspect' | 'scan' | 'fuse') => median(t[k]!.samples.map((x) => x.cpuMs));
+  const cpuRatio = (cpu('scan') + cpu('fuse')) / cpu('inspect');
+  const perPixel = pixelSites ? scan / pixelSites : undefined;
+  return [m.name, String(sites), ins, scan, fused, ratio, cpuRatio, perPixel ?? '-', ratio <= 2 && (perPixel === undefined || perPixel <= 50) ? 'met' : 'NOT MET'];
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) runRewriterBench().then((t) => console.log(t));

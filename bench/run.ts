@@ -1,37 +1,34 @@
-// `npm run bench`: every benchmark, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|nets|rewriter|wgsl|web ...]   (default: all; nets needs fixtures/export_nets.py run
-//   once, DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains TEXT)
-import { runOrtBench } from './ort.js';
+// `npm run bench`: the benchmarks, side by side in one run, as tables of ratios.
+//   npm run bench [-- io|ort|nets|ort-profile|rewriter|wgsl|web|web-nets ...]
+// With no names: every benchmark but the profiles (ort-profile). nets, ort-profile and web-nets need the real-size
+// networks made once by fixtures/export_nets.py; DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains
+// TEXT.
 
 type Bench = () => Promise<string>;
 
 const BENCHES: Record<string, Bench> = {
-  io: async () => {
-    const { runIoBench, formatIoBench } = await import('./io.js');
-    return formatIoBench(await runIoBench());
-  },
-  ort: () => runOrtBench(),
-  nets: async () => {
-    const { runNetsBench } = await import('./nets.js');
-    return runNetsBench();
-  },
-  rewriter: async () => {
-    const { runRewriterBench } = await import('./rewriter.js');
-    return runRewriterBench();
-  },
-  wgsl: async () => {
-    const { runWgslBench } = await import('./wgsl.js');
-    return runWgslBench();
-  },
-  web: async () => {
-    const { runWebBench } = await import('./wgsl-web.js');
-    return runWebBench();
-  },
+  io: async () => { const m = await import('./io.js'); return m.formatIoBench(await m.runIoBench()); },
+  ort: async () => (await import('./ort.js')).runOrtBench(),
+  nets: async () => (await import('./nets.js')).runNetsBench(),
+  'ort-profile': async () => (await import('./ort-profile.js')).runOrtProfileBench(),
+  rewriter: async () => (await import('./rewriter.js')).runRewriterBench(),
+  wgsl: async () => (await import('./wgsl.js')).runWgslBench(),
+  web: async () => (await import('./wgsl-web.js')).runWebBench(),
+  'web-nets': async () => (await import('./web-nets.js')).runWebNetsBench(),
 };
+
+/** Not in the default run: long, and what they explain is in the tables of the others. */
+const ON_REQUEST = new Set(['ort-profile']);
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2).filter((a) => a in BENCHES);
-  const names = wanted.length ? wanted : Object.keys(BENCHES);
+  const unknown = process.argv.slice(2).filter((a) => !(a in BENCHES) && !a.startsWith('-'));
+  if (unknown.length) {
+    console.error(`unknown benchmark ${unknown.join(', ')}; the benchmarks: ${Object.keys(BENCHES).join(', ')}`);
+    process.exitCode = 2;
+    return;
+  }
+  const names = wanted.length ? wanted : Object.keys(BENCHES).filter((n) => !ON_REQUEST.has(n));
   let failed = false;
   for (const name of names) {
     try {

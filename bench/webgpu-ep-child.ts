@@ -3,7 +3,7 @@
 // (VK_ICD_FILENAMES, LD_LIBRARY_PATH) that only a new process picks up.
 // argv: MODEL INPUT_DIMS_JSON REPEAT   -> prints {"medianMs": n}
 import * as ort from 'onnxruntime-node';
-import { median } from './table.js';
+import { median } from './timing.js';
 
 async function main(): Promise<void> {
   const [model, dimsJson, repeatArg] = process.argv.slice(2);

@@ -1,9 +1,13 @@
 // WebGPU end to end in Chromium (one browser, one adapter, one run): the dynconv web session (the emitted folder:
 // segments on onnxruntime-web's WebGPU EP, com.dynconv nodes on dynconv's kernels, on one device) against
-// onnxruntime-web's WebGPU EP on the unfused model and on the constant-weight floor, for the four bench layers
-// and the two fixture networks. Each time is upload + run + read back, as a page runs a model; median of REPEAT
-// after one warm-up run. The "where the time goes" column is one profiled dynconv run (GPU waited for after each
-// part), summed by kind of part.
+// onnxruntime-web's WebGPU EP on the unfused model and on the constant-weight floor. Each time is upload + run +
+// read back, as a page runs a model. The three sessions stay open and run in interleaved rounds (bench/timing.ts);
+// a round's sample is the median of REPEAT runs. The fused outputs are checked against ONNX Runtime CPU
+// (onnxruntime-node) on the unfused model, in the same run. "Where the time goes" is one profiled dynconv run
+// (the GPU waited for after each part), summed by kind of part.
+//
+// This file has the layer table (`npm run bench -- web`) and the measuring both tables share; the real-size
+// networks are bench/web-nets.ts.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,31 +17,20 @@ import { analysisOf } from '../src/analysis/cache.js';
 import { emitKernels } from '../src/emit/emit-kernels.js';
 import type { Model } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
-import { fuse, openModel, save } from '../src/pipeline.js';
+import { openModel, save } from '../src/pipeline.js';
 import { DataType } from '../src/onnx/proto.js';
-import { benchInPage, openWebPage, toPage } from '../src/run/web/chromium.js';
-import { randomFeeds, rng } from '../src/validate/feeds.js';
-import { formatTable, median, type Cell } from './table.js';
+import { gpuTimeByOpType } from '../src/run/ort/profile.js';
+import { fromPage, openWebPage, ortWebProfiles, pageBench, toPage, type PageBench, type WebPage } from '../src/run/web/chromium.js';
+import { compareArrays } from '../src/validate/compare.js';
+import { rng } from '../src/validate/feeds.js';
+import { runOrt } from '../src/validate/ort.js';
+import { benchFeeds, FIXTURE_NETS, fusedFile, LAYERS, ROOT, type BenchModel } from './models.js';
+import { formatTable, type Cell } from './table.js';
+import { interleave, median } from './timing.js';
 
-const HERE = path.dirname(new URL(import.meta.url).pathname);
-const ROOT = path.resolve(HERE, '..', '..');
+export type WebRow = BenchModel;
 
-interface Row {
-  name: string;
-  model: string;
-  /** a floor file beside the model, or built here from the fused model */
-  floor?: string;
-  goal: string;
-}
-
-const ROWS: Row[] = [
-  { name: 'CondConv 3x3 b8 64->64 56x56 E4', model: 'fixtures/bench/condconv_k3_64.onnx', floor: 'fixtures/bench/condconv_k3_64.floor.onnx', goal: '>= 3x; <= 1.5x floor' },
-  { name: 'DY-CNN 3x3 b8 64->64 56x56 K4', model: 'fixtures/bench/dycnn_k3_64.onnx', floor: 'fixtures/bench/dycnn_k3_64.floor.onnx', goal: '>= 3x; <= 1.5x floor' },
-  { name: 'depthwise CondConv k3 C96 56x56', model: 'fixtures/bench/condconv_dw_k3_96.onnx', floor: 'fixtures/bench/condconv_dw_k3_96.floor.onnx', goal: '>= 3x; <= 1.5x floor' },
-  { name: 'involution k7 b8 C64 56x56 G4', model: 'fixtures/bench/involution_k7_64.onnx', floor: 'fixtures/bench/involution_k7_64.floor.onnx', goal: '>= 3x; <= 1.5x floor' },
-  { name: 'net CondConv+DY-CNN b2 32x32', model: 'fixtures/models/net_condconv_dycnn_op13/model.onnx', goal: '>= 2x; <= 1.5x floor' },
-  { name: 'net RedNet b2 32x32', model: 'fixtures/models/net_rednet_op17/model.onnx', goal: '>= 2x; <= 1.5x floor' },
-];
+const ROWS: WebRow[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK3, LAYERS.involution, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
 
 /**
  * The constant-weight floor of a fused model: every com.dynconv node replaced by a plain Conv (ConvTranspose)
@@ -73,44 +66,132 @@ export function floorModel(m: Model): void {
   m.toProto();
 }
 
-export async function runWebBench(repeat = 3): Promise<string> {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-bench-web-'));
-  const web = await openWebPage();
-  const rows: Cell[][] = [];
+/** What one row measured: medians over the rounds (ms), the check, and the profiled run's parts (ms). */
+export interface WebResult {
+  row: WebRow;
+  dynconv: number;
+  unfused: number;
+  floor: number;
+  /** Relative L2 of the dynconv session's outputs against ONNX Runtime CPU on the unfused model (largest). */
+  relL2: number;
+  profile: Record<string, number>;
+  /**
+   * With `breakdown`: ms per run by op type. Segments and the ORT sessions: the WebGPU EP's GPU time per program
+   * (ORT's profiler, mean of 2 runs); dynconv kernels: the profiled run's part (GPU waited for).
+   */
+  breakdown?: Partial<Record<'dynconv' | 'unfused' | 'floor', Map<string, number>>> & { dynconv: Map<string, number> };
+}
+
+/** The files of a row served to the page: the emitted web folder, the unfused model and the floor. */
+function prepare(row: WebRow, dir: string): { web: string; unfused: string; floor: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const fused = fusedFile(row);
+  const unfused = path.join(dir, 'unfused.onnx'), floor = path.join(dir, 'floor.onnx');
+  fs.symlinkSync(path.join(ROOT, row.model), unfused);
+  if (row.floor) fs.symlinkSync(path.join(ROOT, row.floor), floor);
+  else {
+    const opened = openModel(fused);
+    floorModel(opened.model);
+    save(opened, floor, { externalData: { kind: 'inline' } });
+  }
+  return { web: path.join(dir, 'web'), unfused, floor };
+}
+
+/** Measures one row in an open page: emits its web folder, then times the three sessions in interleaved rounds. */
+export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow, dir: string, opts: { rounds: number; repeat: number; breakdown?: Array<'unfused' | 'floor'>; log?: (msg: string) => void }): Promise<WebResult> {
+  const log = opts.log ?? (() => undefined);
+  const files = prepare(row, dir);
+  await emitKernels(openModel(fusedFile(row)).model, 'web', files.web);
+  const mount = page.mount(dir);
+  const feeds = benchFeeds(row);
+  const want = await runOrt(path.join(ROOT, row.model), feeds);
+  const key = row.name;
+  await bench.feeds(key, toPage(feeds));
+  const ids = {
+    dynconv: await bench.open('dynconv', `${mount}/web/index.js`),
+    unfused: await bench.open('ort', `${mount}/unfused.onnx`),
+    floor: await bench.open('ort', `${mount}/floor.onnx`),
+  };
   try {
-    const mount = web.mount(tmp);
-    for (const [i, row] of ROWS.entries()) {
-      const src = path.join(ROOT, row.model);
-      fs.copyFileSync(src, path.join(tmp, `m${i}.onnx`));
-      const opened = openModel(src);
-      const feeds = toPage(randomFeeds(opened.model, 7, {}));
-      fuse(opened);
-      await emitKernels(opened.model, 'web', path.join(tmp, `m${i}.web`));
-      let floorFile = `m${i}.floor.onnx`;
-      if (row.floor) fs.copyFileSync(path.join(ROOT, row.floor), path.join(tmp, floorFile));
-      else {
-        const fused = openModel(src);
-        fuse(fused);
-        floorModel(fused.model);
-        save(fused, path.join(tmp, floorFile), { externalData: { kind: 'inline' } });
-      }
-      const dyn = await benchInPage(web, 'dynconv', `${mount}/m${i}.web/index.js`, feeds, repeat);
-      const unfused = await benchInPage(web, 'ort', `${mount}/m${i}.onnx`, feeds, repeat);
-      const floor = await benchInPage(web, 'ort', `${mount}/${floorFile}`, feeds, repeat);
-      const [f, u, fl] = [median(dyn.times), median(unfused.times), median(floor.times)];
-      const p = dyn.profile ?? {};
-      const sum = (re: RegExp) => Object.entries(p).filter(([k]) => re.test(k)).reduce((s, [, v]) => s + v, 0);
-      const total = sum(/./) || 1;
-      const parts = `kernels ${((100 * sum(/^op\d/)) / total).toFixed(0)}%, segments ${((100 * sum(/^segment/)) / total).toFixed(0)}%, read back ${((100 * sum(/^outputs$/)) / total).toFixed(0)}%`;
-      rows.push([row.name, f, u, fl, u / f, f / fl, row.goal, parts]);
+    const variant = (id: number) => async () => ({ ms: median(await bench.time(id, key, opts.repeat)) });
+    // One warm-up round: shader compilation, weight uploads, pipelines of this size.
+    log(`${row.name}: sessions open; ${opts.rounds} rounds after a warm-up round`);
+    const t = await interleave({ dynconv: variant(ids.dynconv), unfused: variant(ids.unfused), floor: variant(ids.floor) }, opts.rounds, { warmup: 1 });
+    log(`${row.name}: timed`);
+    const got = (await bench.run(ids.dynconv, key)).outputs;
+    let relL2 = 0;
+    for (const [name, w] of Object.entries(want)) {
+      const g = got[name];
+      relL2 = Math.max(relL2, g ? compareArrays(name, w.dims, fromPage(g), w.data as Float32Array, 1e-4).relL2 : Infinity);
     }
+    const result: WebResult = { row, dynconv: t.dynconv!.medianMs, unfused: t.unfused!.medianMs, floor: t.floor!.medianMs, relL2, profile: {} };
+    for (const id of Object.values(ids)) await bench.close(id);
+    // The profiled session: the second run's parts (the first compiles). With `breakdown`, its segments run
+    // with ORT's profiler too, and so do the sessions named there (unfused, floor): GPU time by op type.
+    const from = page.logs.length;
+    const p = await bench.open('dynconv', `${mount}/web/index.js`, opts.breakdown ? { profile: true, sessionOptions: { enableProfiling: true } } : { profile: true });
+    await bench.run(p, key);
+    result.profile = (await bench.run(p, key)).profile ?? {};
+    await bench.close(p);
+    if (opts.breakdown) {
+      const segments = ortWebProfiles(page.logs, from);
+      result.breakdown = { dynconv: new Map() };
+      for (const ev of segments) for (const [op, us] of gpuTimeByOpType(ev, 2)) result.breakdown.dynconv.set(op, (result.breakdown.dynconv.get(op) ?? 0) + us / 1000);
+      for (const [part, ms] of Object.entries(result.profile)) {
+        const m = /^op\d+_(.+)$/.exec(part);
+        if (m) result.breakdown.dynconv.set(`${m[1]} (dynconv kernel)`, (result.breakdown.dynconv.get(`${m[1]} (dynconv kernel)`) ?? 0) + ms);
+      }
+      for (const kind of opts.breakdown) {
+        const at = page.logs.length;
+        const s = await bench.open('ort', `${mount}/${kind}.onnx`, { enableProfiling: true });
+        await bench.run(s, key);
+        await bench.run(s, key);
+        await bench.endProfiling(s);
+        await bench.close(s);
+        const ev = ortWebProfiles(page.logs, at)[0] ?? [];
+        result.breakdown[kind] = new Map([...gpuTimeByOpType(ev, 2)].map(([op, us]) => [op, us / 1000]));
+      }
+      log(`${row.name}: profiled`);
+    }
+    return result;
+  } catch (e) {
+    for (const id of Object.values(ids)) await bench.close(id).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The share of a profiled run by kind of part: kernels, segments, read back. */
+export function profileParts(p: Record<string, number>): string {
+  const sum = (re: RegExp) => Object.entries(p).filter(([k]) => re.test(k)).reduce((s, [, v]) => s + v, 0);
+  const total = sum(/./) || 1;
+  const pc = (re: RegExp) => `${((100 * sum(re)) / total).toFixed(0)}%`;
+  return `kernels ${pc(/^op\d/)}, segments ${pc(/^segment/)}, read back ${pc(/^outputs$/)}`;
+}
+
+/** Opens one browser page for a whole table and a scratch folder; both are gone afterwards. */
+export async function withWebPage<T>(f: (page: WebPage, bench: PageBench, tmp: string) => Promise<T>): Promise<T> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-bench-web-'));
+  const page = await openWebPage();
+  try {
+    return await f(page, pageBench(page), tmp);
   } finally {
-    await web.close();
+    await page.close();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+export async function runWebBench(repeat = 3, rounds = 2): Promise<string> {
+  const rows: Cell[][] = await withWebPage(async (page, bench, tmp) => {
+    const out: Cell[][] = [];
+    for (const [i, row] of ROWS.entries()) {
+      const r = await measureWebRow(page, bench, row, path.join(tmp, `r${i}`), { repeat, rounds });
+      out.push([row.name, r.dynconv, r.unfused, r.floor, r.unfused / r.dynconv, r.dynconv / r.floor, r.relL2.toExponential(1), row.goals.web ?? '-', profileParts(r.profile)]);
+    }
+    return out;
+  });
   return formatTable(
-    `WebGPU end to end in Chromium (SwiftShader; upload + run + read back; median of ${repeat} after a warm-up, ms): dynconv web session vs onnxruntime-web WebGPU EP`,
-    ['model', 'dynconv ms', 'unfused ms', 'floor ms', 'speed-up vs unfused', 'dynconv / floor', 'goal', 'dynconv time (profiled run)'],
+    `WebGPU end to end in Chromium (SwiftShader; upload + run + read back; median of ${rounds} interleaved rounds of a median of ${repeat}, after a warm-up round; ms): dynconv web session vs onnxruntime-web WebGPU EP`,
+    ['model', 'dynconv ms', 'unfused ms', 'floor ms', 'speed-up vs unfused', 'dynconv / floor', 'rel L2 vs ORT CPU', 'goal', 'dynconv time (profiled run)'],
     rows,
   );
 }

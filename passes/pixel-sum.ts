@@ -16,7 +16,8 @@ const isSumNode = (n: Node | null | undefined): n is Node => !!n && n.domain ===
 
 /**
  * The Mul leaves of the sum tree that `top` (an Add or Sum) computes: inner sums are taken apart when only the
- * tree reads them. Undefined when some summand is not a product of two data-dependent values, or fewer than two.
+ * tree reads them, constant zeros skipped. Undefined when some other summand is not a product of two data-dependent
+ * values, or there are fewer than two products.
  */
 export function productLeaves(top: Node, a: Analysis): Node[] | undefined {
   if (!isSumNode(top)) return undefined;
@@ -25,6 +26,8 @@ export function productLeaves(top: Node, a: Analysis): Node[] | undefined {
   if (stack.length !== top.inputs.length) return undefined;
   while (stack.length) {
     const v = stack.pop()!;
+    // A summand of constant zeros (an accumulator started at 0: `out = 0; out = out + ...`) adds nothing.
+    if (a.label(v) !== 'data' && a.constValue(v)?.data.every((x) => x === 0)) continue;
     const p = v.producer;
     if (a.label(v) !== 'data' || !p || p.domain !== '') return undefined;
     if (isSumNode(p) && !v.isGraphOutput && v.uses.length === 1) {

@@ -3,13 +3,15 @@
 // by onnxruntime-node.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
 import { describeOp } from '../ops/index.js';
 import { functionFor } from '../passes/function-bodies.js';
 import { onnx, toNumber } from '../src/onnx/proto.js';
+import { profileByOpType } from '../src/run/ort/profile.js';
 import { OrtRunError, runWithOrtLibrary } from '../src/run/ort/runner.js';
 import {
   caseDesc,
@@ -192,6 +194,24 @@ test.serial('two threads running one session concurrently get the same outputs',
     t.true((r.concurrentMaxAbsDiff ?? Infinity) <= 1e-5, `${c.name}: concurrent outputs differ by ${r.concurrentMaxAbsDiff}`);
     t.true(typeof r.medianMs === 'number' && typeof r.peakRssBytes === 'number' && r.peakRssBytes > 0);
   }
+});
+
+test.serial("the runner's profile (--profile) names the com.dynconv kernel that ran, once per run", async (t) => {
+  const lib = await library();
+  const c = CASES.find((x) => x.name === 'pix involution k3')!;
+  const feeds = caseFeeds(c, 5);
+  const model = writeModel(modelDir, 'profiled', fusedModel(c).bytes);
+  const prefix = join(mkdtempSync(join(tmpdir(), 'dynconv-profile-test-')), 'p');
+  const r = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds, repeat: 3, profilePrefix: prefix });
+  const want = await runReference(referenceModel(c), feeds);
+  t.true(relL2(r.outputs.Y.data, want.data) <= 1e-5, 'profiling does not change the outputs');
+  t.truthy(r.profileFile && existsSync(r.profileFile), 'the runner names the profile it wrote');
+  const ops = profileByOpType(r.profileFile!, 4);
+  t.deepEqual([...ops.keys()], [c.op], 'the only node is the fused op, on the library kernel');
+  t.true(ops.get(c.op)! > 0);
+  const runsSeen = (JSON.parse(readFileSync(r.profileFile!, 'utf8')) as { cat?: string; name?: string }[]).filter((e) => e.cat === 'Node' && e.name?.endsWith('_kernel_time')).length;
+  t.is(runsSeen, 4, 'one kernel event per run: the warm-up and 3 timed runs');
+  rmSync(dirname(prefix), { recursive: true, force: true });
 });
 
 test.serial('errors from ONNX Runtime and from the kernels come back as clear messages', async (t) => {

@@ -16,9 +16,10 @@ const attr = (name: string, i: number) => ({ name, type: 2, i }) as never;
 
 /**
  * y = sum over taps t = (i, j) of Slice(Pad(x), [i, j], [i + H, j + H]) * k[:, t], with k = Sigmoid(Conv1x1(x))
- * (or the plain Conv1x1 with `plainHead`). `channelOf` picks the kernel channel each tap reads.
+ * (or the plain Conv1x1 with `plainHead`). `channelOf` picks the kernel channel each tap reads; `zeroStart` adds
+ * the first product to a constant 0 (an accumulator started at zero).
  */
-function shiftedInvolution(opts: { plainHead?: boolean; channelOf?: (t: number) => number } = {}): ModelSpec {
+function shiftedInvolution(opts: { plainHead?: boolean; channelOf?: (t: number) => number; zeroStart?: boolean } = {}): ModelSpec {
   const channelOf = opts.channelOf ?? ((t: number) => t);
   const nodes = [
     node('Conv', ['x', 'kernel_w'], [opts.plainHead ? 'k' : 'k_pre']),
@@ -30,6 +31,7 @@ function shiftedInvolution(opts: { plainHead?: boolean; channelOf?: (t: number) 
     tensorI64('pads', [8], [0, 0, 1, 1, 0, 0, 1, 1]),
     tensorI64('axes_hw', [2], [2, 3]),
     tensorI64('axis1', [1], [1]),
+    tensor('zeros', DataType.FLOAT, [1], f32Bytes([0])),
   ];
   for (let t = 0; t < KK; t++) {
     const i = Math.floor(t / K), j = t % K, ch = channelOf(t);
@@ -47,7 +49,8 @@ function shiftedInvolution(opts: { plainHead?: boolean; channelOf?: (t: number) 
     }
   }
   nodes.push(
-    node('Add', ['m4', 'm0'], ['a1']),
+    ...(opts.zeroStart ? [node('Add', ['zeros', 'm4'], ['m4z'])] : []),
+    node('Add', [opts.zeroStart ? 'm4z' : 'm4', 'm0'], ['a1']),
     node('Add', ['m8', 'm1'], ['a2']),
     node('Add', ['a1', 'a2'], ['a3']),
     node('Sum', ['a3', 'm2', 'm7', 'm3'], ['a4']),
@@ -119,6 +122,17 @@ test('pixel-shifted-sum: a sum over the taps of shifted slices of the padded inp
     %y = com.dynconv.PixelConv(%x, %k_per_pixel) {dilations=[1,1], kernel_shape=[3,3], pads=[1,1,1,1], strides=[1,1], upsample=1}
   `));
   t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads, s.params?.group]), [['per-pixel', 'PixelConv', [K, K], [1, 1, 1, 1], 1]]);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
+test('pixel-shifted-sum: an accumulator started at a constant 0 is the same sum', async (t) => {
+  const run = fuseWith(shiftedInvolution({ zeroStart: true }), pixelShiftedSum);
+  t.teardown(() => cleanup(run));
+  t.true(run.before.includes('%m4z = Add(@zeros:f32[1], %m4)'), run.before);
+  t.deepEqual(run.result.fused.map((s) => [s.family, s.op, s.params?.kernel, s.params?.pads]), [['per-pixel', 'PixelConv', [K, K], [1, 1, 1, 1]]]);
+  t.regex(run.after, /%y = com\.dynconv\.PixelConv\(%x, %k_per_pixel\)/);
   const report = await validate(run);
   t.true(report.ok, JSON.stringify(report.outputs));
   t.true(report.outputs[0].relL2 < 1e-5);

@@ -61,6 +61,11 @@ test('files are named from the ids only; model names reach the module only as JS
       t.deepEqual(mod.outputNames, n.outputNames);
       t.is(mod.opType, n.desc.op);
       t.is(typeof mod.run, 'function');
+      // its typings declare exactly what the module exports
+      const dts = readFileSync(join(dir, `${n.id}.d.ts`), 'utf8');
+      const declared = [...dts.matchAll(/^export declare (?:const|function) (\w+)/gm)].map((m) => m[1]);
+      t.deepEqual([...declared].sort(), Object.keys(mod).sort(), `${n.id}.d.ts`);
+      t.regex(dts, /export interface RunOptions/);
     }
     const manifest = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8'));
     t.is(manifest.runtime, RUNTIME_FILE);

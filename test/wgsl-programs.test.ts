@@ -73,6 +73,12 @@ test('bindings with access, uniforms and workgroup as declared are what each sha
       const read = new Set([...code.matchAll(/\bu\.(\w+)/g)].map((m) => m[1]));
       t.deepEqual([...read].sort(), [...p.uniforms].sort(), `${p.cacheKey}: uniforms`);
       for (const f of p.uniforms) t.true((UNIFORM_FIELDS as readonly string[]).includes(f));
+      // Its own struct: exactly its declared fields, in the declared order (the runtime packs them so).
+      for (const dt of ['f32', 'f16'] as const) {
+        const struct = /struct U \{([^}]*)\}/.exec(p.shader(dt));
+        t.truthy(struct, `${p.cacheKey}: a uniform struct`);
+        t.deepEqual([...struct![1].matchAll(/(\w+): u32,/g)].map((m) => m[1]), p.uniforms, `${p.cacheKey} (${dt}): struct fields`);
+      }
       t.true(code.includes(`@workgroup_size(${p.workgroupSize[0]})`));
     }
   }

@@ -14,6 +14,7 @@ import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { exclusiveGenerator } from '../match.js';
 import { narrowedRoot } from '../narrowed-root.js';
+import { channelSharedTerms } from '../pixel-shared.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
 import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
@@ -91,7 +92,11 @@ function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[
   return { n, o };
 }
 
-export interface PixelData { node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead }
+export interface PixelData {
+  node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead;
+  /** A kernel shared over the input channels: X is summed over its channels and repeated for the output channels. */
+  sumChannels?: { channels: number; opset: number };
+}
 
 export const baseFacts = (): SiteFacts => ({ family: 'per-pixel', generator: [], perSample: false, perPixel: true, batch: 'per-pixel' });
 
@@ -159,14 +164,18 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
   let closest: { f: LayoutFailure; what: string } | undefined;
   // The unfolded operand's root is the input X, most likely: it is tried first (a wrong guess only costs time).
   const assignments = [[rootA, rootB, false], [rootB, rootA, true]] as const;
+  // Then, when no layout fits, the form whose kernel is shared over the input channels (passes/pixel-shared.ts).
+  for (const shared of [false, true])
   for (const [xr, kr, swap] of unfoldFirst ? assignments : [...assignments].reverse()) {
     const xDims = a.shape(xr), kDims = a.shape(kr);
     if (!isStatic(xDims) || !isStatic(kDims)) continue; // a root of unknown shape at probe sizes: nothing to infer from
     for (const xPerm of LAYOUTS[xDims.length] ?? []) {
+      const view = shared ? channelSharedTerms(terms, xDims, xPerm[1], swap) : { terms, xDims, channels: 0 };
+      if (!view) continue;
       for (const yPerm of LAYOUTS[yDims.length] ?? []) {
-        const p = inferPixel(terms, xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
+        const p = inferPixel(view.terms, view.xDims, xPerm, kDims, yDims, yPerm, yMap, swap);
         if (!p.ok) {
-          if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}, output as ${layoutName(yPerm)}` };
+          if (!closest || p.progress > closest.f.progress) closest = { f: p, what: `input ${xr.producer?.label ?? JSON.stringify(xr.name)} as ${layoutName(xPerm)}${shared ? ' summed over its channels' : ''}, output as ${layoutName(yPerm)}` };
           continue;
         }
         const sizes = runtimeSizes(ctx.analysis, a, xr, xPerm, kr, p);
@@ -180,6 +189,11 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
         };
         if (!sizes) return fail('the output size cannot be computed at run time from the input shape (dynamic axes with a stride or uneven padding)', node, 20, facts);
         // A kernel made by a plain 1x1 conv is computed inside the op (PixelConvHead, passes/pixel-head.ts).
+        if (shared) {
+          // The channel sum feeds the op (PixelConvHead would need it too: the head is left in the generator).
+          const sumChannels = { channels: view.channels, opset: a.opset };
+          return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, sumChannels }, [`the kernel is shared over the input channels: the input is summed over its channels and repeated for the ${view.channels} output channels, one kernel group each`]);
+        }
         const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
         if (head) facts.op = 'PixelConvHead';
         const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : undefined;
@@ -222,10 +236,15 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
-  const x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
+  let x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
+  if (sumChannels) {
+    // S = sum_c X[n, c] [N, 1, *D], broadcast to [N, O, *D]: one channel per output channel (and kernel group).
+    const sum = sumChannels.opset >= 13 ? b.op('ReduceSum', [x, b.ints([1], 'dynconv_channel_axis')], { keepdims: 1 }, `${xRoot.name}_channel_sum`) : b.op('ReduceSum', [x], { axes: [1], keepdims: 1 }, `${xRoot.name}_channel_sum`);
+    x = b.op('Expand', [sum, b.ints([1, sumChannels.channels, ...p.kernel.map(() => 1)], 'dynconv_channel_repeat')], undefined, `${xRoot.name}_channel_sum_repeated`);
+  }
   const k = buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
     domain: b.domain,

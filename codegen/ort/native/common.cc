@@ -85,6 +85,11 @@ OrtStatus* InputTensor(OrtKernelContext* ctx, size_t index, const char* name, Te
   return nullptr;
 }
 
+OrtStatus* InputTensors(OrtKernelContext* ctx, const ops::OpSpec& op, Tensor* out) {
+  for (size_t i = 0; i < op.n_inputs; ++i) DC_TRY(InputTensor(ctx, i, op.inputs[i].name, &out[i]));
+  return nullptr;
+}
+
 OrtStatus* CheckRanks(const ops::OpSpec& op, int rank, const Tensor* const* inputs) {
   if (rank < ops::kMinSpatialRank || rank > ops::kMaxSpatialRank)
     return Error("spatial rank %d is not supported (%d to %d)", rank, ops::kMinSpatialRank, ops::kMaxSpatialRank);

@@ -62,6 +62,10 @@ std::string DimsString(const std::vector<int64_t>& dims);
 
 // Reads input `index` (named `name` in messages); it must be a float32 tensor.
 OrtStatus* InputTensor(OrtKernelContext* ctx, size_t index, const char* name, Tensor* out);
+// The most inputs a com.dynconv op has.
+constexpr size_t kMaxInputs = 4;
+// Reads every input of `op` into out[0 .. op.n_inputs), named in messages as the op layer names them.
+OrtStatus* InputTensors(OrtKernelContext* ctx, const ops::OpSpec& op, Tensor* out);
 // Checks the ranks of `inputs` (the op's inputs in order) for spatial rank `rank` against the op layer's table,
 // with its message ("K has rank 4, expected 5 (K [N, G, prod(kernel_shape), *O]; G divides C)").
 OrtStatus* CheckRanks(const ops::OpSpec& op, int rank, const Tensor* const* inputs);
@@ -74,6 +78,8 @@ bool AttrInt(const OrtKernelInfo* info, const char* name, int64_t* out);
 bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out);
 
 constexpr int kMaxRank = ops::kMaxSpatialRank;
+// The epilogue's optional inputs after every op's own (OS, OB, Z: docs/ops.md).
+constexpr size_t kEpilogueInputs = 3;
 
 // The attributes of one node, read at kernel creation through the op layer's table (dynconv_ops.h): a required
 // one must be there, each given one must hold values its check allows. Lists are checked against the spatial
@@ -183,20 +189,26 @@ OrtStatus* ParallelRange(OrtKernelContext* ctx, int64_t n, int64_t min_chunk, co
 }
 
 // OrtCustomOp glue. Kernel must have:
-//   static constexpr const char* kName; static constexpr size_t kInputs;
+//   static constexpr const ops::OpSpec& kOp (its op in dynconv_ops.h: the name and the inputs);
 //   OrtStatus* Init(const OrtKernelInfo*);  OrtStatus* Compute(OrtKernelContext*) const;
 template <typename Kernel>
 struct CustomOp : OrtCustomOp {
+  static constexpr const char* kName = Kernel::kOp.name;
+  static constexpr size_t kInputs = Kernel::kOp.n_inputs;
+  static_assert(kInputs <= kMaxInputs, "raise kMaxInputs");
   CustomOp() {
     std::memset(static_cast<OrtCustomOp*>(this), 0, sizeof(OrtCustomOp));
     version = kOrtApiVersion;
-    GetName = [](const OrtCustomOp*) -> const char* { return Kernel::kName; };
+    GetName = [](const OrtCustomOp*) -> const char* { return kName; };
     GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return nullptr; };  // CPU
     GetInputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
-    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return Kernel::kInputs; };
+    // The op's own inputs, then the epilogue's three optional ones (OS, OB, Z; a node has those its attributes ask for).
+    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return kInputs + kEpilogueInputs; };
     GetOutputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
     GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t i) {
+      return i < kInputs ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+    };
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
     GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
@@ -211,28 +223,35 @@ struct CustomOp : OrtCustomOp {
       try {
         std::unique_ptr<Kernel> k(new Kernel());
         OrtStatus* s = k->Init(info);
-        if (s != nullptr) return Prefixed(Kernel::kName, s);
+        if (s != nullptr) return Prefixed(kName, s);
         *out = k.release();
         return nullptr;
       } catch (const std::bad_alloc&) {
-        return ErrorCode(ORT_FAIL, "com.dynconv.%s: out of memory", Kernel::kName);
+        return ErrorCode(ORT_FAIL, "com.dynconv.%s: out of memory", kName);
       } catch (const std::exception& e) {
-        return ErrorCode(ORT_FAIL, "com.dynconv.%s: %s", Kernel::kName, e.what());
+        return ErrorCode(ORT_FAIL, "com.dynconv.%s: %s", kName, e.what());
       }
     };
     KernelComputeV2 = [](void* k, OrtKernelContext* ctx) -> OrtStatusPtr {
       try {
         OrtStatus* s = static_cast<const Kernel*>(k)->Compute(ctx);
-        return s == nullptr ? nullptr : Prefixed(Kernel::kName, s);
+        return s == nullptr ? nullptr : Prefixed(kName, s);
       } catch (const std::bad_alloc&) {
-        return ErrorCode(ORT_FAIL, "com.dynconv.%s: out of memory", Kernel::kName);
+        return ErrorCode(ORT_FAIL, "com.dynconv.%s: out of memory", kName);
       } catch (const std::exception& e) {
-        return ErrorCode(ORT_FAIL, "com.dynconv.%s: %s", Kernel::kName, e.what());
+        return ErrorCode(ORT_FAIL, "com.dynconv.%s: %s", kName, e.what());
       }
     };
     KernelDestroy = [](void* k) { delete static_cast<Kernel*>(k); };
   }
 };
+
+// The one OrtCustomOp of a kernel type (what the library's XxxOp() functions return).
+template <typename Kernel>
+const OrtCustomOp* CustomOpOf() {
+  static CustomOp<Kernel> op;
+  return &op;
+}
 
 // Registers the ops in domain `domain_name` (com.dynconv, or one of the domains of further function bodies,
 // com.dynconv.f<k>) on `options` (the body of RegisterCustomOps).

@@ -22,48 +22,36 @@ __attribute__((noinline)) void MixExperts(const float* __restrict r, int64_t E, 
   }
 }
 
-struct MixtureConvKernel {
-  static constexpr const char* kName = "MixtureConv";
-  static constexpr size_t kInputs = 4;
-  SampleConv conv;
+struct MixtureConvDef {
+  static constexpr const ops::OpSpec& kOp = ops::kMixtureConv;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return conv.Init(info, ops::kMixtureConv); }
+  OrtStatus* Read(const AttrValues&) { return nullptr; }
 
-  OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, R, W, B, Y;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "R", &R));
-    DC_TRY(InputTensor(ctx, 2, "W", &W));
-    DC_TRY(InputTensor(ctx, 3, "B", &B));
-    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
-      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
-    const Tensor* inputs[] = {&X, &R, &W, &B};
-    DC_TRY(CheckRanks(ops::kMixtureConv, X.Rank() - 2, inputs));
+  static OrtStatus* SampleWeight(const Tensor* in, std::vector<int64_t>* w_dims) {
+    const Tensor &X = in[0], &W = in[2];
     if (W.Rank() != X.Rank() + 1)
       return Error("W must be [E, *weight layout] of rank %d, got shape %s", X.Rank() + 1,
                    DimsString(W.dims).c_str());
+    if (W.dims[0] < 1) return Error("W must hold at least one expert, got shape %s", DimsString(W.dims).c_str());
+    w_dims->assign(W.dims.begin() + 1, W.dims.end());
+    return nullptr;
+  }
+
+  OrtStatus* Convolve(OrtKernelContext* ctx, const SampleConv& conv, const SampleConv::Call& call) const {
+    const Tensor &R = call.in[1], &W = call.in[2], &B = call.in[3];
+    const SampleConv::Shapes& s = call.s;
     const int64_t E = W.dims[0];
-    if (E < 1) return Error("W must hold at least one expert, got shape %s", DimsString(W.dims).c_str());
-    SampleConv::Shapes s;
-    DC_TRY(conv.CheckShapes(ctx, X.dims, std::vector<int64_t>(W.dims.begin() + 1, W.dims.end()), &s));
     if (R.Rank() != 2 || R.dims[0] != s.N || R.dims[1] != E)
       return Error("R must be [N, E] = [%lld, %lld], got shape %s", static_cast<long long>(s.N),
                    static_cast<long long>(E), DimsString(R.dims).c_str());
     if (B.Rank() != 2 || B.dims[0] != E || B.dims[1] != s.M)
       return Error("B must be [E, M] = [%lld, %lld], got shape %s", static_cast<long long>(E),
                    static_cast<long long>(s.M), DimsString(B.dims).c_str());
-    DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
-    if (s.N == 0) return nullptr;
-    SampleConv::Scratch scratch;
     const int64_t wsize = s.w_size, M = s.M;
-    const int64_t chunk = conv.ChunkSamples(s, wsize + M);
-    FloatBuffer wn, bn;
-    DC_TRY(wn.Alloc(ctx, std::min(chunk, s.N) * wsize));
-    DC_TRY(bn.Alloc(ctx, std::min(chunk, s.N) * M));
     const float* w = W.data;
-    for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
-      const int64_t n1 = std::min(s.N, n0 + chunk), nb = n1 - n0;
-      float* out = wn.get();
+    return conv.Run(ctx, call, true, [&](SampleConv::Chunk* c) -> OrtStatus* {
+      const int64_t n0 = c->n0, nb = c->n1 - c->n0;
+      float* out = c->w_buf;
       // Wn = sum_e R[n,e] W[e] for the chunk's samples, flattened over (sample, weight index).
       auto mix = [&](int64_t f0, int64_t f1) {
         for (int64_t f = f0; f < f1;) {
@@ -79,20 +67,17 @@ struct MixtureConvKernel {
         for (int64_t m = 0; m < M; ++m) {
           float acc = 0.f;
           for (int64_t k = 0; k < E; ++k) acc += r[k] * B.data[k * M + m];
-          bn.get()[i * M + m] = acc;
+          c->m_buf[i * M + m] = acc;
         }
       }
-      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, bn.get(), M, Y.data, &scratch));
-    }
-    return nullptr;
+      c->Use(out, wsize, c->m_buf, M);
+      return nullptr;
+    });
   }
 };
 
 }  // namespace
 
-const OrtCustomOp* MixtureConvOp() {
-  static CustomOp<MixtureConvKernel> op;
-  return &op;
-}
+const OrtCustomOp* MixtureConvOp() { return CustomOpOf<SampleKernel<MixtureConvDef>>(); }
 
 }  // namespace dynconv

@@ -10,56 +10,42 @@
 namespace dynconv {
 namespace {
 
-struct ModulatedConvKernel {
-  static constexpr const char* kName = "ModulatedConv";
-  static constexpr size_t kInputs = 4;
-  SampleConv conv;
+struct ModulatedConvDef {
+  static constexpr const ops::OpSpec& kOp = ops::kModulatedConv;
   bool demodulate = true;
   float epsilon = 1e-8f;
 
-  OrtStatus* Init(const OrtKernelInfo* info) {
-    DC_TRY(conv.Init(info, ops::kModulatedConv));
-    demodulate = conv.attrs().values.Int("demodulate") == 1;
-    epsilon = static_cast<float>(conv.attrs().values.Float("epsilon"));
+  OrtStatus* Read(const AttrValues& values) {
+    demodulate = values.Int("demodulate") == 1;
+    epsilon = static_cast<float>(values.Float("epsilon"));
     return nullptr;
   }
 
-  OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, S, W, B, Y;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "S", &S));
-    DC_TRY(InputTensor(ctx, 2, "W", &W));
-    DC_TRY(InputTensor(ctx, 3, "B", &B));
-    if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
-      return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
-    const Tensor* inputs[] = {&X, &S, &W, &B};
-    DC_TRY(CheckRanks(ops::kModulatedConv, X.Rank() - 2, inputs));
-    SampleConv::Shapes s;
-    DC_TRY(conv.CheckShapes(ctx, X.dims, W.dims, &s));
+  static OrtStatus* SampleWeight(const Tensor* in, std::vector<int64_t>* w_dims) {
+    *w_dims = in[2].dims;  // shared by every sample
+    return nullptr;
+  }
+
+  OrtStatus* Convolve(OrtKernelContext* ctx, const SampleConv& conv, const SampleConv::Call& call) const {
+    const Tensor &S = call.in[1], &W = call.in[2], &B = call.in[3];
+    const SampleConv::Shapes& s = call.s;
     if (S.Rank() != 2 || S.dims[0] != s.N || S.dims[1] != s.C)
       return Error("S must be [N, C] = [%lld, %lld], got shape %s", static_cast<long long>(s.N),
                    static_cast<long long>(s.C), DimsString(S.dims).c_str());
     if (B.Rank() != 1 || B.dims[0] != s.M)
       return Error("B must be [M] = [%lld], got shape %s", static_cast<long long>(s.M), DimsString(B.dims).c_str());
-    DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
-    if (s.N == 0) return nullptr;
 
     const int64_t g = s.geo.group, C = s.C, M = s.M, wsize = s.w_size;
     int64_t ksize = 1;  // prod(K)
     for (size_t i = 2; i < s.w_dims.size(); ++i) ksize *= s.w_dims[i];
     const int64_t cg = C / g, mg = M / g;
-    const int64_t chunk = conv.ChunkSamples(s, wsize + M);
-    FloatBuffer wn, scale;
-    DC_TRY(wn.Alloc(ctx, std::min(chunk, s.N) * wsize));
-    DC_TRY(scale.Alloc(ctx, std::min(chunk, s.N) * M));
     const float* w = W.data;
     const float eps = epsilon;
     const bool demod = demodulate;
     const bool small = wsize < (int64_t{1} << 15);  // per sample: not worth waking the pool row by row
-    SampleConv::Scratch scratch;
-    for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
-      const int64_t n1 = std::min(s.N, n0 + chunk), nb = n1 - n0;
-      float* out = wn.get();
+    return conv.Run(ctx, call, true, [&](SampleConv::Chunk* chunk) -> OrtStatus* {
+      const int64_t n0 = chunk->n0, nb = chunk->n1 - chunk->n0;
+      float* out = chunk->w_buf;
       auto run = [&](int64_t rows, const auto& body) -> OrtStatus* {
         if (small && nb * wsize < (int64_t{1} << 16)) {
           body(0, rows);
@@ -106,7 +92,7 @@ struct ModulatedConvKernel {
           }
         }));
         if (demod) {
-          float* f = scale.get();
+          float* f = chunk->m_buf;
           DC_TRY(run(nb * M, [&](int64_t r0, int64_t r1) {
             for (int64_t rr = r0; rr < r1; ++rr) {
               const int64_t i = rr / M, m = rr % M, gi = m / mg, mi = m % mg;
@@ -132,17 +118,14 @@ struct ModulatedConvKernel {
           }));
         }
       }
-      DC_TRY(conv.RunChunk(ctx, s, n0, n1, X.data, wn.get(), wsize, B.data, 0, Y.data, &scratch));
-    }
-    return nullptr;
+      chunk->Use(out, wsize, B.data, 0);
+      return nullptr;
+    });
   }
 };
 
 }  // namespace
 
-const OrtCustomOp* ModulatedConvOp() {
-  static CustomOp<ModulatedConvKernel> op;
-  return &op;
-}
+const OrtCustomOp* ModulatedConvOp() { return CustomOpOf<SampleKernel<ModulatedConvDef>>(); }
 
 }  // namespace dynconv

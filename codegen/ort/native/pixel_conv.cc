@@ -23,6 +23,7 @@
 #include <cstdlib>
 
 #include "common.h"
+#include "epilogue.h"
 
 namespace dynconv {
 namespace {
@@ -130,10 +131,14 @@ const PixelKernels& Kernels() {
 struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
+  Epilogue epilogue;
+  size_t own_inputs = 0;  // the op's own inputs; the epilogue's follow
 
   OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
     AttrValues values;
     DC_TRY(values.Read(info, op));  // kernel_shape required; values checked (dynconv_ops.h)
+    DC_TRY(epilogue.Read(values));
+    own_inputs = op.n_inputs;
     kernel_shape = values.Given("kernel_shape");
     const int r = static_cast<int>(kernel_shape.size());
     DC_TRY(values.CheckLengths(r));
@@ -199,6 +204,8 @@ struct PixelAttrs {
     p.Cg = p.C / p.G;
     std::vector<int64_t> y_dims = {p.N, p.C};
     for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    Epilogue epi;
+    DC_TRY(epilogue.Bind(ctx, own_inputs, y_dims, &epi));
     Tensor Y;
     DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
 
@@ -276,23 +283,41 @@ struct PixelAttrs {
         if (p.fast) kn.row_fast(p, kr, kst, y, tk, oy);
         else kn.row(p, x, kr, kst, y, tk, oy);
       }
+      // The epilogue on the task's rows of its group's channels, just written.
+      if (epi.Any()) {
+        for (int64_t c = tk.g * p.Cg; c < (tk.g + 1) * p.Cg; ++c)
+          epi.Apply(y, (tk.n * p.C + c) * plane_o + pos0, (tk.oy1 - tk.oy0) * Ox, c);
+      }
     });
   }
 };
 
-struct PixelConvKernel {
-  static constexpr const char* kName = "PixelConv";
-  static constexpr size_t kInputs = 2;
+// The kernel of a per-pixel op: Op has kOp and Source(attrs, inputs, geometry, kernel source), which checks the
+// op's inputs other than X, sets the kernel groups and says where the taps come from.
+template <typename Op>
+struct PixelKernel {
+  static constexpr const ops::OpSpec& kOp = Op::kOp;
   PixelAttrs attrs;
 
-  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConv); }
+  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, kOp); }
 
   OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, Kt;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "K", &Kt));
+    Tensor in[kMaxInputs];
+    DC_TRY(InputTensors(ctx, kOp, in));
     PixelGeometry p;
-    DC_TRY(attrs.Geometry(X, &p));
+    DC_TRY(attrs.Geometry(in[0], &p));
+    KernelSource ks;
+    DC_TRY(Op::Source(attrs, in, &p, &ks));
+    return attrs.Run(ctx, in[0], p, ks);
+  }
+};
+
+// PixelConv: the taps are given, K [N, G, prod(kernel_shape), *O].
+struct PixelConvDef {
+  static constexpr const ops::OpSpec& kOp = ops::kPixelConv;
+  static OrtStatus* Source(const PixelAttrs& attrs, const Tensor* in, PixelGeometry* pg, KernelSource* ks) {
+    const Tensor& Kt = in[1];
+    const PixelGeometry& p = *pg;
     const int r = static_cast<int>(attrs.kernel_shape.size());
     bool k_ok = Kt.Rank() == r + 3 && Kt.dims[0] == p.N && Kt.dims[2] == p.KK;
     for (int i = 0; k_ok && i < r; ++i) k_ok = Kt.dims[3 + i] == p.O[3 - r + i];
@@ -302,54 +327,36 @@ struct PixelConvKernel {
       return Error("K must be %s] (batch of X, G kernel groups, prod(kernel_shape) taps, the output size), got shape %s",
                    want.c_str(), DimsString(Kt.dims).c_str());
     }
-    p.G = Kt.dims[1];
-    KernelSource ks;
-    ks.K = Kt.data;
-    return attrs.Run(ctx, X, p, ks);
+    pg->G = Kt.dims[1];
+    ks->K = Kt.data;
+    return nullptr;
   }
 };
 
-struct PixelConvHeadKernel {
-  static constexpr const char* kName = "PixelConvHead";
-  static constexpr size_t kInputs = 4;
-  PixelAttrs attrs;
-
-  OrtStatus* Init(const OrtKernelInfo* info) { return attrs.Read(info, ops::kPixelConvHead); }
-
-  OrtStatus* Compute(OrtKernelContext* ctx) const {
-    Tensor X, F, HW, HB;
-    DC_TRY(InputTensor(ctx, 0, "X", &X));
-    DC_TRY(InputTensor(ctx, 1, "F", &F));
-    DC_TRY(InputTensor(ctx, 2, "HW", &HW));
-    DC_TRY(InputTensor(ctx, 3, "HB", &HB));
-    PixelGeometry p;
-    DC_TRY(attrs.Geometry(X, &p));
-    if (HW.Rank() != 2 || HW.dims[0] < 1 || HW.dims[0] % p.KK != 0)
-      return Error("HW must be [G * %lld, Cf], got shape %s", static_cast<long long>(p.KK), DimsString(HW.dims).c_str());
+// PixelConvHead: the taps come from a 1x1 head over F, HW [G * prod(kernel_shape), Cf] and HB.
+struct PixelConvHeadDef {
+  static constexpr const ops::OpSpec& kOp = ops::kPixelConvHead;
+  static OrtStatus* Source(const PixelAttrs& attrs, const Tensor* in, PixelGeometry* p, KernelSource* ks) {
+    const Tensor &F = in[1], &HW = in[2], &HB = in[3];
+    if (HW.Rank() != 2 || HW.dims[0] < 1 || HW.dims[0] % p->KK != 0)
+      return Error("HW must be [G * %lld, Cf], got shape %s", static_cast<long long>(p->KK), DimsString(HW.dims).c_str());
     if (HB.Rank() != 1 || HB.dims[0] != HW.dims[0])
       return Error("HB must be [%lld], got shape %s", static_cast<long long>(HW.dims[0]), DimsString(HB.dims).c_str());
-    DC_TRY(attrs.CheckPerPixel(F, "F", "[N, Cf, *O]", p, HW.dims[1], -1));
-    p.G = HW.dims[0] / p.KK;
-    KernelSource ks;
-    ks.F = F.data;
-    ks.HW = HW.data;
-    ks.HB = HB.data;
-    ks.Cf = HW.dims[1];
-    return attrs.Run(ctx, X, p, ks);
+    DC_TRY(attrs.CheckPerPixel(F, "F", "[N, Cf, *O]", *p, HW.dims[1], -1));
+    p->G = HW.dims[0] / p->KK;
+    ks->F = F.data;
+    ks->HW = HW.data;
+    ks->HB = HB.data;
+    ks->Cf = HW.dims[1];
+    return nullptr;
   }
 };
 
 }  // namespace
 
-const OrtCustomOp* PixelConvOp() {
-  static CustomOp<PixelConvKernel> op;
-  return &op;
-}
+const OrtCustomOp* PixelConvOp() { return CustomOpOf<PixelKernel<PixelConvDef>>(); }
 
-const OrtCustomOp* PixelConvHeadOp() {
-  static CustomOp<PixelConvHeadKernel> op;
-  return &op;
-}
+const OrtCustomOp* PixelConvHeadOp() { return CustomOpOf<PixelKernel<PixelConvHeadDef>>(); }
 
 }  // namespace dynconv
 

@@ -13,6 +13,22 @@ static inline __attribute__((always_inline)) V LoadV(const float* p) {
 template <typename V>
 static inline __attribute__((always_inline)) void StoreV(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
 
+// Calls row(iz, iy, t) for every tap row (tz, ty) whose input row (iz, iy) lies inside the input, with
+// t = tz * k[1] + ty; (bz, by) is the input position of the output row's first tap.
+template <typename F>
+static inline __attribute__((always_inline)) void ForEachTapRow(const PixelGeometry& p, int64_t bz, int64_t by,
+                                                                const F& row) {
+  for (int64_t tz = 0; tz < p.k[0]; ++tz) {
+    const int64_t iz = bz + tz * p.d[0];
+    if (iz < 0 || iz >= p.D[0]) continue;
+    for (int64_t ty = 0; ty < p.k[1]; ++ty) {
+      const int64_t iy = by + ty * p.d[1];
+      if (iy < 0 || iy >= p.D[1]) continue;
+      row(iz, iy, tz * p.k[1] + ty);
+    }
+  }
+}
+
 // W (the width of V) output columns [x0, x0 + W) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
 template <typename V, int CB>
 static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
@@ -24,21 +40,15 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
   const int64_t* xoff = p.xoff.data();
   V acc[CB];
   for (int c = 0; c < CB; ++c) acc[c] = V{};
-  for (int64_t tz = 0; tz < p.k[0]; ++tz) {
-    const int64_t iz = bz + tz * p.d[0];
-    if (iz < 0 || iz >= Dz) continue;
-    for (int64_t ty = 0; ty < p.k[1]; ++ty) {
-      const int64_t iy = by + ty * p.d[1];
-      if (iy < 0 || iy >= Dy) continue;
-      const float* xrow = xc0 + (iz * Dy + iy) * Dxp + x0;
-      const float* kr = kbase + ((tz * p.k[1] + ty) * kx) * kstride + x0;
-      for (int64_t tx = 0; tx < kx; ++tx, kr += kstride) {
-        const V kv = LoadV<V>(kr);
-        const float* xr = xrow + xoff[tx];
-        for (int c = 0; c < CB; ++c) acc[c] += kv * LoadV<V>(xr + c * plane_xp);
-      }
+  ForEachTapRow(p, bz, by, [&](int64_t iz, int64_t iy, int64_t t) __attribute__((always_inline)) {
+    const float* xrow = xc0 + (iz * Dy + iy) * Dxp + x0;
+    const float* kr = kbase + (t * kx) * kstride + x0;
+    for (int64_t tx = 0; tx < kx; ++tx, kr += kstride) {
+      const V kv = LoadV<V>(kr);
+      const float* xr = xrow + xoff[tx];
+      for (int c = 0; c < CB; ++c) acc[c] += kv * LoadV<V>(xr + c * plane_xp);
     }
-  }
+  });
   for (int c = 0; c < CB; ++c) StoreV<V>(y0 + c * plane_o + x0, acc[c]);
 }
 
@@ -179,28 +189,22 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kb
     float* __restrict yr = Y + (n * p.C + c) * plane_o + row_o;
     for (int64_t x = 0; x < Ox; ++x) yr[x] = 0.f;
     const float* xc = X + (n * p.C + c) * plane_x;
-    for (int64_t tz = 0; tz < p.k[0]; ++tz) {
-      const int64_t iz = bz + tz * p.d[0];
-      if (iz < 0 || iz >= Dz) continue;
-      for (int64_t ty = 0; ty < p.k[1]; ++ty) {
-        const int64_t iy = by + ty * p.d[1];
-        if (iy < 0 || iy >= Dy) continue;
-        const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
-        const float* kj = kbase + ((tz * p.k[1] + ty) * kx) * kst;
-        for (int64_t tx = 0; tx < kx; ++tx, kj += kst) {
-          const float* __restrict kr = kj;
-          const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
-          if (p.unit_x) {
-            const float* __restrict xs = xr + off;
-            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[x];
-          } else {
-            const int64_t* __restrict xi = p.xin.data();
-            const float* __restrict xs = xr + off;
-            for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[xi[x]];
-          }
+    ForEachTapRow(p, bz, by, [&](int64_t iz, int64_t iy, int64_t t) __attribute__((always_inline)) {
+      const float* __restrict xr = xc + (iz * Dy + iy) * Dx;
+      const float* kj = kbase + (t * kx) * kst;
+      for (int64_t tx = 0; tx < kx; ++tx, kj += kst) {
+        const float* __restrict kr = kj;
+        const int64_t off = p.off[tx], xa = p.x0[tx], xb = p.x1[tx];
+        if (p.unit_x) {
+          const float* __restrict xs = xr + off;
+          for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[x];
+        } else {
+          const int64_t* __restrict xi = p.xin.data();
+          const float* __restrict xs = xr + off;
+          for (int64_t x = xa; x < xb; ++x) yr[x] += kr[x] * xs[xi[x]];
         }
       }
-    }
+    });
   }
 }
 

@@ -10,12 +10,14 @@
 //  - otherwise ONNX's Conv / ConvTranspose (opset 11), one sample at a time.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <utility>
 
 #include "common.h"
+#include "epilogue.h"
 
 namespace dynconv {
 
@@ -46,6 +48,40 @@ class SampleConv {
     bool reorder_input = true;  // false: the NCHW input is read directly (group 1, C < block)
     bool filter_bo = false;     // OIHWBo filter layout (depthwise, or NCHW input) instead of OIHWBiBo
   };
+  // One call of the op: its inputs in the op layer's order (X first) and their checked shapes.
+  struct Call {
+    Tensor in[kMaxInputs];
+    Shapes s;
+  };
+  // Reads the op's inputs and checks them: the rank of X and of every input (the op layer's table), then the
+  // conv shapes, with one sample's weight shape as `sample_weight(&w_dims)` gives it (an OrtStatus*:
+  // it may refuse the inputs). The op's own checks of its other inputs follow, then Run.
+  template <typename F>
+  OrtStatus* Begin(OrtKernelContext* ctx, Call* call, const F& sample_weight) const;
+
+  // A chunk of samples [n0, n1) and what it convolves with: W_n at w + (n - n0) * w_stride, B_n (M values) at
+  // b + (n - n0) * b_stride (a stride of 0 shares one).
+  struct Chunk {
+    int64_t n0 = 0, n1 = 0;
+    float* w_buf = nullptr;  // with builds_weights: room for the chunk's weights, [n1 - n0][w_size],
+    float* m_buf = nullptr;  // and for M floats a sample, [n1 - n0][M]
+    const float* w = nullptr;
+    int64_t w_stride = 0;
+    const float* b = nullptr;
+    int64_t b_stride = 0;
+    void Use(const float* weights, int64_t weight_stride, const float* bias, int64_t bias_stride) {
+      w = weights;
+      w_stride = weight_stride;
+      b = bias;
+      b_stride = bias_stride;
+    }
+  };
+  // Allocates Y and convolves every sample, chunk by chunk: `weights(&chunk)` (an OrtStatus*) sets the chunk's
+  // w and b (chunk.Use), pointing into the inputs or (builds_weights) into the chunk's buffers it fills.
+  template <typename F>
+  OrtStatus* Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const;
+
+ private:
   // `w_dims` is one sample's weight shape. Fills `out`, or returns an error naming the mismatch.
   OrtStatus* CheckShapes(OrtKernelContext* ctx, const std::vector<int64_t>& x_dims,
                          const std::vector<int64_t>& w_dims, Shapes* out) const;
@@ -64,18 +100,20 @@ class SampleConv {
   // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
   // ONNX Runtime's thread pool runs inside each step; the NCHWc path reorders the chunk's input, weights and
   // output in one parallel step each. Stateless apart from `scratch`: safe for concurrent Compute calls.
+  // `epi` (the call's epilogue, bound to its inputs) is applied to each sample's output once written.
   OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
                       const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
-                      Scratch* scratch) const;
+                      Scratch* scratch, const Epilogue& epi) const;
 
- private:
   OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
                     const std::vector<int64_t>* in_dims, int n_in, float* out,
                     const std::vector<int64_t>& out_dims) const;
   int64_t BlockSize(OrtKernelContext* ctx) const;
   OrtStatus* ReorderOutputOp(int64_t channels, const OrtOp** op) const;
 
+  const ops::OpSpec* op_ = nullptr;
   ConvAttrs attrs_;
+  Epilogue epilogue_;
   const OrtKernelInfo* info_ = nullptr;  // a copy (CopyKernelInfo), for ops made at run time
   OrtOp* conv_ = nullptr;                // Conv or ConvTranspose
   OrtOp* nchwc_conv_ = nullptr;          // com.microsoft.nchwc Conv (null: no NCHWc path)
@@ -90,5 +128,70 @@ class SampleConv {
   // (measured: whole-batch chunks are up to 1.8x slower on memory-bound depthwise layers).
   int64_t chunk_floats_ = int64_t{1} << 18;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
 };
+
+// The kernel (for CustomOp) of an op that convolves each sample with weights of its own. Op has
+//   static constexpr const ops::OpSpec& kOp;
+//   OrtStatus* Read(const AttrValues&): its own attributes, beyond the conv's;
+//   static OrtStatus* SampleWeight(const Tensor* in, std::vector<int64_t>* w_dims): one sample's weight shape;
+//   OrtStatus* Convolve(OrtKernelContext*, const SampleConv&, const SampleConv::Call&) const: the checks of its
+//   other inputs, then conv.Run with the weights of each chunk.
+template <typename Op>
+struct SampleKernel {
+  static constexpr const ops::OpSpec& kOp = Op::kOp;
+  SampleConv conv;
+  Op op;
+
+  OrtStatus* Init(const OrtKernelInfo* info) {
+    DC_TRY(conv.Init(info, kOp));
+    return op.Read(conv.attrs().values);
+  }
+
+  OrtStatus* Compute(OrtKernelContext* ctx) const {
+    SampleConv::Call call;
+    DC_TRY(conv.Begin(ctx, &call, [&](std::vector<int64_t>* w_dims) { return Op::SampleWeight(call.in, w_dims); }));
+    return op.Convolve(ctx, conv, call);
+  }
+};
+
+template <typename F>
+OrtStatus* SampleConv::Begin(OrtKernelContext* ctx, Call* call, const F& sample_weight) const {
+  Tensor* in = call->in;
+  DC_TRY(InputTensors(ctx, *op_, in));
+  const Tensor& X = in[0];
+  if (X.Rank() < 3 || X.Rank() > 2 + kMaxRank)
+    return Error("X must have rank 3 to 5, got shape %s", DimsString(X.dims).c_str());
+  const Tensor* inputs[kMaxInputs] = {&in[0], &in[1], &in[2], &in[3]};
+  DC_TRY(CheckRanks(*op_, X.Rank() - 2, inputs));
+  std::vector<int64_t> w_dims;
+  DC_TRY(sample_weight(&w_dims));
+  return CheckShapes(ctx, X.dims, w_dims, &call->s);
+}
+
+template <typename F>
+OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const {
+  const Shapes& s = call.s;
+  Epilogue epi;  // the node's epilogue, bound to this call's inputs (after the op's own)
+  DC_TRY(epilogue_.Bind(ctx, op_->n_inputs, s.y_dims, &epi));
+  Tensor Y;
+  DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
+  if (s.N == 0) return nullptr;
+  const int64_t chunk = ChunkSamples(s, builds_weights ? s.w_size + s.M : 0);
+  FloatBuffer w_buf, m_buf;
+  if (builds_weights) {
+    DC_TRY(w_buf.Alloc(ctx, std::min(chunk, s.N) * s.w_size));
+    DC_TRY(m_buf.Alloc(ctx, std::min(chunk, s.N) * s.M));
+  }
+  Scratch scratch;
+  for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
+    Chunk c;
+    c.n0 = n0;
+    c.n1 = std::min(s.N, n0 + chunk);
+    c.w_buf = w_buf.get();
+    c.m_buf = m_buf.get();
+    DC_TRY(weights(&c));
+    DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, Y.data, &scratch, epi));
+  }
+  return nullptr;
+}
 
 }  // namespace dynconv

@@ -1,7 +1,8 @@
 // What an emitted node module hands the runtime: its plan (attributes, names, shaders), and the feed types.
 import type { Attrs } from '../../../ops/index.js';
 
-export type OpKind = 'DynamicConv' | 'MixtureConv' | 'ModulatedConv' | 'PixelConv' | 'PixelConvHead';
+import type { OpKind } from './node-module.js';
+export type { Feed, OpKind, RunOptions, TensorBuffer, TensorData } from './node-module.js';
 
 /** The per-pixel ops (one pixel kernel; PixelConvHead computes its taps from the 1x1 head in the kernel). */
 export const isPixel = (op: OpKind): op is 'PixelConv' | 'PixelConvHead' => op === 'PixelConv' || op === 'PixelConvHead';
@@ -19,6 +20,8 @@ export interface PlanAttrs {
 export interface ShaderInfo {
   /** binding names, index = binding number ('u' is the uniform block at binding 0) */
   bindings: string[];
+  /** the fields of the program's own uniform struct, in order (each a u32) */
+  uniforms: string[];
   /** the program's cache key (codegen/wgsl/programs.ts): pipelines are shared across nodes by it */
   key: string;
   /** WGSL per element type */
@@ -42,23 +45,6 @@ export interface NodePlan {
   /** model tensor names for those inputs and for the output */
   inputNames: string[];
   outputNames: string[];
-  uniformFields: string[];
   workgroupSize: number;
   shaders: Record<string, ShaderInfo>;
 }
-
-export type TensorData = { dims: number[]; data: Float32Array };
-export type TensorBuffer = { dims: number[]; buffer: GPUBuffer };
-export type Feed = TensorData | TensorBuffer;
-
-export interface RunOptions {
-  /** compute with f16 storage (needs the device feature 'shader-f16'); data feeds are converted. */
-  f16?: boolean;
-  /** 'data' reads the outputs back into Float32Arrays; 'buffer' returns GPUBuffers.
-   *  Default: 'buffer' when some feed is a GPUBuffer, else 'data'. */
-  output?: 'data' | 'buffer';
-  /** cap on the packed per-sample weight buffer (bytes); samples are processed in chunks that fit.
-   *  Default: the device's storage binding limit. */
-  maxScratchBytes?: number;
-}
-

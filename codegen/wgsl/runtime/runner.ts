@@ -130,15 +130,16 @@ export function createNodeRunner(plan: NodePlan): NodeRunner {
 
     device.pushErrorScope('validation');
     const enc = device.createCommandEncoder();
-    const fields = plan.uniformFields;
     for (let i = 0; i < passes.length; i++) {
       const p = passes[i];
-      const ub = device.createBuffer({ size: fields.length * 4, usage: BUF.UNIFORM | BUF.COPY_DST, mappedAtCreation: true });
+      const info = plan.shaders[p.shader];
+      // The program's own uniform struct: its fields in its order (a u32 each); the size rounded up to 16 bytes.
+      const fields = info.uniforms;
+      const ub = device.createBuffer({ size: Math.max(16, Math.ceil(fields.length / 4) * 16), usage: BUF.UNIFORM | BUF.COPY_DST, mappedAtCreation: true });
       const uv = new Uint32Array(ub.getMappedRange());
       fields.forEach((f, j) => (uv[j] = p.uniforms[f] ?? 0));
       ub.unmap();
       temps.push(ub);
-      const info = plan.shaders[p.shader];
       const entries: GPUBindGroupEntry[] = info.bindings.map((name, j) => {
         const key = p.alias[name] ?? name;
         const size = sizes_[key];

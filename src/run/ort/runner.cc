@@ -10,7 +10,7 @@
 // Usage:
 //   dynconv-ort-runner --ort-lib LIB --model MODEL [--custom-ops LIB]... [--inputs FILE] [--outputs FILE]
 //                      [--threads N] [--repeat N] [--warmup N] [--concurrent K]
-//                      [--opt-level disable|basic|extended|all]
+//                      [--opt-level disable|basic|extended|all] [--profile PREFIX]
 //   --ort-lib      the ONNX Runtime shared library to load (>= 1.14)
 //   --custom-ops   a custom-op library to register (repeatable)
 //   --inputs       the input tensors (format below); every model input must be there
@@ -20,9 +20,11 @@
 //   --concurrent   after the timed runs, K threads run the same session at once (repeat runs each) and their
 //                  outputs are compared with the single-threaded ones (concurrent_max_abs_diff)
 //   --opt-level    graph optimisation level (default all)
+//   --profile      ONNX Runtime's profiler on (per-node times of every run, the warm-up included), written to
+//                  PREFIX_<date>.json; its file is named in the JSON line ("profile")
 // On success prints one JSON object on stdout:
 //   {"ok":true,"ort_version":"1.30.0","outputs":[names],"runs":R,"median_ms":..,"min_ms":..,"mean_ms":..,
-//    "peak_rss_bytes":..,"concurrent":K,"concurrent_max_abs_diff":..}
+//    "peak_rss_bytes":..,"concurrent":K,"concurrent_max_abs_diff":..[,"profile":FILE]}
 // (peak_rss_bytes: the process's peak resident set, from getrusage, after all runs.)
 // On failure prints "dynconv-ort-runner: <message>" on stderr and exits 1 (2 for a usage error).
 //
@@ -193,7 +195,7 @@ std::string JsonNumber(double v) {
 }
 
 struct Options {
-  std::string ort_lib, model, inputs, outputs, opt_level = "all";
+  std::string ort_lib, model, inputs, outputs, opt_level = "all", profile;
   std::vector<std::string> custom_ops;
   int threads = 0, repeat = 1, warmup = -1, concurrent = 0;
 };
@@ -223,6 +225,7 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = ParseInt(a, value());
     else if (a == "--concurrent") o.concurrent = ParseInt(a, value());
     else if (a == "--opt-level") o.opt_level = value();
+    else if (a == "--profile") o.profile = value();
     else throw Failure("unknown argument " + a, 2);
   }
   if (o.ort_lib.empty() || o.model.empty()) throw Failure("--ort-lib and --model are required", 2);
@@ -315,6 +318,7 @@ int Main(int argc, char** argv) {
     Check(ort->RegisterCustomOpsLibrary_V2(so, l.c_str()), ("register custom ops " + l).c_str());
 
   Session s;
+  if (!opt.profile.empty()) Check(ort->EnableProfiling(so, opt.profile.c_str()), "profiling");
   Check(ort->CreateSession(env, opt.model.c_str(), so, &s.session), "load model");
 
   OrtAllocator* alloc = nullptr;
@@ -403,7 +407,14 @@ int Main(int argc, char** argv) {
   for (size_t i = 0; i < s.output_names.size(); ++i) js << (i ? "," : "") << JsonString(s.output_names[i]);
   js << "],\"runs\":" << m << ",\"median_ms\":" << JsonNumber(median) << ",\"min_ms\":" << JsonNumber(sorted[0])
      << ",\"mean_ms\":" << JsonNumber(mean) << ",\"peak_rss_bytes\":" << static_cast<long long>(ru.ru_maxrss) * 1024
-     << ",\"concurrent\":" << opt.concurrent << ",\"concurrent_max_abs_diff\":" << JsonNumber(conc_diff) << "}";
+     << ",\"concurrent\":" << opt.concurrent << ",\"concurrent_max_abs_diff\":" << JsonNumber(conc_diff);
+  if (!opt.profile.empty()) {
+    char* file = nullptr;
+    Check(ort->SessionEndProfiling(s.session, alloc, &file), "end profiling");
+    js << ",\"profile\":" << JsonString(file);
+    Check(ort->AllocatorFree(alloc, file), "free");
+  }
+  js << "}";
   std::printf("%s\n", js.str().c_str());
   std::fflush(stdout);
 

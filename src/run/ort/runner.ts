@@ -36,6 +36,8 @@ export interface RunWithOrtOptions {
   concurrent?: number;
   /** Graph optimisation level (default 'all'). */
   optLevel?: 'disable' | 'basic' | 'extended' | 'all';
+  /** ONNX Runtime's profiler on: per-node times written to `${profilePrefix}_<date>.json` (runner --profile). */
+  profilePrefix?: string;
   /**
    * The architecture to run on (default: this machine's). Another one runs a cross-built runner under
    * qemu-user (emulator.ts); `libraryPath` and `ortLib` must be built for it.
@@ -58,6 +60,8 @@ export interface RunWithOrtResult {
   ortVersion?: string;
   /** With `concurrent`: the largest |difference| between a concurrent run's outputs and the first run's. */
   concurrentMaxAbsDiff?: number;
+  /** With `profilePrefix`: the profile file ONNX Runtime wrote. */
+  profileFile?: string;
 }
 
 export class OrtRunError extends Error {
@@ -197,6 +201,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
     if (opts.repeat && opts.repeat > 1) args.push('--repeat', String(opts.repeat));
     if (opts.concurrent) args.push('--concurrent', String(opts.concurrent));
     if (opts.optLevel) args.push('--opt-level', opts.optLevel);
+    if (opts.profilePrefix) args.push('--profile', opts.profilePrefix);
     // Emulated: qemu-<arch> [-cpu MODEL] [-L root] runner ARGS.
     const emulator = emulatorCommand(opts.arch, opts.cpu);
     const r = emulator.length
@@ -221,6 +226,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       ort_version?: string;
       concurrent?: number;
       concurrent_max_abs_diff?: number | null;
+      profile?: string;
     };
     try {
       info = JSON.parse(line);
@@ -235,6 +241,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       ortVersion: info.ort_version,
     };
     if (opts.concurrent) result.concurrentMaxAbsDiff = info.concurrent_max_abs_diff ?? Number.POSITIVE_INFINITY;
+    if (info.profile) result.profileFile = info.profile;
     return result;
   } finally {
     rmSync(work, { recursive: true, force: true });

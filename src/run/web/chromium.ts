@@ -1,6 +1,6 @@
 // Headless Chromium with WebGPU on SwiftShader, and a page on 127.0.0.1 that imports onnxruntime-web's WebGPU
-// build (served from node_modules) and runs emitted web folders: `runModel` (the tests) and `benchModel` (the
-// bench: dynconv sessions and plain onnxruntime-web sessions, timed end to end). Development only: playwright-core
+// build (served from node_modules) and runs emitted web folders: `runModel` (the tests) and `pageBench` (the
+// bench: dynconv sessions and plain onnxruntime-web sessions, kept open and timed end to end). Development only: playwright-core
 // and onnxruntime-web are devDependencies, and only the tests and the bench import this.
 import fs from 'node:fs';
 import http from 'node:http';
@@ -10,6 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { packageRoot } from '../../../codegen/ort/paths.js';
 
 import type { Feeds } from '../../validate/feeds.js';
+import type { ProfileEvent } from '../ort/profile.js';
 
 export interface PageTensor {
   type: string;
@@ -70,49 +71,99 @@ window.runModel = async (url, runs, options = {}) => {
   } finally { await session.release(); }
   return { results, inputNames: session.inputNames, outputNames: session.outputNames };
 };
-// Times one model end to end as a page would run it (CPU tensors in, run, outputs read back): kind 'dynconv'
-// is an emitted index.js, 'ort' a plain onnxruntime-web WebGPU session of an .onnx file. One warm-up run.
-window.benchModel = async (kind, url, feedsIn, repeat) => {
-  let s;
-  if (kind === 'dynconv') s = await (await import(url)).createSession({ ort });
-  else s = await ort.InferenceSession.create(url, { executionProviders: ['webgpu'] });
-  const host = Object.entries(feedsIn).map(([k, t]) => [k, dec(t)]);
-  const once = async () => {
-    const f = {};
-    for (const [k, t] of host) f[k] = new ort.Tensor(t.type, t.data, t.dims);
-    const out = await s.run(f);
-    for (const t of Object.values(out)) if (t.location === 'gpu-buffer') await t.getData(true);
-  };
-  await once();
-  const times = [];
-  for (let i = 0; i < repeat; i++) { const t0 = performance.now(); await once(); times.push(performance.now() - t0); }
-  await s.release();
-  let profile;
-  if (kind === 'dynconv') {
-    const p = await (await import(url)).createSession({ ort, profile: true });
-    const f = {};
-    for (const [k, t] of host) f[k] = new ort.Tensor(t.type, t.data, t.dims);
-    await p.run(f);
-    await p.run(f);
-    profile = p.lastProfile;
-    await p.release();
-  }
-  return { times, profile };
+// The bench's sessions, kept open across calls so that their rounds interleave: kind 'dynconv' is an emitted
+// index.js, 'ort' a plain onnxruntime-web WebGPU session of an .onnx file. Each timed run is end to end as a
+// page runs a model: CPU tensors in, run, outputs read back. Feeds are sent once and kept by key.
+const benchSessions = new Map();
+const benchFeedSets = new Map();
+let benchIds = 0;
+window.benchOpen = async (kind, url, options = {}) => {
+  const s = kind === 'dynconv'
+    ? await (await import(url)).createSession({ ort, ...options })
+    : await ort.InferenceSession.create(url, { executionProviders: ['webgpu'], ...options });
+  const id = ++benchIds;
+  benchSessions.set(id, s);
+  return id;
 };
+window.benchFeeds = (key, feedsIn) => { benchFeedSets.set(key, Object.entries(feedsIn).map(([k, t]) => [k, dec(t)])); };
+const benchOnce = async (s, key) => {
+  const f = {};
+  for (const [k, t] of benchFeedSets.get(key)) f[k] = new ort.Tensor(t.type, t.data, t.dims);
+  const out = await s.run(f);
+  const r = {};
+  for (const [k, t] of Object.entries(out)) r[k] = t.location === 'gpu-buffer' ? await t.getData(true) : t.data;
+  return { out, data: r };
+};
+// Times REPEAT runs (after WARMUP untimed ones); returns their times in ms.
+window.benchTime = async (id, key, repeat, warmup = 0) => {
+  const s = benchSessions.get(id);
+  for (let i = 0; i < warmup; i++) await benchOnce(s, key);
+  const times = [];
+  for (let i = 0; i < repeat; i++) { const t0 = performance.now(); await benchOnce(s, key); times.push(performance.now() - t0); }
+  return times;
+};
+// One run's outputs (for checking them), and a dynconv session's profile of that run (options.profile).
+window.benchRun = async (id, key) => {
+  const s = benchSessions.get(id);
+  const { out, data } = await benchOnce(s, key);
+  const outputs = {};
+  for (const [k, t] of Object.entries(out)) outputs[k] = { type: t.type, dims: [...t.dims], b64: enc(data[k]) };
+  return { outputs, profile: s.lastProfile };
+};
+// A plain ORT session opened with enableProfiling: ends it, and ORT prints the profile on the console.
+window.benchEndProfiling = (id) => { benchSessions.get(id).endProfiling(); };
+window.benchClose = async (id) => { await benchSessions.get(id)?.release(); benchSessions.delete(id); };
 window.ready = true;
 </script></body></html>`;
 
-export interface BenchResult {
-  times: number[];
-  /** dynconv sessions: ms per part of a profiled run (GPU waited for after each part). */
-  profile?: Record<string, number>;
+/** The bench's side of the page: sessions kept open across calls (so that their rounds interleave), timed end to end. */
+export interface PageBench {
+  /** Opens a session: 'dynconv' = an emitted index.js (options go to createSession), 'ort' = an .onnx file on the WebGPU EP. */
+  open(kind: 'dynconv' | 'ort', url: string, options?: Record<string, unknown>): Promise<number>;
+  /** Sends a feed set to the page once, kept under `key`. */
+  feeds(key: string, feeds: Record<string, PageTensor>): Promise<void>;
+  /** The times of `repeat` end-to-end runs (CPU tensors in, outputs read back), after `warmup` untimed ones. */
+  time(session: number, key: string, repeat: number, warmup?: number): Promise<number[]>;
+  /** One run: its outputs, and with a dynconv session opened with `profile: true`, ms per part of the run. */
+  run(session: number, key: string): Promise<{ outputs: Record<string, PageTensor>; profile?: Record<string, number> }>;
+  /** Ends the profiling of an 'ort' session opened with `enableProfiling: true` (its profile goes to the console). */
+  endProfiling(session: number): Promise<void>;
+  close(session: number): Promise<void>;
 }
 
-export async function benchInPage(w: WebPage, kind: 'dynconv' | 'ort', url: string, feeds: Record<string, PageTensor>, repeat: number): Promise<BenchResult> {
-  return w.page.evaluate(
-    ([k, u, f, r]) => (window as unknown as { benchModel: (k: string, u: string, f: unknown, r: number) => Promise<BenchResult> }).benchModel(k, u, f, r),
-    [kind, url, feeds, repeat] as const,
-  );
+export function pageBench(w: WebPage): PageBench {
+  type Fn = (...a: unknown[]) => Promise<unknown>;
+  const call = <T>(name: string, ...args: unknown[]): Promise<T> =>
+    w.page.evaluate(([n, a]) => ((window as unknown as Record<string, Fn>)[n as string])(...(a as unknown[])), [name, args] as const) as Promise<T>;
+  return {
+    open: (kind, url, options = {}) => call('benchOpen', kind, url, options),
+    feeds: (key, feeds) => call('benchFeeds', key, feeds),
+    time: (session, key, repeat, warmup = 0) => call('benchTime', session, key, repeat, warmup),
+    run: (session, key) => call('benchRun', session, key),
+    endProfiling: (session) => call('benchEndProfiling', session),
+    close: (session) => call('benchClose', session),
+  };
+}
+
+/**
+ * The ONNX Runtime profiles onnxruntime-web printed on the page's console from log index `from` on: it prints a
+ * session's trace events one a console line, between a line "[" and a line "]", when its profiling ends (by
+ * endProfiling, or when a profiling session is released).
+ */
+export function ortWebProfiles(logs: readonly string[], from = 0): ProfileEvent[][] {
+  const out: ProfileEvent[][] = [];
+  for (let i = from; i < logs.length; i++) {
+    if (logs[i].trim() !== '[') continue;
+    const end = logs.findIndex((l, j) => j > i && l.trim() === ']');
+    if (end < 0) break;
+    try {
+      out.push(JSON.parse(logs.slice(i, end + 1).join('\n')) as ProfileEvent[]);
+    } catch {
+      // not a profile
+    }
+    i = end;
+  }
+  return out;
 }
 
 export interface WebPage {
