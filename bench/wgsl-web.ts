@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fusedNodes } from '../codegen/fused-nodes.js';
-import { DYNCONV_DOMAIN } from '../ops/index.js';
+import { isDynconvDomain } from '../ops/index.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { emitKernels } from '../src/emit/emit-kernels.js';
 import type { Model } from '../src/ir/graph.js';
@@ -61,8 +61,8 @@ export function floorModel(m: Model): void {
     g.removeNode(n);
   }
   g.sweepDeadNodes();
-  m.opsets.delete(DYNCONV_DOMAIN);
-  m.removeFunctions((fn) => fn.domain === DYNCONV_DOMAIN);
+  for (const d of [...m.opsets.keys()]) if (isDynconvDomain(d)) m.opsets.delete(d);
+  m.removeFunctions((fn) => isDynconvDomain(fn.domain ?? ''));
   m.toProto();
 }
 

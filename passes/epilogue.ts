@@ -108,6 +108,17 @@ function activationAfter(v: Value, a: Analysis): { activation: Activation; min?:
   return { activation: gate.opType === 'Sigmoid' ? 'silu' : 'hardswish', nodes: [gate, mul], out: mul.outputs[0] };
 }
 
+/** A Reshape, or a Transpose that moves only axes of size 1, of v: the same data in the same order. */
+function isDataPreservingView(n: Node, v: Value, f: Facts): boolean {
+  if (n.domain !== '' || n.inputs[0] !== v || n.outputs.length !== 1) return false;
+  if (n.opType === 'Reshape') return true;
+  if (n.opType !== 'Transpose') return false;
+  const s = f.shape(v), perm = n.attrInts('perm');
+  if (!s || !perm || perm.length !== s.length || s.some((d) => typeof d !== 'number')) return false;
+  const moved = perm.filter((p) => s[p] !== 1);
+  return moved.every((p, i) => i === 0 || p > moved[i - 1]);
+}
+
 function sameShape(x: readonly unknown[] | undefined, y: readonly unknown[] | undefined): boolean {
   return !!x && !!y && x.length === y.length && x.every((d, i) => d !== undefined && d === y[i]);
 }
@@ -156,6 +167,18 @@ export function matchEpilogue(node: Node, f: Facts): EpilogueMatch | undefined {
   const rank = ys.length - 2;
   const chain: Node[] = [];
   let v = y;
+  // 0. views that leave the data as it is and end in Y's shape (the grouped-conv trick read back at batch 1:
+  //    Transpose [1, M, *O] -> [M, 1, *O], Reshape back): gone with the chain
+  const views: Node[] = [];
+  for (let n = soleReader(v); n && views.length < 4 && isDataPreservingView(n, v, f); n = soleReader(v)) {
+    views.push(n);
+    v = n.outputs[0];
+    if (sameShape(f.shape(v), ys)) {
+      chain.push(...views);
+      break;
+    }
+  }
+  if (!chain.length) v = y;
   // 1. affine steps, composed: v * s + t
   let s: Float64Array | undefined, t: Float64Array | undefined;
   const compose = (ms: Float64Array | undefined, mt: Float64Array | undefined) => {

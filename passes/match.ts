@@ -73,8 +73,19 @@ export function producerIs(v: Value | null | undefined, ...ops: string[]): Node 
  * activations and feed nothing else. A node whose output is also used elsewhere (a routing vector shared
  * by several convs, the backbone) is not part of it: fusing must leave it in place.
  */
+/** Each node's position in its graph's node list, built once per list and model state (every site asks). */
+const orders = new WeakMap<Node[], { version: number; length: number; order: Map<Node, number> }>();
+function nodeOrder(anchor: Node): Map<Node, number> {
+  const nodes = anchor.graph.nodes, version = anchor.graph.model.version;
+  const have = orders.get(nodes);
+  if (have && have.version === version && have.length === nodes.length) return have.order;
+  const order = new Map(nodes.map((n, i) => [n, i]));
+  orders.set(nodes, { version, length: nodes.length, order });
+  return order;
+}
+
 export function exclusiveGenerator(anchor: Node, starts: Value[], a: Analysis, limit = 512): Node[] {
-  const order = new Map(anchor.graph.nodes.map((n, i) => [n, i]));
+  const order = nodeOrder(anchor);
   const candidates = new Set<Node>();
   const stack = [...starts];
   while (stack.length && candidates.size < limit) {

@@ -132,6 +132,18 @@ test('check passes fusable models and fails (exit 1) when a site stays unfused; 
   t.regex(ok.stdout, /2 of 2 models ok/);
 });
 
+test('check --kernels wgsl reports the kernels\' own op-by-op comparison in its summary and its JSON', async (t) => {
+  const r = await runCli(['check', fixture('carafe_op13'), '--kernels', 'wgsl']);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const line = /WGSL kernels match \((\d+) fused op outputs?, worst rel-L2 ([0-9.e+-]+)\)/.exec(r.stdout);
+  t.truthy(line, r.stdout);
+  const json = await runCli(['check', fixture('carafe_op13'), '--kernels', 'wgsl', '--json']);
+  const kernels = JSON.parse(json.stdout).models[0].validation.kernels as Array<{ ok: boolean; relL2: number }>;
+  t.is(kernels.length, Number(line![1]));
+  t.true(kernels.every((k) => k.ok && Number.isFinite(k.relL2)));
+  t.is(Math.max(...kernels.map((k) => k.relL2)).toExponential(2), line![2]);
+});
+
 test('usage errors exit 2 with one line naming the problem', async (t) => {
   for (const args of [['scan'], ['fuse', fixture('dycnn_op13')], ['nonsense'], ['validate', fixture('dycnn_op13')], ['check', fixture('dycnn_op13'), '--kernels', 'cuda'], ['scan', fixture('dycnn_op13'), '--bogus']]) {
     const r = await runCli(args);

@@ -8,7 +8,7 @@ import { cleanup, fuseWith, text, validate } from './helpers/rules.js';
 import type { AttributeProto } from '../src/onnx/proto.js';
 import { ACTIVATIONS, type Activation } from '../ops/index.js';
 
-const N = 2, C = 4, M = 8, E = 3, K = 3, H = 6;
+const C = 4, M = 8, E = 3, K = 3, H = 6;
 const values = (n: number, seed: number, scale = 0.5, offset = 0) => Array.from({ length: n }, (_, i) => offset + Math.sin(i * 1.3 + seed) * scale);
 const int = (name: string, i: number) => ({ name, type: 2, i }) as unknown as AttributeProto;
 const float = (name: string, f: number) => ({ name, type: 1, f }) as unknown as AttributeProto;
@@ -16,8 +16,12 @@ const float = (name: string, f: number) => ({ name, type: 1, f }) as unknown as 
 /** What follows the CondConv's output `y0`, ending in `y`: nodes and their initializers. */
 type Tail = { nodes: ModelSpec['nodes']; initializers?: ModelSpec['initializers']; outputs?: string[] };
 
-/** CondConv in the grouped-conv trick (routing sigmoid(Gemm(GAP(x)))), its output y0 [N, M, H, W], then `tail`. */
-function condconv(tail: Tail): ModelSpec {
+/**
+ * CondConv in the grouped-conv trick (routing sigmoid(Gemm(GAP(x)))), its output y0 [N, M, H, W], then `tail`.
+ * `timm1`: batch 1 read back as timm does (Transpose [1, M, H, W] -> [M, 1, H, W], then Reshape to [1, M, H, W]).
+ */
+function condconv(tail: Tail, timm1 = false): ModelSpec {
+  const N = timm1 ? 1 : 2;
   return {
     opset: 13,
     nodes: [
@@ -29,7 +33,7 @@ function condconv(tail: Tail): ModelSpec {
       node('Reshape', ['w_flat', 'w_shape'], ['w']),
       node('Reshape', ['x', 'x_shape'], ['x1']),
       node('Conv', ['x1', 'w'], ['y1'], { attrs: [int('group', N), { name: 'pads', type: 7, ints: [1, 1, 1, 1] } as never, { name: 'kernel_shape', type: 7, ints: [K, K] } as never] }),
-      node('Reshape', ['y1', 'y_shape'], ['y0']),
+      ...(timm1 ? [node('Transpose', ['y1'], ['y1t'], { attrs: [{ name: 'perm', type: 7, ints: [1, 0, 2, 3] } as never] }), node('Reshape', ['y1t', 'y_shape'], ['y0'])] : [node('Reshape', ['y1', 'y_shape'], ['y0'])]),
       // the block's shortcut: a plain 1x1 conv of x to M channels
       node('Conv', ['x', 'skip_w'], ['skip'], { attrs: [{ name: 'kernel_shape', type: 7, ints: [1, 1] } as never] }),
       ...tail.nodes,
@@ -115,6 +119,17 @@ for (const [name, act] of ACTS) {
   });
 }
 
+test('epilogue: at batch 1 the trick read back through Transpose and Reshape (timm) goes with the chain', async (t) => {
+  const run = fuseWith(condconv({ nodes: [bn('y0', 'b'), node('Sigmoid', ['b'], ['g']), node('Mul', ['b', 'g'], ['y'])] }, true), mixtureConv);
+  t.teardown(() => cleanup(run));
+  t.regex(run.before, /Transpose\(%y1\) \{perm=\[1,0,2,3\]\}/);
+  t.notRegex(run.after, /Transpose|BatchNormalization|Mul\(/);
+  t.regex(run.after, /%y = com\.dynconv\.f1\.MixtureConv\(.*\{activation=3, affine=1/);
+  const report = await validate(run);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  t.true(report.outputs[0].relL2 < 1e-5);
+});
+
 test('epilogue: a chain with another reader is left as it is (the output and the BatchNormalization read twice, a residual of another shape)', async (t) => {
   const forms: [string, Tail][] = [
     ['output read twice', { nodes: [bn('y0', 'b'), node('Relu', ['b'], ['y']), node('Relu', ['y0'], ['y2'])], outputs: ['y', 'y2'] }],
@@ -128,7 +143,7 @@ test('epilogue: a chain with another reader is left as it is (the output and the
     }
     const run = fuseWith(spec, mixtureConv, { epilogues: true });
     t.teardown(() => cleanup(run));
-    const plain = fuseWith(spec, mixtureConv);
+    const plain = fuseWith(spec, mixtureConv, { epilogues: false });
     t.teardown(() => cleanup(plain));
     t.is(run.after, plain.after, why);
     t.notRegex(run.after, /affine=|residual=|activation=/, why);
@@ -138,7 +153,7 @@ test('epilogue: a chain with another reader is left as it is (the output and the
 });
 
 test('epilogue: with epilogues off the chain stays after the fused op', (t) => {
-  const run = fuseWith(condconv({ nodes: [bn('y0', 'b'), node('Relu', ['b'], ['y'])] }), mixtureConv);
+  const run = fuseWith(condconv({ nodes: [bn('y0', 'b'), node('Relu', ['b'], ['y'])] }), mixtureConv, { epilogues: false });
   t.teardown(() => cleanup(run));
   t.regex(run.after, /BatchNormalization\(%y0/);
   t.regex(run.after, /%y = Relu\(%b\)/);

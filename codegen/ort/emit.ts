@@ -37,9 +37,11 @@ const VERSION_SCRIPT = 'dynconv_ort.map';
  * Compiler flags. No -march: the architecture's baseline, so the library runs on any x86-64 (the PixelConv row
  * kernels pick AVX2 or AVX-512 copies at run time) or any ARMv8-A. libstdc++ and libgcc_s are linked dynamically,
  * as onnxruntime-node's libonnxruntime links them (a static libstdc++/libgcc would bring the build machine's
- * newest glibc symbol versions: GLIBC_2.35 and later on Debian 12).
+ * newest glibc symbol versions: GLIBC_2.35 and later on Debian 12). -fno-trapping-math (no FP exceptions are
+ * read; values are unchanged) lets GCC vectorise the epilogue's clamped exp (epilogue.h), which it otherwise keeps
+ * scalar ("control flow in loop").
  */
-const CXX_FLAGS = ['-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-fno-math-errno', '-Wno-psabi'];
+const CXX_FLAGS = ['-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-fno-math-errno', '-fno-trapping-math', '-Wno-psabi'];
 const LINK_FLAGS = ['-shared', `-Wl,--version-script=${VERSION_SCRIPT}`, '-Wl,-z,defs', '-pthread'];
 
 export interface OrtLibraryManifest {
@@ -105,7 +107,7 @@ find_package(Threads REQUIRED)
 add_library(dynconv_ort SHARED ${cc.join(' ')})
 set_target_properties(dynconv_ort PROPERTIES OUTPUT_NAME dynconv_ort CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 target_include_directories(dynconv_ort PRIVATE "\${ORT_INCLUDE_DIR}")
-target_compile_options(dynconv_ort PRIVATE -O3 -fno-math-errno -Wno-psabi)
+target_compile_options(dynconv_ort PRIVATE -O3 -fno-math-errno -fno-trapping-math -Wno-psabi)
 target_link_options(dynconv_ort PRIVATE "-Wl,--version-script=\${CMAKE_CURRENT_SOURCE_DIR}/${VERSION_SCRIPT}" -Wl,-z,defs)
 target_link_libraries(dynconv_ort PRIVATE Threads::Threads)
 `;

@@ -13,8 +13,11 @@ import type { Model, Node, Value, ValueType } from '../../src/ir/graph.js';
 import { modelBytes, modelBytesWithSignature } from '../../src/ir/serialize.js';
 import { loadModelFromBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
-import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import { isDynconvDomain as isDynconvDomainName } from '../../ops/index.js';
 import { fusedNodes } from '../fused-nodes.js';
+
+/** Nodes and functions of com.dynconv and of its specialised body domains (com.dynconv.f<k>). */
+const isDynconvDomain = (d: string | null | undefined): boolean => isDynconvDomainName(d ?? '');
 
 export interface SegmentPart {
   kind: 'segment';
@@ -64,11 +67,6 @@ const ORT_TYPES: Record<number, string> = {
 
 export function ortTypeName(elemType: number | undefined): string {
   return ORT_TYPES[elemType ?? DataType.FLOAT] ?? `onnx-type-${elemType}`;
-}
-
-/** The com.dynconv domain and the domains of its further function bodies (com.dynconv.*). */
-function isDynconvDomain(d: string | null | undefined): boolean {
-  return d === DYNCONV_DOMAIN || !!d?.startsWith(`${DYNCONV_DOMAIN}.`);
 }
 
 /** `kernels`: the nodes that run on dynconv's kernels (the back end's fused nodes); the rest is standard ops. */

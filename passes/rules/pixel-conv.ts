@@ -159,7 +159,8 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
     if (d && d.every((x) => typeof x === 'number') && outTracer.trace(v, d.map(() => 0)) !== undefined) { yValue = v; break; }
   }
   const yDims = yValue === contracted ? terms.outDims : (a.shape(yValue) as number[]);
-  const yMap = (flat: number) => { const t = outTracer.trace(yValue, unravel(flat, yDims)); return t === ZERO ? undefined : t; };
+  // yDims are yValue's dims as the tracer knows them: the flat index is traced as it is
+  const yMap = (flat: number) => { const t = outTracer.traceFlat(yValue, flat); return t === ZERO ? undefined : t; };
   let closest: { f: LayoutFailure; what: string } | undefined;
   // The unfolded operand's root is the input X, most likely: it is tried first (a wrong guess only costs time).
   const assignments = [[rootA, rootB, false], [rootB, rootA, true]] as const;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { hostArch, type OrtArch } from '../../codegen/ort/arch.js';
 import { buildOrtLibrary, emitOrtLibrary } from '../../codegen/ort/emit.js';
 import { fusedNodes } from '../../codegen/fused-nodes.js';
-import { DYNCONV_DOMAIN } from '../../ops/index.js';
+import { isDynconvDomain } from '../../ops/index.js';
 import { loadModel, saveModel } from '../../src/onnx/io.js';
 import { buildModel } from '../../src/ir/build.js';
 import { runWithOrtLibrary, type FloatTensor } from '../../src/run/ort/runner.js';
@@ -83,7 +83,7 @@ export async function prepareFixture(name: string, work: string): Promise<Prepar
   const fusedModel = buildModel(loaded);
   const ops = [...new Set(fusedNodes(fusedModel).map((n) => n.node.opType))].sort();
   if (!ops.length) return undefined;
-  loaded.proto.functions = (loaded.proto.functions ?? []).filter((f) => f.domain !== DYNCONV_DOMAIN);
+  loaded.proto.functions = (loaded.proto.functions ?? []).filter((f) => !isDynconvDomain(f.domain ?? ''));
   const kernelsOnly = join(dir, 'kernels-only.onnx');
   saveModel(loaded, kernelsOnly);
   const set = readdirSync(join(FIXTURES, name)).filter((d) => d.startsWith('test_data_set_')).sort()[0];

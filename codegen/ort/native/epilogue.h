@@ -53,9 +53,15 @@ inline float Activate(float v, float lo, float hi) {
   return v;
 }
 
-// y[i] = act(y[i] * s + t + z[i]) for i < n (z may be null).
+// y[i] = act(y[i] * s + t + z[i]) for i < n (z may be null). On x86-64 GCC also compiles an AVX2 copy, picked at
+// load time (ifunc), like the PixelConv row kernels' run-time choice: the library still runs on the baseline.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DC_EPILOGUE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DC_EPILOGUE_CLONES
+#endif
 template <Act A>
-__attribute__((noinline)) void ApplyRun(float* __restrict y, const float* __restrict z, int64_t n, float s, float t,
+__attribute__((noinline)) DC_EPILOGUE_CLONES void ApplyRun(float* __restrict y, const float* __restrict z, int64_t n, float s, float t,
                                         float lo, float hi) {
   if (z != nullptr) {
     for (int64_t i = 0; i < n; ++i) y[i] = Activate<A>(y[i] * s + t + z[i], lo, hi);
