@@ -125,6 +125,10 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
       const bytes = await load(st.segment);
       const where: Record<string, string> = {};
       for (const o of st.outputs) where[o] = usedLater.has(o) && plan.types[o] === 'float32' ? 'gpu-buffer' : graphOutputs.has(o) ? outputLocation : 'cpu';
+      // The WebGPU EP runs Conv in NHWC, so each segment transposes its NCHW inputs and outputs at the cuts (on
+      // RedNet-26 most of the Transpose time). Its preferredLayout 'NCHW' removes them, but its NCHW Conv is
+      // slower by more (measured in Chromium/SwiftShader, RedNet-26 64x64: 0.92x the NHWC session's speed), so
+      // the default stays; sessionOptions.executionProviders overrides it.
       const so: Record<string, unknown> = host ? { executionProviders: ['cpu'] } : { executionProviders: ['webgpu'], preferredOutputLocation: where };
       try {
         sessions.set(st.segment, await ort.InferenceSession.create(bytes, { ...so, ...options.sessionOptions }));
