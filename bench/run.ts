@@ -1,6 +1,6 @@
 // `npm run bench`: the benchmarks, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|nets|ort-profile|rewriter|wgsl|web|web-nets ...]
-// With no names: every benchmark but the profiles (ort-profile). nets, ort-profile and web-nets need the real-size
+//   npm run bench [-- io|ort|nets|ort-profile|rewriter|wgsl|web|web-nets|web-layout ...]
+// With no names: every benchmark but the profiles (ort-profile) and web-layout (an experiment's record). nets, ort-profile and web-nets need the real-size
 // networks made once by fixtures/export_nets.py; DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains
 // TEXT.
 
@@ -15,10 +15,11 @@ const BENCHES: Record<string, Bench> = {
   wgsl: async () => (await import('./wgsl.js')).runWgslBench(),
   web: async () => (await import('./wgsl-web.js')).runWebBench(),
   'web-nets': async () => (await import('./web-nets.js')).runWebNetsBench(),
+  'web-layout': async () => (await import('./web-layout.js')).runWebLayoutBench(),
 };
 
 /** Not in the default run: long, and what they explain is in the tables of the others. */
-const ON_REQUEST = new Set(['ort-profile']);
+const ON_REQUEST = new Set(['ort-profile', 'web-layout']);
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2).filter((a) => a in BENCHES);
