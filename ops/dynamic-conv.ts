@@ -1,5 +1,6 @@
 // DynamicConv: a convolution whose weights are given per sample.
 import { CONV_ATTRIBUTES } from './conv-attributes.js';
+import { EPILOGUE_ATTRIBUTES, EPILOGUE_INPUTS } from './epilogue.js';
 import { numericProduct, type OpDefinition } from './schema.js';
 import { convOutputShape, leadingAxisFits } from './weights.js';
 
@@ -10,8 +11,9 @@ export const DynamicConv: OpDefinition = {
     { name: 'X', role: 'data', ranks: (r) => [r + 2], layout: '[N, C, *D]' },
     { name: 'W', role: 'weights', ranks: (r) => [r + 3], layout: '[N, *weight layout]' },
     { name: 'B', role: 'bias', ranks: () => [1, 2], layout: '[N, M] or [M]' },
+    ...EPILOGUE_INPUTS,
   ],
-  attributes: CONV_ATTRIBUTES,
+  attributes: [...CONV_ATTRIBUTES, ...EPILOGUE_ATTRIBUTES],
   outputShape([x, w, b], attrs, mul = numericProduct) {
     if (!leadingAxisFits(w, x[0])) return `W holds ${w[0]} samples but X has ${x[0]}`;
     const y = convOutputShape(x, w.slice(1), attrs, mul, 'W per sample');

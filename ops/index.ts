@@ -4,11 +4,13 @@ import { MixtureConv } from './mixture-conv.js';
 import { ModulatedConv } from './modulated-conv.js';
 import { PixelConv } from './pixel-conv.js';
 import { PixelConvHead } from './pixel-conv-head.js';
-import type { AttrValue, Attrs, Dim, DimProduct, OpDefinition } from './schema.js';
+import type { AttrValue, Attrs, Dim, DimProduct, InputSpec, OpDefinition } from './schema.js';
 import { convOutputDim } from './conv-attributes.js';
+import { checkEpilogueShapes, epilogueOf, type Epilogue } from './epilogue.js';
 
 export type { AttrKind, AttrValue, Attrs, AttributeSpec, Dim, DimProduct, InputRole, InputSpec, OpDefinition } from './schema.js';
 export { convOutputDim } from './conv-attributes.js';
+export { ACTIVATIONS, EPILOGUE_ATTRIBUTES, F32_MAX, EPILOGUE_INPUT_NAMES, epilogueAttributes, epilogueOf, hasEpilogue, type Activation, type Epilogue } from './epilogue.js';
 
 export const DYNCONV_DOMAIN = 'com.dynconv';
 export const DYNCONV_OPSET_VERSION = 1;
@@ -26,8 +28,13 @@ export function isFusedOpType(t: string): t is FusedOpType {
   return Object.prototype.hasOwnProperty.call(OP_DEFINITIONS, t);
 }
 
-/** Input names of each op in order, as in docs/ops.md. */
-export const OP_INPUTS = Object.fromEntries(FUSED_OP_TYPES.map((t) => [t, OP_DEFINITIONS[t].inputs.map((i) => i.name)])) as unknown as Readonly<Record<FusedOpType, string[]>>;
+/** The op's own input names in order, as in docs/ops.md: always given (the epilogue's optional ones follow, see presentInputs). */
+export const OP_INPUTS = Object.fromEntries(FUSED_OP_TYPES.map((t) => [t, OP_DEFINITIONS[t].inputs.filter((i) => !i.present).map((i) => i.name)])) as unknown as Readonly<Record<FusedOpType, string[]>>;
+
+/** The inputs a node of the op takes with these (resolved) attributes, in order: its own, then the epilogue's it asks for. */
+export function presentInputs(op: FusedOpType, attrs: Attrs): InputSpec[] {
+  return OP_DEFINITIONS[op].inputs.filter((i) => !i.present || i.present(attrs));
+}
 
 /** Attributes that generated code bakes in, over all ops (the opset-11 function bodies bake the same ones). */
 export const SPECIALIZING_ATTRIBUTES: readonly string[] = [...new Set(FUSED_OP_TYPES.flatMap((t) => OP_DEFINITIONS[t].attributes.filter((a) => a.specializes).map((a) => a.name)))];
@@ -96,7 +103,9 @@ export interface OpDesc {
   /** ModulatedConv only. */
   demodulate?: boolean;
   epsilon?: number;
-  /** Input names of the op in order, as in docs/ops.md. */
+  /** What the op applies in its output write (ops/epilogue.ts); nothing by default. */
+  epilogue: Epilogue;
+  /** Input names of the node in order, as in docs/ops.md: the op's own, then the epilogue's its attributes ask for. */
   inputNames: string[];
 }
 
@@ -116,7 +125,8 @@ export function describeOp(op: FusedOpType, rank: number, raw: RawAttrs): OpDesc
       outputPadding: ints('output_padding', 0),
     },
     values: v,
-    inputNames: OP_INPUTS[op],
+    epilogue: epilogueOf(v),
+    inputNames: presentInputs(op, v).map((i) => i.name),
   };
   if (isPixelOp(op)) {
     desc.kernelShape = v.kernel_shape as number[];
@@ -140,13 +150,18 @@ function shapeAttrs(d: OpDesc): Attrs {
  */
 export function outputShape(d: OpDesc, inputShapes: readonly (readonly Dim[])[], mul?: DimProduct): Dim[] | string {
   const def = OP_DEFINITIONS[d.op];
-  for (const [i, spec] of def.inputs.entries()) {
+  const specs = presentInputs(d.op, d.values);
+  for (const [i, spec] of specs.entries()) {
     const s = inputShapes[i];
     if (!s) return `input ${spec.name} is missing`;
     const ranks = spec.ranks(d.attrs.rank);
     if (!ranks.includes(s.length)) return `${spec.name} has rank ${s.length}, expected ${ranks.join(' or ')} (${spec.name} ${spec.layout})`;
   }
-  return def.outputShape(inputShapes, shapeAttrs(d), mul);
+  const own = specs.filter((s) => !s.present).length;
+  const y = def.outputShape(inputShapes.slice(0, own), shapeAttrs(d), mul);
+  if (typeof y === 'string') return y;
+  const epilogue = Object.fromEntries(specs.slice(own).map((s, i) => [s.name, inputShapes[own + i]]));
+  return checkEpilogueShapes(y, epilogue) ?? y;
 }
 
 /** Output size of one spatial axis of a conv-like op (no symbols). */

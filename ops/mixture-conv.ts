@@ -1,5 +1,6 @@
 // MixtureConv: attention over E expert kernels (CondConv, DY-CNN).
 import { CONV_ATTRIBUTES } from './conv-attributes.js';
+import { EPILOGUE_ATTRIBUTES, EPILOGUE_INPUTS } from './epilogue.js';
 import { numericProduct, type OpDefinition } from './schema.js';
 import { convOutputShape, leadingAxisFits } from './weights.js';
 
@@ -11,8 +12,9 @@ export const MixtureConv: OpDefinition = {
     { name: 'R', role: 'routing', ranks: () => [2], layout: '[N, E] (routing weights, already activated)' },
     { name: 'W', role: 'expert weights', ranks: (r) => [r + 3], layout: '[E, *weight layout]' },
     { name: 'B', role: 'bias', ranks: () => [2], layout: '[E, M]' },
+    ...EPILOGUE_INPUTS,
   ],
-  attributes: CONV_ATTRIBUTES,
+  attributes: [...CONV_ATTRIBUTES, ...EPILOGUE_ATTRIBUTES],
   outputShape([x, rt, w, b], attrs, mul = numericProduct) {
     if (!leadingAxisFits(rt, x[0])) return `R holds ${rt[0]} samples but X has ${x[0]}`;
     if (!leadingAxisFits(w, rt[1])) return `W holds ${w[0]} experts but R routes over ${rt[1]}`;

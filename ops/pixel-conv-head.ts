@@ -1,5 +1,6 @@
 // PixelConvHead: PixelConv whose kernel is computed inside the op by the kernel generator's last 1x1 conv
 // (involution, per-pixel filters): K[n, g, j, o] = HB[g*KK + j] + sum_f HW[g*KK + j, f] * F[n, f, o].
+import { EPILOGUE_INPUTS } from './epilogue.js';
 import { PixelConv } from './pixel-conv.js';
 import type { Dim, OpDefinition } from './schema.js';
 
@@ -11,6 +12,7 @@ export const PixelConvHead: OpDefinition = {
     { name: 'F', role: 'data', ranks: (r) => [r + 2], layout: '[N, Cf, *O]: the features the 1x1 head reads' },
     { name: 'HW', role: 'weights', ranks: () => [2], layout: '[G * prod(kernel_shape), Cf]: the head weight; G divides C' },
     { name: 'HB', role: 'bias', ranks: () => [1], layout: '[G * prod(kernel_shape)]' },
+    ...EPILOGUE_INPUTS,
   ],
   attributes: PixelConv.attributes.map((a) => (a.name === 'transpose' ? { ...a, check: { test: (v) => v === 0, must: 'must be 0: PixelConvHead has no transpose form' } } : a)),
   outputShape([x, f, hw, hb], attrs, mul) {

@@ -1,5 +1,6 @@
 // PixelConv: a kernel per output position (involution, CARAFE, per-pixel dynamic filters, fairseq's dynamic 1-D conv).
 import { convOutputDim, DILATIONS, PADS, STRIDES, TRANSPOSE } from './conv-attributes.js';
+import { EPILOGUE_ATTRIBUTES, EPILOGUE_INPUTS } from './epilogue.js';
 import { numericProduct, type Dim, type OpDefinition } from './schema.js';
 
 export const PixelConv: OpDefinition = {
@@ -8,6 +9,7 @@ export const PixelConv: OpDefinition = {
   inputs: [
     { name: 'X', role: 'data', ranks: (r) => [r + 2], layout: '[N, C, *D]' },
     { name: 'K', role: 'kernel', ranks: (r) => [r + 3], layout: '[N, G, prod(kernel_shape), *O]; G divides C' },
+    ...EPILOGUE_INPUTS,
   ],
   attributes: [
     { name: 'kernel_shape', kind: 'ints', length: (r) => r, specializes: true, check: { test: (v) => [v].flat().every((k) => Number.isSafeInteger(k) && k >= 1), must: 'must be >= 1' }, doc: 'the kernel window' },
@@ -17,6 +19,7 @@ export const PixelConv: OpDefinition = {
     // Listed so that a transposed PixelConv is refused rather than ignored; kernel groups come from K's axis 1.
     { ...TRANSPOSE, check: { test: (v) => v === 0, must: 'must be 0: PixelConv has no transpose form' }, doc: '' },
     { name: 'upsample', kind: 'int', default: () => 1, specializes: true, check: { test: (v) => Number.isSafeInteger(v) && (v as number) >= 1, must: 'must be a positive integer' }, doc: "CARAFE's reassembly factor" },
+    ...EPILOGUE_ATTRIBUTES,
   ],
   outputShape([x, k], attrs, mul = numericProduct) {
     const r = x.length - 2;

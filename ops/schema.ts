@@ -29,7 +29,7 @@ export interface AttributeSpec {
   doc: string;
 }
 
-export type InputRole = 'data' | 'weights' | 'expert weights' | 'routing' | 'style' | 'bias' | 'kernel';
+export type InputRole = 'data' | 'weights' | 'expert weights' | 'routing' | 'style' | 'bias' | 'kernel' | 'epilogue';
 
 export interface InputSpec {
   name: string;
@@ -38,6 +38,8 @@ export interface InputSpec {
   ranks: (r: number) => number[];
   /** The layout, as docs/ops.md writes it. */
   layout: string;
+  /** An optional input (the epilogue's, after the op's own): given exactly when the attributes ask for it. */
+  present?: (attrs: Attrs) => boolean;
 }
 
 /** Every attribute given (defaults filled in). */
@@ -51,7 +53,7 @@ export interface OpDefinition {
   /** Checks across attributes, after each has passed its own check: a sentence naming the problem, or undefined. */
   validate?: (attrs: Attrs, rank: number) => string | undefined;
   /**
-   * The output shape from the input shapes (in `inputs` order) and the attributes; a reason when the inputs
+   * The output shape from the shapes of the op's own inputs (in `inputs` order, the epilogue's left out) and the attributes; a reason when the inputs
    * do not fit the op. Dims may be symbolic; `mul` multiplies them.
    */
   outputShape: (shapes: readonly (readonly Dim[])[], attrs: Attrs, mul?: DimProduct) => Dim[] | string;

@@ -49,6 +49,13 @@ export function perSampleBias(b: RewriteBuilder, u: Unbatched): Value {
   return b.reshape(u.bias.src, [-1, u.m]);
 }
 
+/** The fused op's X: the per-sample input, padded first when the site pads it by amounts computed at run time. */
+export function fusedInput(b: RewriteBuilder, u: Unbatched): Value {
+  if (!u.prePad) return u.x0;
+  const { pads, value } = u.prePad;
+  return b.op('Pad', value ? [u.x0, pads, value] : [u.x0, pads], { mode: 'constant' }, `${u.replaced.name}_padded`);
+}
+
 /** The com.dynconv node of a conv site, with the conv's attributes. */
 export function convFusedNode(b: RewriteBuilder, conv: Node, u: Unbatched, op: FusedOpType, family: Family, generator: Node[], inputs: Value[], extraAttrs: Record<string, AttrValue> = {}): Node {
   const p = u.params;

@@ -23,7 +23,7 @@ export function matchContext(model: Model, analysis: Analysis): MatchContext {
   return {
     model,
     analysis,
-    probe: () => (probe ??= symbolic ? new Analysis(model, probeSize) : analysis),
+    probe: () => (probe ??= symbolic ? new Analysis(model, probeSize, undefined, { lazy: true }) : analysis),
     memo<T>(key: string, node: Node, compute: () => T): T {
       const m = memo.get(key) ?? memo.set(key, new Map()).get(key)!;
       if (!m.has(node)) m.set(node, compute());
@@ -93,19 +93,29 @@ export interface RunOptions extends DriverOptions {
 }
 
 /** The driver: matches every site, then (when asked) rewrites each fusable one the caller admits. */
-export function runRules(model: Model, analysis: Analysis, opts: RunOptions = {}): { sites: Site[]; rewritten: Site[] } {
+export interface RulesRun {
+  sites: Site[];
+  rewritten: Site[];
+  /** The fused node of each rewritten site. */
+  nodes: Node[];
+  /** Each value a rewrite replaced, and what replaced it. */
+  forwarded: Map<Value, Value>;
+}
+
+export function runRules(model: Model, analysis: Analysis, opts: RunOptions = {}): RulesRun {
   const sites = matchSites(model, analysis, opts);
   const rewritten: Site[] = [];
-  if (!opts.rewrite) return { sites, rewritten };
+  const nodes: Node[] = [];
   const forwarded = new Map<Value, Value>();
+  if (!opts.rewrite) return { sites, rewritten, nodes, forwarded };
   for (const s of sites) {
     if (!isFusable(s)) continue;
     const verdict = opts.admit?.(s);
     if (verdict && 'leave' in verdict) { s.notFused = verdict.leave; s.explain.push(`not fused: ${verdict.leave}`); continue; }
-    rewriteSite(s, verdict?.domain, forwarded);
+    nodes.push(rewriteSite(s, verdict?.domain, forwarded));
     rewritten.push(s);
   }
-  return { sites, rewritten };
+  return { sites, rewritten, nodes, forwarded };
 }
 
 /** Rewrites one matched site in place, its fused node in `domain` (default com.dynconv); returns the fused node. */

@@ -2,11 +2,11 @@
 // runtime without dynconv's kernels. Bodies use standard ops only, take their attributes by reference
 // (so one body serves every node of the op) and work for any batch and spatial size.
 // Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
-import { DYNCONV_DOMAIN, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type FusedOpType } from '../ops/index.js';
+import { DYNCONV_DOMAIN, EPILOGUE_INPUT_NAMES, F32_MAX, epilogueOf, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type Epilogue, type FusedOpType } from '../ops/index.js';
 import { typeToProto } from '../src/ir/graph.js';
 import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
 
-type AttrSpec = { ref: string; type: number } | number | number[] | string | { tensor: { dtype: number; dims: number[]; values: number[] } };
+type AttrSpec = { ref: string; type: number } | number | number[] | string | { float: number } | { tensor: { dtype: number; dims: number[]; values: number[] } };
 
 class BodyBuilder {
   readonly nodes: NodeProto[] = [];
@@ -101,6 +101,7 @@ function attr(name: string, spec: AttrSpec): AttributeProto {
   if (Array.isArray(spec)) return onnx.AttributeProto.create({ name, type: AttrType.INTS, ints: spec });
   if (typeof spec === 'string') return onnx.AttributeProto.create({ name, type: AttrType.STRING, s: new TextEncoder().encode(spec) });
   if ('ref' in spec) return onnx.AttributeProto.create({ name, refAttrName: spec.ref, type: spec.type });
+  if ('float' in spec) return onnx.AttributeProto.create({ name, type: AttrType.FLOAT, f: spec.float });
   const t = spec.tensor;
   const isFloat = t.dtype === DataType.FLOAT;
   const rawData = new Uint8Array(t.values.length * (isFloat ? 4 : 8));
@@ -230,6 +231,27 @@ function pixelConvHeadBody(b: BodyBuilder): string {
   return pixelConvBody(b, k5);
 }
 
+/**
+ * The epilogue (ops/epilogue.ts) on the op's output y [N, M, *O]: act(y * OS + OB + Z). A body is written for one
+ * epilogue (its inputs are the ones that epilogue reads), so the epilogue attributes are baked in at every opset.
+ */
+function applyEpilogue(b: BodyBuilder, y: string, e: Epilogue): string {
+  if (e.affine) {
+    const perChannel = (v: string) => b.one('Reshape', [v, b.ints([-1, ...new Array(b.rank).fill(1)])]);
+    y = b.one('Add', [b.one('Mul', [y, perChannel('OS')]), perChannel('OB')]);
+  }
+  if (e.residual) y = b.one('Add', [y, 'Z']);
+  const float = (v: number) => b.one('Constant', [], { value: { tensor: { dtype: DataType.FLOAT, dims: [], values: [v] } } });
+  switch (e.activation) {
+    case 'none': return y;
+    case 'relu': return b.one('Relu', [y]);
+    case 'sigmoid': return b.one('Sigmoid', [y]);
+    case 'silu': return b.one('Mul', [y, b.one('Sigmoid', [y])]);
+    case 'clip': return b.one('Clip', [y, e.min > -F32_MAX ? float(e.min) : '', e.max < F32_MAX ? float(e.max) : '']);
+    case 'hardswish': return b.one('Mul', [y, b.one('HardSigmoid', [y], { alpha: { float: 1 / 6 }, beta: { float: 0.5 } })]);
+  }
+}
+
 /** Attributes a body reads as values (not only passes on to a Conv): baked in before opset 12. They are the ones the
  * op definitions mark as specialising generated code. */
 export const BAKED_ATTRIBUTES = SPECIALIZING_ATTRIBUTES;
@@ -245,12 +267,14 @@ export const MIN_FUNCTION_OPSET = 11;
 export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
   const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x), PixelConvHead: pixelConvHeadBody }[op];
-  const y = body(b);
+  const epilogue = epilogueOf(literals ?? {});
+  const y = applyEpilogue(b, body(b), epilogue);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));
+  const epilogueInputs = EPILOGUE_INPUT_NAMES.filter((n) => (n === 'Z' ? epilogue.residual : epilogue.affine));
   return onnx.FunctionProto.create({
     name: op,
     domain,
-    input: OP_INPUTS[op],
+    input: [...OP_INPUTS[op], ...epilogueInputs],
     output: ['Y'],
     attribute: OP_DEFINITIONS[op].attributes.map((a) => a.name),
     node: b.nodes,

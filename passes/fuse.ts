@@ -1,13 +1,14 @@
 // The fuse pass: every site that can be fused becomes one com.dynconv node carrying a model-local
 // function, so the result runs on stock ONNX Runtime. In place on the IR; returns what it did.
-import { DYNCONV_DOMAIN, DYNCONV_DOMAINS, DYNCONV_OPSET_VERSION, isDynconvDomain, isFusedOpType, type FusedOpType } from '../ops/index.js';
 import { analysisOf } from '../src/analysis/cache.js';
 import { DynconvError } from '../src/errors.js';
 import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
 import type { Rule } from './rules/rule.js';
-import { BAKED_ATTRIBUTES, functionFor, MIN_FUNCTION_OPSET } from './function-bodies.js';
-import { canonicalize, POST_FUSION_PASSES } from './canonicalize/index.js';
+import { BodyRegistry } from './body-registry.js';
+import { epiloguePass, type FusedNodes } from './epilogue.js';
+import { MIN_FUNCTION_OPSET } from './function-bodies.js';
+import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
@@ -24,6 +25,8 @@ export interface FuseOptions {
   rules?: readonly Rule<unknown>[];
   /** Check the properties each pass ensures (passes/pipeline.ts). */
   verify?: boolean;
+  /** Absorb the BatchNormalization, residual Add and activation after each fused op into it (default on; passes/epilogue.ts). */
+  epilogues?: boolean;
 }
 
 /**
@@ -32,65 +35,44 @@ export interface FuseOptions {
  * canonicalise and nothing fused is left exactly as it was.
  */
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
-  let result!: FuseResult;
-  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, opts)) };
-  const canonical = runPasses(model, [canonicalizePass], opts);
+  let result!: FuseResult & { fusedNodes: FusedNodes };
+  const canonical = runPasses(model, [canonicalizePass(opts)], opts);
+  const bodies = new BodyRegistry(model);
+  const fuseSitesPass: Pass<FuseResult> = { name: 'fuse-sites', inPlace: true, requires: [], ensures: [], run: (m) => (result = fuseSites(m, bodies, opts)) };
   runPasses(model, [fuseSitesPass], opts);
-  if (result.changed) runPasses(model, [sweepPass, cleanUpPass, sortPass], opts);
-  return { ...result, changed: result.changed || canonical.changed };
+  if (result.changed) {
+    const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
+    const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
+    // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
+    runPasses(model, [epilogues, sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass], opts);
+  }
+  const { fusedNodes: _nodes, ...out } = result;
+  return { ...out, changed: result.changed || canonical.changed };
 }
 
-/** Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is. */
-const canonicalizePass: Pass = { name: 'canonicalize', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m) }) };
+/**
+ * Exporter noise removed once for every rule (passes/canonicalize); a model already canonical is left as it is.
+ * With `verify`, each canonicalisation pass is verified too.
+ */
+const canonicalizePass = (opts: FuseOptions): Pass => ({ name: 'canonicalize', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, CANONICAL_PASSES, opts) }) });
 
 /**
  * The rewrites build their shapes and biases from what they found: folded here, the fused model is canonical
  * (fusing it again changes nothing) and free of the Reshape pairs ONNX Runtime's optimiser mishandles.
  */
-const cleanUpPass: Pass = { name: 'clean-up-fused', inPlace: true, requires: [], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES) }) };
+const cleanUpPass = (opts: FuseOptions): Pass => ({ name: 'clean-up-fused', inPlace: true, requires: ['sorted'], ensures: [], run: (m) => ({ changed: canonicalize(m, POST_FUSION_PASSES, opts) }) });
 
-/** Rewrites every fusable site into its com.dynconv node and adds the ops' function bodies. */
-function fuseSites(model: Model, opts: FuseOptions): FuseResult {
+/** Rewrites every fusable site into its com.dynconv node, choosing each node's function body. */
+function fuseSites(model: Model, bodies: BodyRegistry, opts: FuseOptions): FuseResult & { fusedNodes: FusedNodes } {
   const analysis = analysisOf(model);
-  const opset = model.opsets.get('') ?? 0;
-  // A function body is specialised to one spatial rank and, before opset 12, to the attribute values it
-  // reads. Functions are found by (domain, op type): the k-th body an op needs goes in domain
-  // com.dynconv.f<k> (ops/index.ts), so every site fuses and its node keeps the op type of its kernel.
-  type Body = { key: string; rank: number; literals?: Record<string, number | number[]>; domain: string };
-  const bodies = new Map<FusedOpType, Body[]>();
-  const bodiesOf = (op: FusedOpType) => bodies.get(op) ?? bodies.set(op, []).get(op)!;
-  // Bodies already in the model (a model fused before) keep their domains; new ones take the next.
-  for (const f of model.functions) {
-    if (isDynconvDomain(f.domain ?? '') && isFusedOpType(f.name ?? '')) bodiesOf(f.name as FusedOpType).push({ key: 'existing', rank: -1, domain: f.domain! });
-  }
   let checkedOpset = false;
   const admit = (s: Site): { leave: string } | { domain: string } => {
-    if (!checkedOpset && opset < MIN_FUNCTION_OPSET) {
-      throw new DynconvError(`${model.source}: the model uses ONNX opset ${opset}; fusing needs opset ${MIN_FUNCTION_OPSET} or newer (re-export with a newer opset_version)`);
+    if (!checkedOpset && bodies.opset < MIN_FUNCTION_OPSET) {
+      throw new DynconvError(`${model.source}: the model uses ONNX opset ${bodies.opset}; fusing needs opset ${MIN_FUNCTION_OPSET} or newer (re-export with a newer opset_version)`);
     }
     checkedOpset = true;
-    const rank = s.params!.rank;
-    const literals = opset < 12 ? Object.fromEntries(BAKED_ATTRIBUTES.filter((k) => s.bodyAttrs?.[k] !== undefined).map((k) => [k, s.bodyAttrs![k]])) : undefined;
-    const key = JSON.stringify([rank, literals ?? null]);
-    const list = bodiesOf(s.op!);
-    const have = list.find((b) => b.key === key);
-    if (have) return { domain: have.domain };
-    const free = DYNCONV_DOMAINS.find((d) => !list.some((b) => b.domain === d));
-    if (!free) return { leave: `the ${s.op} sites of this model need more than ${DYNCONV_DOMAINS.length} function bodies (${opset < 12 ? 'opset 11 bakes attributes into them; re-export with opset 13 or newer' : 'spatial ranks'})` };
-    list.push({ key, rank, literals, domain: free });
-    return { domain: free };
+    return bodies.admit(s.op!, s.params!.rank, s.bodyAttrs ?? {});
   };
-  const { sites, rewritten } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
-  if (rewritten.length) {
-    for (const [op, list] of bodies) {
-      for (const body of list) {
-        if (body.rank < 0 || model.hasFunction(body.domain, op)) continue;
-        model.addFunction(functionFor(op, opset, body.rank, body.literals, body.domain));
-        model.opsets.set(body.domain, DYNCONV_OPSET_VERSION);
-      }
-    }
-    model.opsets.set(DYNCONV_DOMAIN, DYNCONV_OPSET_VERSION);
-    model.requireIrVersion(8); // model-local functions need IR 8
-  }
-  return { sites, fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0 };
+  const { sites, rewritten, nodes, forwarded } = runRules(model, analysis, { rewrite: true, admit, rules: opts.rules });
+  return { sites, fused: rewritten, notFused: sites.filter((s) => !isFusable(s)), changed: rewritten.length > 0, fusedNodes: { nodes, analysis, forwarded } };
 }

@@ -1,10 +1,25 @@
 // Passes with contracts, and the pipeline that runs them. A pass edits the model in place, says which
 // properties of the model it needs and which it makes true, and reports whether it changed anything
 // (onnx_ir's pass infrastructure). With `verify`, the pipeline checks every property a pass ensures.
-import type { Model } from '../src/ir/graph.js';
+import type { Model, Node } from '../src/ir/graph.js';
+import { composableReshape } from './canonicalize/compose-reshapes.js';
+import { attributeFormConstant } from './canonicalize/constant-forms.js';
+import { foldableNode } from './canonicalize/fold-known-values.js';
+import { removableIdentity } from './canonicalize/identities.js';
+import { knownCastLike } from './canonicalize/type-only-inputs.js';
 
 /** Properties a pass can require or ensure; each has a check (PROPERTY_CHECKS). */
-export type Property = 'sorted' | 'no-dead-nodes';
+export type Property =
+  | 'sorted'
+  | 'no-dead-nodes'
+  // what the canonicalisation passes make true (passes/canonicalize): each is checked with the pass's own test
+  | 'no-constant-attribute-forms'
+  | 'no-identities'
+  | 'no-known-castlike'
+  | 'known-values-folded'
+  | 'reshapes-composed';
+
+const none = (n: Node | undefined, what: string) => (n ? `${n.label} ${what}` : undefined);
 
 export interface PassResult {
   changed: boolean;
@@ -33,6 +48,11 @@ export const PROPERTY_CHECKS: Record<Property, (m: Model) => string | undefined>
     const dead = m.graph.nodes.find((n) => n.outputs.every((o) => o.uses.length === 0 && !o.isGraphOutput));
     return dead ? `${dead.label} computes nothing that is used` : undefined;
   },
+  'no-constant-attribute-forms': (m) => none(attributeFormConstant(m), 'holds its value in a value_* attribute'),
+  'no-identities': (m) => none(removableIdentity(m), 'is an Identity its readers could skip'),
+  'no-known-castlike': (m) => none(knownCastLike(m), 'is a CastLike to a known element type'),
+  'known-values-folded': (m) => none(foldableNode(m), 'computes only values known before the run'),
+  'reshapes-composed': (m) => none(composableReshape(m), 'reshapes the output of another view op'),
 };
 
 export class PassContractError extends Error {}

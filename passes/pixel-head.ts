@@ -84,6 +84,6 @@ export function rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm 
   });
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });
-  replaced.replaceAllUsesWith(out);
+  b.replace(replaced, out);
   return fused;
 }

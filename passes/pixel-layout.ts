@@ -195,16 +195,35 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     const raw = unravel(xi, xDims);
     return { x: xPerm.map((p) => raw[p]), k: ki };
   };
-  const termsAt = (n: number, c: number, o: number[]): Term[] | undefined => {
+  /** The least kernel index the terms of an output read (undefined when one does not trace), nothing allocated. */
+  const minKAt = (n: number, c: number, o: number[]): number | undefined => {
+    const src = srcOf(n, c, o);
+    if (src === undefined || terms.count === 0) return undefined;
+    let m = Infinity;
+    for (let t = 0; t < terms.count; t++) {
+      if (!terms.termAt(src, t)) return undefined;
+      const ki = swap ? terms.a : terms.b;
+      if (ki < 0) return undefined;
+      if (ki < m) m = ki;
+    }
+    return m;
+  };
+  /** The first term of an output that reads the input (not padding), when all its terms trace. */
+  const firstInside = (n: number, c: number, o: number[]): Term | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined) return undefined;
-    const list: Term[] = [];
+    let hit: Term | undefined;
     for (let t = 0; t < terms.count; t++) {
+      if (hit) {
+        // the rest only has to trace: nothing is built for it
+        if (!terms.termAt(src, t) || (swap ? terms.a : terms.b) < 0) return undefined;
+        continue;
+      }
       const term = termOf(src, t);
       if (!term) return undefined;
-      list.push(term);
+      if (term.x) hit = term;
     }
-    return list;
+    return hit;
   };
   /** The terms of an output of sample 0, channel 0 whose window lies inside X; stops at the first term that is not. */
   const interiorAt = (o: number[]): Term[] | undefined => {
@@ -262,16 +281,17 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     if (size === 1) return 0;
     const o = [...oStar!];
     o[ax] = oStar![ax] + 1 < size ? oStar![ax] + 1 : oStar![ax] - 1;
-    const m = minK(termsAt(0, 0, o));
+    const m = minKAt(0, 0, o);
     return m === undefined ? NaN : (m - k0) / (o[ax] - oStar![ax]);
   });
-  const nStride = N > 1 ? (minK(termsAt(1, 0, oStar)) ?? NaN) - k0 : 0;
+  const nStride = N > 1 ? (minKAt(1, 0, oStar) ?? NaN) - k0 : 0;
   if (C > MAX_CHANNELS) return no(3, `${C} channels per sample are more than the ${MAX_CHANNELS} probed`);
   let G = 1;
   const groupBase: number[] = [];
   // The kernel element of one term (the first) of each channel's output at oStar: it moves where the group changes.
   const srcStar = (c: number) => srcOf(0, c, oStar!);
-  for (let c = 0; c < C; c++) { const src = srcStar(c); groupBase.push(src === undefined ? NaN : termOf(src, 0)?.k ?? NaN); }
+  const firstK = (src: number | undefined) => (src === undefined || !terms.termAt(src, 0) ? NaN : (swap ? terms.a : terms.b) < 0 ? NaN : swap ? terms.a : terms.b);
+  for (let c = 0; c < C; c++) groupBase.push(firstK(srcStar(c)));
   for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
   if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return no(3, `the kernel does not repeat in equal channel groups (${G} changes over ${C} channels)`);
   const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;
@@ -289,8 +309,7 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   const baseAlong = (ax: number, oa: number): number | undefined => {
     const o = [...oStar!];
     o[ax] = oa;
-    const t = termsAt(0, 0, o);
-    const hit = t?.find((e) => e.x);
+    const hit = firstInside(0, 0, o);
     const a = hit && offsetFromK(hit.k, 0, 0, o);
     return a ? hit!.x![2 + ax] - a[ax] * dilations[ax] : undefined;
   };
@@ -322,28 +341,41 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   // The check runs on many terms: flat indices are compared, nothing is allocated per term.
   const xS = stridesOf(xDims);
   const sN = xS[xPerm[0]], sC = xS[xPerm[1]], sD = D.map((_, ax) => xS[xPerm[2 + ax]]);
-  const jOf = new Map<number, number>(), offsets: number[][] = [];
-  for (const [rem, off] of aOfRemainder) { jOf.set(rem, offsets.length); offsets.push(off); }
-  const mark = new Int32Array(KK);
+  // Per kernel offset j (by its kernel-root remainder): its input displacement per axis (offset * dilation).
+  // The remainders index a table when their range is small (the window's axes innermost in the kernel
+  // root), else a map.
+  let remLo = Infinity, remHi = -Infinity;
+  for (const rem of aOfRemainder.keys()) { remLo = Math.min(remLo, rem); remHi = Math.max(remHi, rem); }
+  const table = remHi - remLo < Math.max(1 << 12, 4 * KK) ? new Int32Array(remHi - remLo + 1).fill(-1) : undefined;
+  const jOfMap = new Map<number, number>(), shift = new Float64Array(KK * r);
+  let nj = 0;
+  for (const [rem, off] of aOfRemainder) {
+    if (table) table[rem - remLo] = nj;
+    else jOfMap.set(rem - remLo, nj);
+    for (let ax = 0; ax < r; ax++) shift[nj * r + ax] = off[ax] * dilations[ax];
+    nj++;
+  }
+  const jOf = (slot: number): number => (table ? (slot >= 0 && slot < table.length ? table[slot] : -1) : jOfMap.get(slot) ?? -1);
+  const mark = new Int32Array(KK), q0 = new Float64Array(r);
   let stamp = 0;
   const checkAt = (n: number, c: number, o: number[]): LayoutFailure | undefined => {
     const at = () => `output [${[n, c, ...o].join(', ')}]`;
     const src = srcOf(n, c, o);
     if (src === undefined || terms.count !== KK) return no(8, `${at()} does not have ${KK} traceable terms`);
     stamp++;
-    let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride;
-    for (let ax = 0; ax < r; ax++) kb += o[ax] * oStrides[ax];
+    let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride + remLo;
+    for (let ax = 0; ax < r; ax++) { kb += o[ax] * oStrides[ax]; q0[ax] = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax]; }
+    const base = n * sN + c * sC;
     for (let t = 0; t < KK; t++) {
       if (!terms.termAt(src, t)) return no(8, `${at()} does not have ${KK} traceable terms`);
       const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
-      const j = ki < 0 ? undefined : jOf.get(ki - kb);
-      if (j === undefined) return no(8, `${at()} reads a kernel element outside its window`);
+      const j = ki < 0 ? -1 : jOf(ki - kb);
+      if (j < 0) return no(8, `${at()} reads a kernel element outside its window`);
       if (mark[j] === stamp) return no(8, `${at()} reads one kernel offset twice`);
       mark[j] = stamp;
-      const a = offsets[j];
-      let inside = true, want = n * sN + c * sC;
+      let inside = true, want = base;
       for (let ax = 0; ax < r; ax++) {
-        const q = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax] + a[ax] * dilations[ax];
+        const q = q0[ax] + shift[j * r + ax];
         if (q < 0 || q >= D[ax]) { inside = false; break; }
         want += q * sD[ax];
       }

@@ -33,6 +33,8 @@ interface Step {
   from?: Value;
   picked?: Value;
   map(flat: number): number;
+  /** `from`'s own step, linked on first use: a trace walks a chain of steps without looking values up. */
+  next?: Step | null;
 }
 
 /**
@@ -93,21 +95,35 @@ export class Tracer {
 
   /** As trace, for the element at flat (row-major) index `flat` of v. */
   traceFlat(v: Value, flat: number): number | undefined {
+    const budget = this.budget, root = this.root;
+    let step: Step | null | undefined;
     for (let depth = 0; depth < 256; depth++) {
-      if (this.budget && --this.budget.left < 0) throw new ProbeBudgetExceeded();
-      if (v === this.root) return flat;
-      let step = this.steps.get(v);
-      if (step === undefined) {
-        step = isMovement(v.producer) ? this.compile(v.producer!, v) : null;
-        this.steps.set(v, step);
-      }
+      if (budget && --budget.left < 0) throw new ProbeBudgetExceeded();
+      if (v === root) return flat;
+      if (step === undefined) step = this.stepOf(v);
       if (!step) return undefined;
       flat = step.map(flat);
       if (flat === ZERO) return ZERO;
       if (flat === FAIL) return undefined;
-      v = step.from ?? step.picked!;
+      if (step.from) {
+        v = step.from;
+        // the next step, linked once (the root has none: undefined keeps it looked up)
+        step = v === root ? undefined : step.next !== undefined ? step.next : (step.next = this.stepOf(v));
+      } else {
+        v = step.picked!;
+        step = undefined;
+      }
     }
     return undefined;
+  }
+
+  private stepOf(v: Value): Step | null {
+    let step = this.steps.get(v);
+    if (step === undefined) {
+      step = isMovement(v.producer) ? this.compile(v.producer!, v) : null;
+      this.steps.set(v, step);
+    }
+    return step;
   }
 
   /**
@@ -146,26 +162,33 @@ export class Tracer {
       case 'Transpose': {
         const perm = n.attrInts('perm') ?? inDims.map((_, i) => inDims.length - 1 - i);
         if (perm.length !== rank || outRank !== rank || perm.some((p) => !(p >= 0 && p < rank))) return null;
-        const s = perm.map((p) => inS[p]);
-        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += c[i] * s[i]; return r; });
+        // Unit axes dropped and axes that stay neighbours merged: the same permutation of fewer, larger axes.
+        const { dims, strides } = mergedTranspose(inDims, perm);
+        const m = dims.length;
+        if (m <= 1) return simple((f) => f);
+        return simple((f) => {
+          let r = 0;
+          for (let i = m - 1; i >= 0; i--) { const d = dims[i], q = Math.floor(f / d); r += (f - q * d) * strides[i]; f = q; }
+          return r;
+        });
       }
       case 'Gather': {
         const t = this.a.constValue(n.inputs[1]);
         if (!t) return null;
         const axis = norm(n.attrInt('axis', 0), rank);
-        const ir = t.dims.length, size = inDims[axis], idx = t.data, tS = stridesOf(t.dims);
+        const ir = t.dims.length, size = inDims[axis], idx = t.data;
         if (!(axis >= 0 && axis < rank) || outRank !== rank - 1 + ir) return null;
+        // out = [outer..., indices..., inner...]: the flat index is (outer * J + j) * inner + rest, and the input's
+        // (outer * size + idx[j]) * inner + rest.
+        const J = idx.length, inner = numelOf(inDims.slice(axis + 1));
+        if (J !== numelOf(t.dims)) return null;
         return simple((f) => {
-          decode(f);
-          let j = 0;
-          for (let i = 0; i < ir; i++) j += c[axis + i] * tS[i];
+          const q = Math.floor(f / inner), rest = f - q * inner;
+          const outer = Math.floor(q / J), j = q - outer * J;
           let k = idx[j];
           if (k < 0) k += size;
           if (!(k >= 0 && k < size)) return FAIL;
-          let r = k * inS[axis];
-          for (let i = 0; i < axis; i++) r += c[i] * inS[i];
-          for (let i = axis + 1; i < rank; i++) r += c[i - 1 + ir] * inS[i];
-          return r;
+          return (outer * size + k) * inner + rest;
         });
       }
       case 'Slice': {
@@ -190,13 +213,18 @@ export class Tracer {
         if (!pads || (opset >= 18 && n.inputs[3]) || pads.length !== 2 * rank || outRank !== rank) return null;
         const value = opset >= 11 ? (n.inputs[2] ? this.a.constValue(n.inputs[2])?.data[0] : 0) : n.attrFloat('value', 0);
         const fill = value === 0 ? ZERO : FAIL;
+        // Neighbouring axes without padding merged into one: fewer axes to decode, the same flat indices.
+        const ax = mergedPadAxes(inDims, pads);
+        const m = ax.inDims.length, oD = ax.inDims.map((d, i) => d + ax.begin[i] + ax.end[i]), iS = stridesOf(ax.inDims);
+        if (numelOf(oD) !== numelOf(outDims)) return null;
         return simple((f) => {
-          decode(f);
           let r = 0;
-          for (let i = 0; i < rank; i++) {
-            const v = c[i] - pads[i];
-            if (v < 0 || v >= inDims[i]) return fill;
-            r += v * inS[i];
+          for (let i = m - 1; i >= 0; i--) {
+            const d = oD[i], q = Math.floor(f / d);
+            const v = f - q * d - ax.begin[i];
+            if (v < 0 || v >= ax.inDims[i]) return fill;
+            r += v * iS[i];
+            f = q;
           }
           return r;
         });
@@ -278,6 +306,42 @@ export class Tracer {
         return null;
     }
   }
+}
+
+/**
+ * A transpose of `inDims` by `perm` as a walk over the output: per merged output axis its size and the input
+ * stride it moves by. Unit axes are dropped, and output axes that are consecutive input axes are one axis.
+ */
+function mergedTranspose(inDims: readonly number[], perm: readonly number[]): { dims: number[]; strides: number[] } {
+  const inS = stridesOf(inDims);
+  const dims: number[] = [], strides: number[] = [];
+  let prev = -2;
+  for (const p of perm) {
+    if (inDims[p] === 1) continue;
+    if (dims.length && p === prev + 1 && strides[strides.length - 1] === inS[p] * inDims[p]) {
+      // the previous output axis continues into this one: one axis of their product, moving by this one's stride
+      dims[dims.length - 1] *= inDims[p];
+      strides[strides.length - 1] = inS[p];
+    } else {
+      dims.push(inDims[p]);
+      strides.push(inS[p]);
+    }
+    prev = p;
+  }
+  return { dims, strides };
+}
+
+/** The axes of a Pad with neighbouring unpadded axes merged: input sizes and the pads at either end. */
+function mergedPadAxes(inDims: readonly number[], pads: readonly number[]): { inDims: number[]; begin: number[]; end: number[] } {
+  const r = inDims.length, out = { inDims: [] as number[], begin: [] as number[], end: [] as number[] };
+  let open = false; // the last merged axis is unpadded and may take the next unpadded one
+  for (let i = 0; i < r; i++) {
+    const b = pads[i], e = pads[i + r];
+    if (b === 0 && e === 0 && open) { out.inDims[out.inDims.length - 1] *= inDims[i]; continue; }
+    out.inDims.push(inDims[i]); out.begin.push(b); out.end.push(e);
+    open = b === 0 && e === 0;
+  }
+  return out;
 }
 
 /** Row-major strides of a shape. */

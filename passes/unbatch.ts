@@ -8,6 +8,7 @@ import type { Dim, Node, Value } from '../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
 import { reshapeChainBack, reshapeChainForward } from './match.js';
+import { ProbeBudgetExceeded, Tracer, ZERO } from './provenance.js';
 import type { SiteParams } from './site.js';
 
 /** Elements of one sample's conv weight: 2^28 (1 GiB of floats) is far past any real layer (2048x2048x7x7 is 2^27.6). */
@@ -27,6 +28,12 @@ export interface Unbatched {
   replaced: Value;
   replacedIsTrickLayout: boolean;
   bias: BiasPlan;
+  /**
+   * A Pad whose amounts are computed at run time (timm's pad_same with dynamic H/W) between the batch-folded
+   * input and the conv: they cannot become the conv's pads, so the fused op reads Pad(x0, pads, value), the
+   * same amounts on the per-sample input (its batch and channel entries are zero: checked element by element).
+   */
+  prePad?: { pads: Value; value?: Value };
 }
 
 export type BiasPlan = { kind: 'none' } | { kind: 'const'; values: Tensor } | { kind: 'per-sample'; src: Value };
@@ -82,6 +89,30 @@ function spatialZeroPad(X: Value, a: Analysis, r: number): { input: Value; pads:
   return { input: p.inputs[0], pads: [...all.slice(2, R), ...all.slice(R + 2)] };
 }
 
+/**
+ * X = Pad(x) in constant mode with run-time amounts that pad the spatial axes only: every batch and channel
+ * entry of the pads traces back to zero fill (provenance.ts), so the same pads act on the unbatched input.
+ */
+function runtimeSpatialPad(X: Value, a: Analysis, r: number): { input: Value; pads: Value; value?: Value } | undefined {
+  const p = X.producer;
+  if (!p || p.domain !== '' || p.opType !== 'Pad' || a.opset < 11 || !p.inputs[0] || !p.inputs[1] || p.inputs[3]) return undefined;
+  if ((p.attrString('mode') ?? 'constant') !== 'constant') return undefined;
+  const pads = p.inputs[1];
+  const value = p.inputs[2] ?? undefined;
+  if (value && a.label(value) === 'data') return undefined;
+  const R = r + 2;
+  const ps = a.shape(pads);
+  if (!ps || ps.length !== 1 || ps[0] !== 2 * R) return undefined;
+  const tracer = new Tracer(a, p.inputs[0], { left: 4096 });
+  try {
+    if (![0, 1, R, R + 1].every((i) => tracer.traceFlat(pads, i) === ZERO)) return undefined;
+  } catch (e) {
+    if (e instanceof ProbeBudgetExceeded) return undefined;
+    throw e;
+  }
+  return { input: p.inputs[0], pads, value };
+}
+
 /** Finds how the batch reaches the conv, and the per-sample pieces (throws NoMatch). */
 function unbatchOrThrow(conv: Node, a: Analysis): Unbatched {
   const transpose = conv.opType === 'ConvTranspose';
@@ -95,10 +126,18 @@ function unbatchOrThrow(conv: Node, a: Analysis): Unbatched {
   const kernel = conv.attrInts('kernel_shape') ?? staticInts(ws!.slice(2), 'kernel shape');
   const params = convParams(conv, a, r, kernel);
   const padded = transpose ? undefined : spatialZeroPad(X, a, r);
+  let prePad: Unbatched['prePad'];
   if (padded && a.shape(padded.input)?.length === r + 2) {
     X = padded.input;
     xs = a.shape(X);
     params.pads = params.pads.map((d, i) => d + padded.pads[i]);
+  } else if (!transpose) {
+    const rt = runtimeSpatialPad(X, a, r);
+    if (rt && a.shape(rt.input)?.length === r + 2) {
+      X = rt.input;
+      xs = a.shape(X);
+      prePad = { pads: rt.pads, ...(rt.value ? { value: rt.value } : {}) };
+    }
   }
   const G = conv.attrInt('group', 1);
   const wRowDim = ws![1]; // conv: C/g per group; transpose: M/g
@@ -200,7 +239,7 @@ function unbatchOrThrow(conv: Node, a: Analysis): Unbatched {
       }
     }
   }
-  return { x0, n, mode, params, m, layout, wsrc: wsrc!, replaced, replacedIsTrickLayout: trickLayout, bias };
+  return { x0, n, mode, params, m, layout, wsrc: wsrc!, replaced, replacedIsTrickLayout: trickLayout, bias, ...(prePad ? { prePad } : {}) };
 }
 
 export type UnbatchResult = { ok: true; u: Unbatched } | { ok: false; reason: string };

@@ -9,7 +9,9 @@ import { buildModel } from '../src/ir/build.js';
 import type { Model } from '../src/ir/graph.js';
 import { loadModelFromBytes, saveModelToBytes } from '../src/onnx/io.js';
 import { compareArrays } from '../src/validate/compare.js';
-import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES, type CanonicalPass } from '../passes/canonicalize/index.js';
+import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from '../passes/canonicalize/index.js';
+import { identities } from '../passes/canonicalize/identities.js';
+import { PassContractError, PROPERTY_CHECKS, type Pass } from '../passes/pipeline.js';
 import { composeReshapes } from '../passes/canonicalize/compose-reshapes.js';
 import { DataType, attr, model, node, tensorF32, tensorI64, valueInfo } from './helpers/model.js';
 import { dataSetInputs, runOrt, type NamedTensor } from './helpers/ort.js';
@@ -23,10 +25,11 @@ function snapshot(m: Model): string[] {
   return m.graph.nodes.map((n) => `${n.opType}(${n.inputs.map(show).join(', ')}) -> ${n.outputs.map((o) => o.name).join(', ')}`);
 }
 
-function canonical(bytes: Uint8Array, passes: readonly CanonicalPass[] = CANONICAL_PASSES) {
+function canonical(bytes: Uint8Array, passes: readonly Pass[] = CANONICAL_PASSES) {
   const loaded = loadModelFromBytes(bytes);
   const m = buildModel(loaded);
-  const changed = canonicalize(m, passes);
+  // verified: each pass's requirements before it and what it ensures after it (passes/pipeline.ts)
+  const changed = canonicalize(m, passes, { verify: true });
   m.toProto();
   return { model: m, changed, bytes: saveModelToBytes(loaded) };
 }
@@ -83,7 +86,26 @@ test('each pass states its contract', (t) => {
   for (const p of POST_FUSION_PASSES) {
     t.regex(p.name, /^[a-z-]+$/);
     t.true(p.requires.length > 0 && p.ensures.length > 0, p.name);
+    t.true(p.inPlace);
+    // every property has its check (passes/pipeline.ts), so verification can fail
+    for (const prop of [...p.requires, ...p.ensures]) t.is(typeof PROPERTY_CHECKS[prop], 'function', `${p.name}: ${prop}`);
   }
+});
+
+test('a canonicalisation pass that does not make true what it ensures is reported by name (verify)', (t) => {
+  // An Identity the identities pass would remove, and a pass that claims the property without doing the work.
+  const bytes = encodeModel(model({
+    opset: 13,
+    nodes: [node('Identity', ['x'], ['x1']), node('Relu', ['x1'], ['y'])],
+    inputs: [valueInfo('x', DataType.FLOAT, [2, 3])],
+    outputs: [valueInfo('y', DataType.FLOAT, [2, 3])],
+  }));
+  const m = buildModel(loadModelFromBytes(bytes));
+  t.truthy(PROPERTY_CHECKS['no-identities'](m), 'the property does not hold before');
+  const lazy: Pass = { ...identities, name: 'lazy-identities', run: () => ({ changed: false }) };
+  t.throws(() => canonicalize(m, [lazy], { verify: true }), { instanceOf: PassContractError, message: /pass lazy-identities: no-identities does not hold after it: .*Identity/ });
+  t.true(canonicalize(m, [identities], { verify: true }));
+  t.is(PROPERTY_CHECKS['no-identities'](m), undefined);
 });
 
 // Fixtures with the forms: the as_strided Loop (SequenceEmpty ... ConcatFromSequence), torch's NonZero index

@@ -11,7 +11,7 @@ import { buildOrtLibrary, emitOrtLibrary } from '../codegen/ort/emit.js';
 import { runWithOrtLibrary } from '../src/run/ort/runner.js';
 import { emitWgsl, type WgslNode } from '../codegen/wgsl/emit.js';
 import { runWgslBatch, type WgslBatchResult } from '../src/run/wgsl/dawn-runner.js';
-import { outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';
+import { ACTIVATIONS, outputShape, type FusedOpType, type RawAttrs } from '../ops/index.js';
 import { functionFor } from '../passes/function-bodies.js';
 import { caseDesc, caseFeeds, ensureOrtHeaders, fusedModel, relL2, rng, runReference, testCacheDir, writeModel, type OpCase } from './ort-helpers.js';
 
@@ -75,7 +75,29 @@ function makeCase(op: FusedOpType, name: string, d: number[], k: number, raw: Ra
   return { ...c, expect: outputShape(caseDesc(c), c.shapes) as number[] | string };
 }
 
-const CASES = grid();
+/**
+ * The grid's first cases of each op again with an epilogue (ops/epilogue.ts): affine and residual, affine only,
+ * residual only, the activations spread over the ops so that each back end runs every one.
+ */
+function epilogueCases(base: Case[]): Case[] {
+  const out: Case[] = [];
+  ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead'].forEach((op, oi) => {
+    base.filter((c) => c.op === op && Array.isArray(c.expect)).slice(0, 3).forEach((c, j) => {
+      const y = c.expect as number[];
+      const activation = (oi * 3 + j + 1) % ACTIVATIONS.length;
+      const epi = { affine: j === 2 ? 0 : 1, residual: j === 1 ? 0 : 1, activation, ...(ACTIVATIONS[activation] === 'clip' ? { activation_min: -0.5, activation_max: 0.75 } : {}) };
+      const withEpi: OpCase = { ...c, name: `${c.name} + epilogue ${JSON.stringify(epi)}`, raw: { ...c.raw, ...epi } };
+      const raw = { ...caseDesc(withEpi).values };
+      const shapes = [...c.shapes, ...(epi.affine ? [[y[1]], [y[1]]] : []), ...(epi.residual ? [y] : [])];
+      const e: OpCase = { ...withEpi, raw, shapes };
+      out.push({ ...e, expect: outputShape(caseDesc(e), e.shapes) as number[] | string });
+    });
+  });
+  return out;
+}
+
+const CASES = [...grid()];
+CASES.push(...epilogueCases(CASES));
 // Inputs the definition refuses: every back end must refuse them too.
 const REFUSED = [
   makeCase('DynamicConv', 'empty output (3x3 kernel on 2x2, no pads)', [2, 2], 3, {}),
@@ -91,11 +113,16 @@ test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, gro
   t.true(CASES.some((c) => c.shapes[0].length === 3) && CASES.some((c) => c.shapes[0].length === 4));
   for (const c of CASES) t.true(Array.isArray(c.expect), `${c.name}: ${String(c.expect)}`);
   for (const c of REFUSED) t.is(typeof c.expect, 'string', c.name);
+  const epi = CASES.map((c) => caseDesc(c).epilogue);
+  for (const a of ACTIVATIONS) t.true(epi.some((e) => e.activation === a), a);
+  t.true(epi.some((e) => e.affine) && epi.some((e) => e.residual));
+  for (const op of ['DynamicConv', 'MixtureConv', 'ModulatedConv', 'PixelConv', 'PixelConvHead']) t.true(CASES.some((c, i) => c.op === op && epi[i].affine && epi[i].residual), op);
 });
 
 /** The fused single-node model with the real function body (what `fuse` writes) as its model-local function. */
 function withFunctionBody(c: OpCase): Uint8Array {
-  return fusedModel(c, { functions: [functionFor(c.op, 17, c.shapes[0].length - 2)] }).bytes;
+  // the body of the node's epilogue form (the epilogue attributes are baked into every body)
+  return fusedModel(c, { functions: [functionFor(c.op, 17, c.shapes[0].length - 2, c.raw as Record<string, number | number[]>)] }).bytes;
 }
 
 const modelDir = testCacheDir('ops-agreement-models');

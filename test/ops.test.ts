@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { mulDim } from '../src/analysis/dims.js';
-import { describeOp, FUSED_OP_TYPES, OP_DEFINITIONS, OpDescError, outputShape, resolveAttributes, specializationKey, SPECIALIZING_ATTRIBUTES } from '../ops/index.js';
+import { describeOp, F32_MAX, FUSED_OP_TYPES, OP_DEFINITIONS, OpDescError, outputShape, resolveAttributes, specializationKey, SPECIALIZING_ATTRIBUTES } from '../ops/index.js';
 import { withReference } from '../ops/reference.js';
 import { packageRoot } from '../codegen/ort/paths.js';
 
@@ -81,4 +81,25 @@ test('docs/ops.md holds the reference rendered from the op definitions (run scri
   const page = readFileSync(join(packageRoot(), 'docs', 'ops.md'), 'utf8');
   t.is(withReference(page), page);
   for (const op of FUSED_OP_TYPES) for (const a of OP_DEFINITIONS[op].attributes) t.true(page.includes(`| \`${a.name}\` |`), `${op}.${a.name}`);
+});
+
+test('the epilogue: its inputs follow the op\'s own as its attributes ask, their shapes are checked against Y, and it specialises code', (t) => {
+  for (const op of FUSED_OP_TYPES) {
+    const base = op === 'PixelConv' || op === 'PixelConvHead' ? { kernel_shape: [3, 3] } : {};
+    const own = describeOp(op, 2, base).inputNames;
+    t.false(own.some((n) => ['OS', 'OB', 'Z'].includes(n)), op);
+    t.deepEqual(describeOp(op, 2, { ...base, affine: 1 }).inputNames, [...own, 'OS', 'OB'], op);
+    t.deepEqual(describeOp(op, 2, { ...base, residual: 1 }).inputNames, [...own, 'Z'], op);
+    t.deepEqual(describeOp(op, 2, { ...base, affine: 1, residual: 1, activation: 3 }).epilogue, { affine: true, residual: true, activation: 'silu', min: -F32_MAX, max: F32_MAX }, op);
+    t.not(specializationKey(describeOp(op, 2, { ...base, activation: 1 })), specializationKey(describeOp(op, 2, { ...base, activation: 2 })), op);
+  }
+  const mix = (raw: Record<string, number>) => describeOp('MixtureConv', 2, { pads: [1, 1, 1, 1], ...raw });
+  const own = [[2, 8, 5, 7], [2, 3], [3, 6, 8, 3, 3], [3, 6]];
+  t.deepEqual(outputShape(mix({ affine: 1, residual: 1 }), [...own, [6], [6], [2, 6, 5, 7]]), [2, 6, 5, 7]);
+  t.regex(outputShape(mix({ affine: 1 }), [...own, [5], [6]]) as string, /OS has 5 values, expected one per output channel \(6\)/);
+  t.regex(outputShape(mix({ residual: 1 }), [...own, [2, 6, 5, 1]]) as string, /Z has 1 along axis 3, Y 7: Z must have Y's shape/);
+  t.regex(outputShape(mix({ residual: 1 }), [...own, [6]]) as string, /Z has rank 1, expected 4/);
+  t.regex(outputShape(mix({ affine: 1 }), own) as string, /input OS is missing/);
+  t.throws(() => resolveAttributes('MixtureConv', 2, { activation: 6 }), { message: /activation must be 0 to 5/ });
+  t.throws(() => resolveAttributes('PixelConv', 2, { kernel_shape: [3, 3], affine: 2 }), { message: /affine must be 0 or 1/ });
 });

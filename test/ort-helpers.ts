@@ -145,7 +145,7 @@ export function fusedModel(
     });
   }
   const names = desc.inputNames;
-  const floatAttrs = c.op === 'ModulatedConv' ? ['epsilon'] : [];
+  const floatAttrs = [...(c.op === 'ModulatedConv' ? ['epsilon'] : []), 'activation_min', 'activation_max'];
   const attrs: Record<string, number | number[]> = {};
   for (const [k, v] of Object.entries(c.raw)) if (v !== undefined) attrs[k] = v;
   const y = g.node(c.op, names, attrs, DYNCONV_DOMAIN, floatAttrs);

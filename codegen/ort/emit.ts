@@ -29,7 +29,7 @@ const OP_SOURCES: Record<FusedOpType, string[]> = {
   PixelConv: ['pixel_conv_rows.h', 'pixel_conv.cc'],
   PixelConvHead: ['pixel_conv_rows.h', 'pixel_conv.cc'],
 };
-const COMMON_SOURCES = ['common.h', 'common.cc'];
+const COMMON_SOURCES = ['common.h', 'common.cc', 'epilogue.h'];
 const REGISTER_SOURCE = 'register.cc';
 const VERSION_SCRIPT = 'dynconv_ort.map';
 

@@ -17,13 +17,13 @@ function cxxString(s: string): string {
 function cxxNumber(x: number): string {
   if (x === Infinity) return 'kInf';
   if (x === -Infinity) return '-kInf';
-  return Number.isInteger(x) ? `${x}.0` : String(x);
+  return Number.isInteger(x) && Math.abs(x) < 1e15 ? `${x}.0` : String(x);
 }
 
 /** The interval of values the attribute's check allows, found by probing it (each check is a range in ops/). */
 function allowedRange(op: string, spec: AttributeSpec): [number, number] {
   if (!spec.check) return [-Infinity, Infinity];
-  const probe = spec.kind === 'float' ? [-1e9, -1, -1e-9, 0, 1e-9, 1, 2, 1e9] : [-1e6, -2, -1, 0, 1, 2, 3, 1e6];
+  const probe = spec.kind === 'float' ? [-1e9, -1, -1e-9, 0, 1e-9, 1, 2, 1e9] : [-1e6, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 1e6];
   const wrap = (x: number) => (spec.kind === 'ints' ? [x] : x);
   const ok = probe.map((x) => spec.check!.test(wrap(x), {}));
   const first = ok.indexOf(true), last = ok.lastIndexOf(true);
@@ -83,7 +83,8 @@ struct InputSpec {
 struct OpSpec {
   const char* name;
   const InputSpec* inputs;
-  std::size_t n_inputs;
+  std::size_t n_inputs;      // the op's own inputs, always given
+  std::size_t n_all_inputs;  // and after them the epilogue's optional ones (OS, OB, Z), given as its attributes ask
   const AttrSpec* attrs;
   std::size_t n_attrs;
 };
@@ -108,7 +109,9 @@ struct OpSpec {
       out.push(`    {${cxxString(a.name)}, ${kind}, ${perRank}, ${d === undefined}, ${cxxNumber(d ?? 0)}, ${cxxNumber(min)}, ${cxxNumber(max)}, ${cxxString(a.check?.must ?? '')}},`);
     }
     out.push('};');
-    out.push(`inline constexpr OpSpec k${t} = {${cxxString(t)}, k${t}Inputs, ${def.inputs.length}, k${t}Attrs, ${def.attributes.length}};\n`);
+    const own = def.inputs.filter((i) => !i.present).length;
+    if (def.inputs.slice(0, own).some((i) => i.present)) throw new Error(`ops-header: ${t}: optional inputs must come after the op's own`);
+    out.push(`inline constexpr OpSpec k${t} = {${cxxString(t)}, k${t}Inputs, ${own}, ${def.inputs.length}, k${t}Attrs, ${def.attributes.length}};\n`);
   }
   out.push('}  // namespace ops\n}  // namespace dynconv\n');
   return out.join('\n');

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OpDesc } from '../../ops/index.js';
-import { isPixelOp, OP_INPUTS, specializationKey } from '../../ops/index.js';
+import { isPixelOp, specializationKey } from '../../ops/index.js';
 import { bundleModules } from '../bundle.js';
 import { UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
 import { programsFor } from './programs.js';
@@ -63,7 +63,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
     if (seen.has(node.id)) throw new Error(`emitWgsl: duplicate node id ${node.id}`);
     seen.add(node.id);
     const desc = node.desc;
-    const opInputs = OP_INPUTS[desc.op];
+    const opInputs = desc.inputNames;
     if (node.inputNames.length !== opInputs.length) throw new Error(`emitWgsl: node ${node.id} (${desc.op}) has ${node.inputNames.length} inputs, expected ${opInputs.length}`);
     if (node.outputNames.length !== 1) throw new Error(`emitWgsl: node ${node.id} must have one output`);
     if (isPixelOp(desc.op) && desc.attrs.transpose) throw new Error(`emitWgsl: ${desc.op} has no transpose form`);

@@ -16,7 +16,7 @@
 //           ModulatedConv: W * S * demod).
 //  - demod: ModulatedConv demodulation factors 1 / sqrt(sum (W S)^2 + eps) per sample and output channel.
 //  - pixel: PixelConv, RC channels of one kernel group x RN outputs on the last axis per invocation.
-import type { OpDesc } from '../../ops/index.js';
+import { hasEpilogue, type Epilogue, type OpDesc } from '../../ops/index.js';
 
 export type DType = 'f32' | 'f16';
 
@@ -92,6 +92,40 @@ export function f32Lit(v: number): string {
 
 const LAST = (r: number) => r - 1;
 
+/** The epilogue's bindings (ops/epilogue.ts), in the op's input order: they come after a kernel's own, before Y. */
+export function epilogueBindings(e: Epilogue): string[] {
+  return [...(e.affine ? ['OS', 'OB'] : []), ...(e.residual ? ['Z'] : [])];
+}
+
+/**
+ * The epilogue in WGSL: its bindings from `first` on, and `fn epi(v, m, i)` for the value v of output channel m
+ * at index i of Y (and of Z). Undefined when the node has none (its shaders are then the plain ones).
+ */
+function epilogueWgsl(e: Epilogue, first: number): string | undefined {
+  if (!hasEpilogue(e)) return undefined;
+  const L = epilogueBindings(e).map((n, k) => `@group(0) @binding(${first + k}) var<storage, read> ${n}: array<T>;`);
+  L.push('fn epi(v: f32, m: u32, i: u32) -> f32 {', '  var y = v;');
+  if (e.affine) L.push('  y = y * f32(OS[m]) + f32(OB[m]);');
+  if (e.residual) L.push('  y = y + f32(Z[i]);');
+  // exp's argument kept where f32 holds its result: the sigmoid is then 0 or 1 at the ends, as it should be
+  const sig = (x: string) => `(1.0 / (1.0 + exp(clamp(-(${x}), -80.0, 80.0))))`;
+  const act: Record<Epilogue['activation'], string> = {
+    none: 'y',
+    relu: 'max(y, 0.0)',
+    sigmoid: sig('y'),
+    silu: `y * ${sig('y')}`,
+    clip: `clamp(y, ${f32Lit(e.min)}, ${f32Lit(e.max)})`,
+    hardswish: 'y * clamp(y * (1.0 / 6.0) + 0.5, 0.0, 1.0)',
+  };
+  L.push(`  return ${act[e.activation]};`, '}');
+  return L.join('\n') + '\n';
+}
+
+/** The store of value `v` (f32) of output channel `m` at index `i` of Y, through the epilogue when there is one. */
+function storeY(e: Epilogue, i: string, v: string, m: string): string {
+  return hasEpilogue(e) ? `{ let yi = ${i}; Y[yi] = T(epi(${v}, ${m}, yi)); }` : `Y[${i}] = T(${v});`;
+}
+
 function attrConsts(desc: OpDesc): string {
   const a = desc.attrs;
   const L: string[] = [];
@@ -152,10 +186,11 @@ export function convKernel(desc: OpDesc, v: ConvVariant, dtype: DType): string {
   const wPer = wvec ? rm / 4 : 1; // weight array elements per (tap, channel)
   const L: string[] = [];
   L.push(header(dtype));
+  const epi = epilogueWgsl(desc.epilogue, 4);
   L.push(`@group(0) @binding(1) var<storage, read> X: array<T>;
 @group(0) @binding(2) var<storage, read> Wt: array<${wvec ? 'vec4<T>' : 'T'}>;
 @group(0) @binding(3) var<storage, read> Bs: array<T>;
-@group(0) @binding(4) var<storage, read_write> Y: array<T>;
+${epi ?? ''}@group(0) @binding(${4 + epilogueBindings(desc.epilogue).length}) var<storage, read_write> Y: array<T>;
 const RM = ${rm}u;
 const RN = ${rn}u;
 `);
@@ -309,9 +344,9 @@ const RN = ${rn}u;
     for (let j = 0; j < rn; j++) {
       const comp = `a${i}_${j >> 2}.${'xyzw'[j & 3]}`;
       if (!tr) {
-        L.push(`      if (ox0 + ${j}u < u.O${l}) { Y[yb + ox0 + ${j}u] = T(${comp} + bias); }`);
+        L.push(`      if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, `yb + ox0 + ${j}u`, `${comp} + bias`, 'gm')} }`);
       } else {
-        L.push(`      { let ox = ph + ${sl}u * (t * RN + ${j}u); if (ox < u.O${l}) { Y[yb + ox] = T(${comp} + bias); } }`);
+        L.push(`      { let ox = ph + ${sl}u * (t * RN + ${j}u); if (ox < u.O${l}) { ${storeY(desc.epilogue, 'yb + ox', `${comp} + bias`, 'gm')} } }`);
       }
     }
     L.push(`    }`);
@@ -486,15 +521,17 @@ export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType): string
   // PixelConvHead: the taps come from the 1x1 head, K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j, f] F[n,f,o] (Cf in u.E),
   // computed for the invocation's RN outputs; the kernel tensor is never written.
   const head = desc.op === 'PixelConvHead';
+  const yb = (head ? 5 : 3) + epilogueBindings(desc.epilogue).length;
+  const epi = epilogueWgsl(desc.epilogue, head ? 5 : 3) ?? '';
   L.push(head
     ? `@group(0) @binding(1) var<storage, read> X: array<T>;
 @group(0) @binding(2) var<storage, read> F: array<T>;
 @group(0) @binding(3) var<storage, read> HW: array<T>;
 @group(0) @binding(4) var<storage, read> HB: array<T>;
-@group(0) @binding(5) var<storage, read_write> Y: array<T>;`
+${epi}@group(0) @binding(${yb}) var<storage, read_write> Y: array<T>;`
     : `@group(0) @binding(1) var<storage, read> X: array<T>;
 @group(0) @binding(2) var<storage, read> Kp: array<T>;
-@group(0) @binding(3) var<storage, read_write> Y: array<T>;`);
+${epi}@group(0) @binding(${yb}) var<storage, read_write> Y: array<T>;`);
   L.push(`const RC = ${rc}u;
 const RN = ${rn}u;
 const UP = ${up}u;
@@ -564,7 +601,7 @@ const UP = ${up}u;
     L.push(`  if (cb * RC + ${cc}u < u.Cg) {`);
     L.push(`    let yb = (n * u.C + ch${cc}) * u.P + pOuter + ox0;`);
     for (let j = 0; j < rn; j++) {
-      L.push(`    if (ox0 + ${j}u < u.O${l}) { Y[yb + ${j}u] = T(a${cc}_${j >> 2}.${'xyzw'[j & 3]}); }`);
+      L.push(`    if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, `yb + ${j}u`, `a${cc}_${j >> 2}.${'xyzw'[j & 3]}`, `ch${cc}`)} }`);
     }
     L.push(`  }`);
   }

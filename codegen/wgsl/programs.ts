@@ -4,8 +4,8 @@
 // (the variant and the attributes it bakes in, never sizes: those are uniforms); it generates its own shader. The emitter writes the manifest, the
 // modules' plans and the shader files from these objects; the runtime caches pipelines by the cache key, so
 // nodes whose programs have the same key share one pipeline per device.
-import { isPixelOp, type OpDesc } from '../../ops/index.js';
-import { convKernel, demodKernel, f32Lit, packKernel, padKernel, pixelKernel, uniformsRead, WG_SIZE, withUniforms, type DType, type UniformField } from './kernels.js';
+import { hasEpilogue, isPixelOp, type OpDesc } from '../../ops/index.js';
+import { convKernel, demodKernel, epilogueBindings, f32Lit, packKernel, padKernel, pixelKernel, uniformsRead, WG_SIZE, withUniforms, type DType, type UniformField } from './kernels.js';
 import { convShaderName, SPECIALISED_KW, SPECIALISED_KW_T } from './runtime.js';
 
 export type Access = 'uniform' | 'read' | 'read_write';
@@ -59,6 +59,10 @@ export function programsFor(desc: OpDesc): WgslProgram[] {
   ];
   // The baked attributes of the spatial loops.
   const window = [`r${r}`, 's', a.strides, 'd', a.dilations, 'p', a.pads];
+  // The epilogue the output stores apply (ops/epilogue.ts): its inputs are bound before Y; a node without one keeps the plain key.
+  const e = desc.epilogue;
+  const epiBind = epilogueBindings(e).map((n): [string, Access] => [n, 'read']);
+  const epiKey = hasEpilogue(e) ? ['epi', e.affine ? 'a' : '', e.residual ? 'z' : '', e.activation, ...(e.activation === 'clip' ? [f32Lit(e.min), f32Lit(e.max)] : [])] : [];
   if (isPixelOp(desc.op)) {
     // PixelConvHead reads the 1x1 head's features and weights instead of K (its taps computed in the kernel).
     const head = desc.op === 'PixelConvHead';
@@ -66,7 +70,7 @@ export function programsFor(desc: OpDesc): WgslProgram[] {
     for (const rc of [1, 4] as const)
       for (const rn of [4, 8] as const)
         ps.push(
-          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : 'taps'], (dt) => pixelKernel(desc, { rc, rn }, dt),
+          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ...epiBind, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : 'taps', ...epiKey], (dt) => pixelKernel(desc, { rc, rn }, dt),
             `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
             `${TILED}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`),
         );
@@ -82,7 +86,7 @@ export function programsFor(desc: OpDesc): WgslProgram[] {
           ? `ST = prod(strides) * prod(ceil(O[:-1] / strides[:-1])) * ceil(ceil(O_last / s_last) / ${rn}) (output phases slowest)`
           : `ST = prod(O[:-1]) * ceil(O_last / ${rn})`;
         ps.push(
-          program(convShaderName(rm, rn, kw), [['u', 'uniform'], ['X', 'read'], ...srcs.map((s): [string, Access] => [s, 'read']), ['Y', 'read_write']], [...window, a.transpose ? 'transpose' : 'conv', 'g', a.group], (dt) => convKernel(desc, { rm, rn, kw }, dt),
+          program(convShaderName(rm, rn, kw), [['u', 'uniform'], ['X', 'read'], ...srcs.map((s): [string, Access] => [s, 'read']), ...epiBind, ['Y', 'read_write']], [...window, a.transpose ? 'transpose' : 'conv', 'g', a.group, ...epiKey], (dt) => convKernel(desc, { rm, rn, kw }, dt),
             `${rm === 1 ? 'C/group == 1' : rm === 4 ? 'C/group > 1 and M/group <= 4' : 'C/group > 1 and M/group > 4'}, ` +
               `${rn === 4 ? 'outputs per phase on the last axis <= 4' : 'more than 4'}${kw ? `, kernel width ${kw}` : rn === 8 ? `, kernel width not in ${kws}` : ''}`,
             `${TILED}; ${st}, rows = n_chunk * group * ceil((M/group) / ${rm})`),

@@ -7,7 +7,8 @@
 // output shapes, the function bodies ORT inlines otherwise do not), so the fused model must not contain the pair.
 import type { Analysis } from '../../src/analysis/analyze.js';
 import type { Model, Node, Value } from '../../src/ir/graph.js';
-import type { CanonicalPass } from './pass.js';
+import { analysisOf } from '../../src/analysis/cache.js';
+import type { Pass } from '../pipeline.js';
 
 const VIEWS = new Set(['Reshape', 'Squeeze', 'Unsqueeze', 'Flatten']);
 
@@ -32,11 +33,20 @@ export function hasComposableReshapes(model: Model, a: Analysis): boolean {
   return model.graph.nodes.some((n) => composedInput(model, n, a) !== undefined);
 }
 
-export const composeReshapes: CanonicalPass = {
+/** Property reshapes-composed: the first Reshape the pass would still compose, by the analysis of the model. */
+export function composableReshape(model: Model): Node | undefined {
+  const a = analysisOf(model);
+  return model.graph.nodes.find((n) => composedInput(model, n, a) !== undefined);
+}
+
+export const composeReshapes: Pass = {
   name: 'compose-reshapes',
-  requires: 'an analysis of the current model (constant Reshape targets)',
-  ensures: 'no Reshape with a literal target (no 0 entries) reads the output of another view op',
-  run(model, a) {
+  inPlace: true,
+  // constant Reshape targets, from the analysis of the graph in order
+  requires: ['sorted'],
+  ensures: ['reshapes-composed'],
+  run(model) {
+    const a = analysisOf(model);
     let changed = false;
     for (const n of model.graph.nodes) {
       const root = composedInput(model, n, a);
@@ -45,6 +55,6 @@ export const composeReshapes: CanonicalPass = {
       changed = true;
     }
     if (changed) model.graph.sweepDeadNodes();
-    return changed;
+    return { changed };
   },
 };

@@ -2,8 +2,8 @@
 // writes) become initializers, so every rule sees one form of a literal.
 import { DataType } from '../../src/onnx/proto.js';
 import { makeTensor, type Tensor } from '../../src/ir/tensor.js';
-import type { Node } from '../../src/ir/graph.js';
-import type { CanonicalPass } from './pass.js';
+import type { Model, Node } from '../../src/ir/graph.js';
+import type { Pass } from '../pipeline.js';
 
 function literal(n: Node): Tensor | undefined {
   const ints = n.attrInts('value_ints');
@@ -16,21 +16,32 @@ function literal(n: Node): Tensor | undefined {
   return undefined;
 }
 
-export const constantForms: CanonicalPass = {
+/** A Constant in an attribute form whose value can become an initializer (not one that names a graph output). */
+function convertible(n: Node): Tensor | undefined {
+  if (n.domain !== '' || n.opType !== 'Constant' || n.outputs.length !== 1 || n.outputs[0].isGraphOutput) return undefined;
+  return literal(n);
+}
+
+/** Property no-constant-attribute-forms: the first Constant the pass would still convert. */
+export function attributeFormConstant(model: Model): Node | undefined {
+  return model.graph.nodes.find((n) => convertible(n) !== undefined);
+}
+
+export const constantForms: Pass = {
   name: 'constant-forms',
-  requires: 'nothing',
-  ensures: 'no Constant node with value_int / value_ints / value_float / value_floats in the top-level graph',
+  inPlace: true,
+  requires: ['sorted'],
+  ensures: ['no-constant-attribute-forms'],
   run(model) {
     let changed = false;
     for (const n of [...model.graph.nodes]) {
-      if (n.domain !== '' || n.opType !== 'Constant' || n.outputs.length !== 1 || n.outputs[0].isGraphOutput) continue;
-      const t = literal(n);
+      const t = convertible(n);
       if (!t) continue;
       const init = model.graph.addInitializer(n.outputs[0].name, t);
       n.outputs[0].replaceAllUsesWith(init);
       model.graph.removeNode(n);
       changed = true;
     }
-    return changed;
+    return { changed };
   },
 };

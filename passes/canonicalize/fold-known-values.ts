@@ -7,7 +7,11 @@
 import { DataType } from '../../src/onnx/proto.js';
 import type { Value } from '../../src/ir/graph.js';
 import { isEncodable } from '../../src/ir/tensor.js';
-import type { CanonicalPass } from './pass.js';
+import type { Analysis } from '../../src/analysis/analyze.js';
+import { analysisOf } from '../../src/analysis/cache.js';
+import type { Model, Node } from '../../src/ir/graph.js';
+import type { Tensor } from '../../src/ir/tensor.js';
+import type { Pass } from '../pipeline.js';
 
 /** Float results up to this many elements are folded even when they come from constants alone. */
 const SMALL_FLOAT = 64;
@@ -15,28 +19,43 @@ const SMALL_FLOAT = 64;
 const MAX_INDEX_ELEMENTS = 1 << 20;
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
-export const foldKnownValues: CanonicalPass = {
+/** The literals that replace n's used outputs (undefined for an unused one), when n is worth folding. */
+function foldedOutputs(n: Node, a: Analysis): (Tensor | undefined)[] | undefined {
+  if (n.opType === 'Constant' || (n.subgraphs.length && n.opType !== 'Loop') || n.outputs.length === 0) return undefined;
+  if (n.outputs.some((o) => o.isGraphOutput || a.label(o) === 'data')) return undefined;
+  // a node whose inputs are all literals already, and that only reshapes a big float literal, is left
+  const folded = n.outputs.map((o) => (o.uses.length ? a.constValue(o) : undefined));
+  if (n.outputs.some((o, i) => o.uses.length && !folded[i])) return undefined;
+  const worth = n.outputs.every((o, i) => {
+    const t = folded[i];
+    if (!t) return true;
+    // Folding a corrupt model can give a value that is no literal (dims that are not sizes, NaN in integers).
+    if (!isEncodable(t)) return false;
+    if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
+    return t.data.length <= MAX_INDEX_ELEMENTS;
+  });
+  return !worth || folded.every((t) => !t) ? undefined : folded;
+}
+
+/** Property known-values-folded: the first node the pass would still fold, by the analysis of the model. */
+export function foldableNode(model: Model): Node | undefined {
+  const a = analysisOf(model);
+  return model.graph.nodes.find((n) => foldedOutputs(n, a) !== undefined);
+}
+
+export const foldKnownValues: Pass = {
   name: 'fold-known-values',
-  requires: 'an analysis of the current model (labels, shapes, constant folding with its budget)',
-  ensures: 'no top-level node (other than If/Scan) whose outputs are all non-data values of known content (within the size limits) feeds another node',
-  run(model, a) {
+  inPlace: true,
+  // the analysis (labels, shapes, constant folding with its budget) reads the graph in order
+  requires: ['sorted'],
+  ensures: ['known-values-folded'],
+  run(model) {
+    const a = analysisOf(model);
     let changed = false;
     const renames: [Value, string][] = [];
     for (const n of [...model.graph.nodes]) {
-      if (n.opType === 'Constant' || (n.subgraphs.length && n.opType !== 'Loop') || n.outputs.length === 0) continue;
-      if (n.outputs.some((o) => o.isGraphOutput || a.label(o) === 'data')) continue;
-      // a node whose inputs are all literals already, and that only reshapes a big float literal, is left
-      const folded = n.outputs.map((o) => (o.uses.length ? a.constValue(o) : undefined));
-      if (n.outputs.some((o, i) => o.uses.length && !folded[i])) continue;
-      const worth = n.outputs.every((o, i) => {
-        const t = folded[i];
-        if (!t) return true;
-        // Folding a corrupt model can give a value that is no literal (dims that are not sizes, NaN in integers).
-        if (!isEncodable(t)) return false;
-        if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
-        return t.data.length <= MAX_INDEX_ELEMENTS;
-      });
-      if (!worth || folded.every((t) => !t)) continue;
+      const folded = foldedOutputs(n, a);
+      if (!folded) continue;
       n.outputs.forEach((o, i) => {
         const t = folded[i];
         if (!t) return;
@@ -49,6 +68,6 @@ export const foldKnownValues: CanonicalPass = {
     if (changed) model.graph.sweepDeadNodes();
     // the literal takes the name of the value it replaces, once that value is gone
     for (const [init, name] of renames) if (!model.graph.values.has(name) && model.graph.values.get(init.name) === init) model.graph.renameValue(init, name);
-    return changed;
+    return { changed };
   },
 };

@@ -1,22 +1,31 @@
 // Identity nodes (torch's clone/contiguous/detach under the dynamo exporter) carry nothing: their readers
 // read the input directly.
-import type { CanonicalPass } from './pass.js';
+import type { Model, Node } from '../../src/ir/graph.js';
+import type { Pass } from '../pipeline.js';
 
-export const identities: CanonicalPass = {
+// A graph output keeps its producer: renaming the input onto the output's name would rename a graph input.
+function removable(n: Node): boolean {
+  return n.domain === '' && n.opType === 'Identity' && !!n.inputs[0] && n.outputs.length === 1 && !n.outputs[0].isGraphOutput;
+}
+
+/** Property no-identities: the first Identity the pass would still remove. */
+export function removableIdentity(model: Model): Node | undefined {
+  return model.graph.nodes.find(removable);
+}
+
+export const identities: Pass = {
   name: 'identities',
-  requires: 'nothing',
-  ensures: 'no Identity in the top-level graph except where it names a graph output',
+  inPlace: true,
+  requires: ['sorted'],
+  ensures: ['no-identities'],
   run(model) {
     let changed = false;
     for (const n of [...model.graph.nodes]) {
-      if (n.domain !== '' || n.opType !== 'Identity' || !n.inputs[0] || n.outputs.length !== 1) continue;
-      const out = n.outputs[0];
-      // A graph output keeps its producer: renaming the input onto the output's name would rename a graph input.
-      if (out.isGraphOutput) continue;
-      out.replaceAllUsesWith(n.inputs[0]);
+      if (!removable(n)) continue;
+      n.outputs[0].replaceAllUsesWith(n.inputs[0]!);
       model.graph.removeNode(n);
       changed = true;
     }
-    return changed;
+    return { changed };
   },
 };

@@ -6,7 +6,7 @@ import type { Analysis } from '../../src/analysis/analyze.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { numel } from '../../src/ir/tensor.js';
 import { mulFactors } from '../commutative.js';
-import { convBaseFacts, convFacts, convFusedNode, convGenerator, CONV_ANCHORS, perSampleBias, replaceConvOutput, unbatched } from '../conv-rewrite.js';
+import { convBaseFacts, convFacts, convFusedNode, convGenerator, CONV_ANCHORS, fusedInput, perSampleBias, replaceConvOutput, unbatched } from '../conv-rewrite.js';
 import { producerIs } from '../match.js';
 import { isDynamicConv, type Unbatched } from '../unbatch.js';
 import { matchMixture } from './mixture-conv.js';
@@ -100,7 +100,7 @@ export const dynamicConv: Rule<DynamicData> = {
     return matched(facts, { conv, generator: convGenerator(conv, ctx), u, family }, notes);
   },
   rewrite({ conv, generator, u, family }, b) {
-    const inputs = [u.x0, b.reshape(u.wsrc, [-1, ...u.layout]), perSampleBias(b, u)];
+    const inputs = [fusedInput(b, u), b.reshape(u.wsrc, [-1, ...u.layout]), perSampleBias(b, u)];
     const fused = convFusedNode(b, conv, u, 'DynamicConv', family, generator, inputs);
     replaceConvOutput(b, u, fused.outputs[0]);
     return fused;

@@ -8,7 +8,7 @@ import type { Node, Value } from '../../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { mulFactors } from '../commutative.js';
-import { convBaseFacts, convFacts, convFusedNode, CONV_ANCHORS, replaceConvOutput, unbatched } from '../conv-rewrite.js';
+import { convBaseFacts, convFacts, convFusedNode, CONV_ANCHORS, fusedInput, replaceConvOutput, unbatched } from '../conv-rewrite.js';
 import { producerIs } from '../match.js';
 import type { Unbatched } from '../unbatch.js';
 import { isDynamicConv } from '../unbatch.js';
@@ -80,7 +80,7 @@ export const mixtureConv: Rule<MixtureData> = {
     const experts = b.initializer('dynconv_experts', { ...mix.experts, dims: [mix.e, ...u.layout] });
     const eb = biasMix ? biasMix.experts : makeTensor(DataType.FLOAT, [mix.e, u.m], new Array(mix.e * u.m).fill(0));
     const biasE = b.initializer('dynconv_expert_bias', { ...eb, dims: [mix.e, u.m] });
-    const inputs = [u.x0, b.reshape(mix.routing, [-1, mix.e]), experts, biasE];
+    const inputs = [fusedInput(b, u), b.reshape(mix.routing, [-1, mix.e]), experts, biasE];
     const fused = convFusedNode(b, conv, u, 'MixtureConv', 'mixture', generator, inputs);
     let out = fused.outputs[0];
     if (u.bias.kind === 'const') {

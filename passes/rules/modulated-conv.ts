@@ -7,7 +7,7 @@ import { mulTensors, transpose as transposeTensor } from '../../src/analysis/eva
 import { FloatAttr, type Node, type Value } from '../../src/ir/graph.js';
 import type { Tensor } from '../../src/ir/tensor.js';
 import { bothOrders, mulFactors, orderedBy } from '../commutative.js';
-import { convBaseFacts, convFacts, convFusedNode, convGenerator, CONV_ANCHORS, replaceConvOutput, unbatched, zeroBias } from '../conv-rewrite.js';
+import { convBaseFacts, convFacts, convFusedNode, convGenerator, CONV_ANCHORS, fusedInput, replaceConvOutput, unbatched, zeroBias } from '../conv-rewrite.js';
 import { isReshapeLike, nodesBetween, producerIs, reshapeChainBack } from '../match.js';
 import { isDynamicConv, type Unbatched } from '../unbatch.js';
 import { fail, matched, type Failure, type Rule } from './rule.js';
@@ -113,7 +113,7 @@ export const modulatedConv: Rule<ModulatedData> = {
     const weight = b.initializer('dynconv_modulated_weight', w);
     const style = b.reshape(mod.style, [-1, cIn]);
     const bias = u.bias.kind === 'const' ? b.initializer('dynconv_bias', u.bias.values) : zeroBias(b, u.m);
-    const fused = convFusedNode(b, conv, u, 'ModulatedConv', 'modulated', generator, [u.x0, style, weight, bias], { demodulate: mod.demodulate ? 1 : 0, epsilon: new FloatAttr(mod.epsilon) });
+    const fused = convFusedNode(b, conv, u, 'ModulatedConv', 'modulated', generator, [fusedInput(b, u), style, weight, bias], { demodulate: mod.demodulate ? 1 : 0, epsilon: new FloatAttr(mod.epsilon) });
     replaceConvOutput(b, u, fused.outputs[0]);
     return fused;
   },

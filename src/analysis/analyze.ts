@@ -48,23 +48,36 @@ export class Analysis {
   readonly opset: number;
   /** Told of every analysis built, with the model state it is for (test/pipeline.test.ts counts them). */
   static onBuilt: ((analysis: Analysis, version: number) => void) | undefined;
+  /**
+   * Lazy mode: nodes whose labels are known but whose types and shape values are computed when first asked
+   * for (their producers first). Empty for an analysis built eagerly.
+   */
+  private readonly pending = new Set<Node>();
   constructor(
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
     readonly bind?: (symbol: string, axis: number) => number,
     /** Concrete shapes of top-level graph inputs, by name: they replace the declared shapes (and bind). */
     readonly inputShapes?: Readonly<Record<string, readonly number[]>>,
+    /**
+     * Labels for every value now, types and shape values on demand (the same facts, computed only for what is
+     * read: the rules look at a few subgraphs). Taken only for a topologically sorted model without subgraphs,
+     * where computing a node after its producers is what the eager walk does; other models are analysed eagerly.
+     */
+    opts: { lazy?: boolean } = {},
   ) {
     this.opset = model.opsets.get('') ?? 1;
     Analysis.onBuilt?.(this, model.version);
-    this.analyzeGraph(model.graph);
+    if (opts.lazy && lazyFits(model.graph)) this.labelGraph(model.graph);
+    else this.analyzeGraph(model.graph);
   }
 
   factsOf(v: Value): ValueFacts {
+    if (this.pending.size && v.producer && this.pending.has(v.producer)) this.resolve(v.producer);
     return this.facts.get(v) ?? { label: 'data' };
   }
   label(v: Value | null | undefined): Label {
-    return v ? this.factsOf(v).label : 'constant';
+    return v ? (this.facts.get(v) ?? DATA).label : 'constant';
   }
   shape(v: Value | null | undefined): Dim[] | undefined {
     return v ? this.factsOf(v).type?.shape : undefined;
@@ -119,6 +132,15 @@ export class Analysis {
   }
 
   private analyzeGraph(g: Graph): void {
+    this.seedGraph(g);
+    for (const n of g.nodes) {
+      for (const sg of n.subgraphs) this.analyzeGraph(sg);
+      this.analyzeNode(n);
+    }
+  }
+
+  /** The facts of a graph's initializers and inputs. */
+  private seedGraph(g: Graph): void {
     for (const v of g.initializers) this.facts.set(v, { label: 'constant', type: v.type, shapeValue: this.smallIntShapeValue(v) });
     for (const v of g.inputs) {
       if (v.initializer) continue;
@@ -126,10 +148,6 @@ export class Analysis {
       const given = g === this.model.graph && this.inputShapes && Object.hasOwn(this.inputShapes, v.name) ? this.inputShapes[v.name] : undefined;
       const type = given ? { elemType: v.type?.elemType ?? 0, shape: [...given] } : bind && v.type?.shape ? { ...v.type, shape: v.type.shape.map((d, i) => (typeof d === 'string' ? bind(d, i) : d)) } : v.type;
       this.facts.set(v, { label: 'data', type });
-    }
-    for (const n of g.nodes) {
-      for (const sg of n.subgraphs) this.analyzeGraph(sg);
-      this.analyzeNode(n);
     }
   }
 
@@ -141,7 +159,43 @@ export class Analysis {
     return c ? Array.from(c.data) : undefined;
   }
 
+  /** Lazy mode: the graph's values with their labels; each node's types wait in `pending`. */
+  private labelGraph(g: Graph): void {
+    this.seedGraph(g);
+    for (const n of g.nodes) {
+      const label = this.nodeLabel(n);
+      for (const out of n.outputs) this.facts.set(out, { label, type: out.type });
+      this.pending.add(n);
+    }
+  }
+
+  /** Lazy mode: infers the types of `n` and of the pending nodes it reads from, producers first (no recursion). */
+  private resolve(n: Node): void {
+    const stack = [n];
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      if (!this.pending.has(top)) { stack.pop(); continue; }
+      let waits = false;
+      for (const i of top.inputs) {
+        const p = i?.producer;
+        if (p && this.pending.has(p)) { stack.push(p); waits = true; }
+      }
+      if (waits) continue;
+      stack.pop();
+      this.pending.delete(top);
+      this.inferTypes(top, this.facts.get(top.outputs[0])?.label ?? 'data');
+    }
+  }
+
   private analyzeNode(n: Node): void {
+    const label = this.nodeLabel(n);
+    // A subgraph's inner nodes may depend on loop-carried data; treat subgraph outputs as the max label of
+    // everything they read, which nodeLabel already did through outerUses.
+    for (const out of n.outputs) this.facts.set(out, { label, type: out.type });
+    this.inferTypes(n, label);
+  }
+
+  private nodeLabel(n: Node): Label {
     let label: Label = 'constant';
     if (SHAPE_OF.has(n.opType)) label = this.label(n.inputs[0]) === 'constant' ? 'constant' : 'shape-only';
     else {
@@ -151,9 +205,10 @@ export class Analysis {
       if (n.opType === 'ConstantOfShape' || n.opType === 'EyeLike') label = label === 'data' ? 'shape-only' : label;
     }
     if (NONDETERMINISTIC.has(n.opType)) label = 'data';
-    // A subgraph's inner nodes may depend on loop-carried data; treat subgraph outputs as the max label of
-    // everything they read, which the loop above already did through outerUses.
-    for (const out of n.outputs) this.facts.set(out, { label, type: out.type });
+    return label;
+  }
+
+  private inferTypes(n: Node, label: Label): void {
     let inferred: { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } = { types: [], shapeValues: [] };
     try {
       inferred = inferNode(this, n);
@@ -173,6 +228,19 @@ export class Analysis {
       this.facts.set(out, { label, type, shapeValue: inferred.shapeValues[i] });
     });
   }
+}
+
+const DATA: ValueFacts = { label: 'data' };
+
+/** Whether a graph can be analysed lazily: no subgraphs, and every node after the producers of its inputs. */
+function lazyFits(g: Graph): boolean {
+  const seen = new Set<Node>();
+  for (const n of g.nodes) {
+    if (n.subgraphs.length) return false;
+    for (const i of n.inputs) if (i?.producer && !seen.has(i.producer)) return false;
+    seen.add(n);
+  }
+  return true;
 }
 
 /** The most axes an inferred shape may have; past it (an axis attribute of 4e9 makes a sparse array that long) it is unknown. */

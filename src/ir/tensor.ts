@@ -49,22 +49,29 @@ function encodeHalf(x: number): number {
   return rest > 0x1000 || (rest === 0x1000 && h & 1) ? h + 1 : h;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Decodes a TensorProto whose bytes are given (raw or typed fields). Returns undefined for types we do not fold. */
 export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tensor | undefined {
   const dims = (t.dims ?? []).map(toNumber);
   const n = tensorElementCount(t);
   const dtype = t.dataType ?? 0;
-  const where = `tensor ${quoteName(t.name)}`;
+  const where = () => `tensor ${quoteName(t.name)}`; // only for errors: names are quoted when one is thrown
   if (raw && raw.length) {
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     let out!: Float32Array | Float64Array;
     // The size is checked against the bytes there are before anything is allocated from the dims.
     const need = (bytes: number) => {
-      if (raw.length < n * bytes) throw badInput(where, `raw_data holds ${raw.length} bytes, but ${n} elements of this type need ${n * bytes}`);
+      if (raw.length < n * bytes) throw badInput(where(), `raw_data holds ${raw.length} bytes, but ${n} elements of this type need ${n * bytes}`);
       out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
     };
     switch (dtype) {
-      case DataType.FLOAT: need(4); for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true); break;
+      case DataType.FLOAT:
+        need(4);
+        // little-endian bytes as they are (weight banks are large): a copy, not a read per element
+        if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(raw.subarray(0, n * 4));
+        else for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+        break;
       case DataType.DOUBLE: need(8); for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true); break;
       case DataType.INT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(i * 8, true)); break;
       case DataType.UINT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigUint64(i * 8, true)); break;
@@ -90,7 +97,7 @@ export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tenso
     default: return undefined;
   }
   if (values.length !== n) {
-    if (n !== 0 || values.length !== 0) throw badInput(where, `holds ${values.length} values, but its dims ${JSON.stringify(dims)} need ${n}`);
+    if (n !== 0 || values.length !== 0) throw badInput(where(), `holds ${values.length} values, but its dims ${JSON.stringify(dims)} need ${n}`);
   }
   const out = dtype === DataType.FLOAT ? new Float32Array(n) : new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = toNumber(values[i] as number);
@@ -117,7 +124,17 @@ export function encodeTensor(t: Tensor, name: string): TensorProto {
   let bytes: Uint8Array;
   const dv = (size: number) => { bytes = new Uint8Array(n * size); return new DataView(bytes.buffer); };
   switch (t.dtype) {
-    case DataType.FLOAT: { const v = dv(4); for (let i = 0; i < n; i++) v.setFloat32(i * 4, t.data[i], true); break; }
+    case DataType.FLOAT: {
+      if (LITTLE_ENDIAN) {
+        // rounded to float32 as setFloat32 does, then the bytes copied as they are (expert banks are large)
+        const f = t.data instanceof Float32Array ? t.data : new Float32Array(t.data);
+        bytes = new Uint8Array(f.buffer, f.byteOffset, n * 4).slice();
+        break;
+      }
+      const v = dv(4);
+      for (let i = 0; i < n; i++) v.setFloat32(i * 4, t.data[i], true);
+      break;
+    }
     case DataType.DOUBLE: { const v = dv(8); for (let i = 0; i < n; i++) v.setFloat64(i * 8, t.data[i], true); break; }
     case DataType.INT64: { const v = dv(8); for (let i = 0; i < n; i++) v.setBigInt64(i * 8, BigInt(Math.trunc(Math.max(-9223372036854775808, Math.min(9223372036854775807, t.data[i])))), true); break; }
     case DataType.INT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setInt32(i * 4, t.data[i], true); break; }

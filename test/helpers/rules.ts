@@ -9,7 +9,7 @@ import type { Model } from '../../src/ir/graph.js';
 import { printGraph } from '../../src/ir/print.js';
 import { loadModelFromBytes, saveModel } from '../../src/onnx/io.js';
 import { validateModels, type ValidateResult } from '../../src/validate/validate.js';
-import { fuseModel, type FuseResult } from '../../passes/fuse.js';
+import { fuseModel, type FuseOptions, type FuseResult } from '../../passes/fuse.js';
 import type { Rule } from '../../passes/rules/rule.js';
 import { scanModel } from '../../passes/scan.js';
 import type { Site } from '../../passes/site.js';
@@ -43,13 +43,13 @@ export function writeSpec(spec: ModelSpec, name = 'model.onnx'): string {
 }
 
 /** Fuses the spec's model with `rule` only; both models are written to a temporary folder. */
-export function fuseWith(spec: ModelSpec, rule: Rule<unknown>): RuleRun {
+export function fuseWith(spec: ModelSpec, rule: Rule<unknown>, options: Omit<FuseOptions, 'rules'> = {}): RuleRun {
   const original = writeSpec(spec, 'original.onnx');
   const bytes = new Uint8Array(fs.readFileSync(original));
   const loaded = loadModelFromBytes(bytes, original, path.dirname(original));
   const model = buildModel(loaded);
   const before = printGraph(model.graph);
-  const result = fuseModel(model, { rules: [rule as Rule<never>] as Rule<unknown>[] });
+  const result = fuseModel(model, { ...options, rules: [rule as Rule<never>] as Rule<unknown>[] });
   const after = printGraph(model.graph);
   model.toProto();
   const fused = path.join(path.dirname(original), 'fused.onnx');

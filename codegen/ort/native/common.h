@@ -78,6 +78,8 @@ bool AttrInt(const OrtKernelInfo* info, const char* name, int64_t* out);
 bool AttrFloat(const OrtKernelInfo* info, const char* name, float* out);
 
 constexpr int kMaxRank = ops::kMaxSpatialRank;
+// The epilogue's optional inputs after every op's own (OS, OB, Z: docs/ops.md).
+constexpr size_t kEpilogueInputs = 3;
 
 // The attributes of one node, read at kernel creation through the op layer's table (dynconv_ops.h): a required
 // one must be there, each given one must hold values its check allows. Lists are checked against the spatial
@@ -200,10 +202,13 @@ struct CustomOp : OrtCustomOp {
     GetName = [](const OrtCustomOp*) -> const char* { return kName; };
     GetExecutionProviderType = [](const OrtCustomOp*) -> const char* { return nullptr; };  // CPU
     GetInputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
-    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return kInputs; };
+    // The op's own inputs, then the epilogue's three optional ones (OS, OB, Z; a node has those its attributes ask for).
+    GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return kInputs + kEpilogueInputs; };
     GetOutputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
     GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
-    GetInputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
+    GetInputCharacteristic = [](const OrtCustomOp*, size_t i) {
+      return i < kInputs ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+    };
     GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
     GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
     GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };

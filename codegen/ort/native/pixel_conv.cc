@@ -23,6 +23,7 @@
 #include <cstdlib>
 
 #include "common.h"
+#include "epilogue.h"
 
 namespace dynconv {
 namespace {
@@ -130,10 +131,14 @@ const PixelKernels& Kernels() {
 struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
+  Epilogue epilogue;
+  size_t own_inputs = 0;  // the op's own inputs; the epilogue's follow
 
   OrtStatus* Read(const OrtKernelInfo* info, const ops::OpSpec& op) {
     AttrValues values;
     DC_TRY(values.Read(info, op));  // kernel_shape required; values checked (dynconv_ops.h)
+    DC_TRY(epilogue.Read(values));
+    own_inputs = op.n_inputs;
     kernel_shape = values.Given("kernel_shape");
     const int r = static_cast<int>(kernel_shape.size());
     DC_TRY(values.CheckLengths(r));
@@ -199,6 +204,8 @@ struct PixelAttrs {
     p.Cg = p.C / p.G;
     std::vector<int64_t> y_dims = {p.N, p.C};
     for (int i = 0; i < r; ++i) y_dims.push_back(p.O[3 - r + i]);
+    Epilogue epi;
+    DC_TRY(epilogue.Bind(ctx, own_inputs, y_dims, &epi));
     Tensor Y;
     DC_TRY(OutputTensor(ctx, 0, y_dims, &Y));
 
@@ -275,6 +282,11 @@ struct PixelAttrs {
         const float* kr = kb + (oy - tk.oy0) * Ox;
         if (p.fast) kn.row_fast(p, kr, kst, y, tk, oy);
         else kn.row(p, x, kr, kst, y, tk, oy);
+      }
+      // The epilogue on the task's rows of its group's channels, just written.
+      if (epi.Any()) {
+        for (int64_t c = tk.g * p.Cg; c < (tk.g + 1) * p.Cg; ++c)
+          epi.Apply(y, (tk.n * p.C + c) * plane_o + pos0, (tk.oy1 - tk.oy0) * Ox, c);
       }
     });
   }

@@ -60,6 +60,7 @@ SampleConv::~SampleConv() {
 OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
   op_ = &op;
   DC_TRY(attrs_.Read(info, op));
+  DC_TRY(epilogue_.Read(attrs_.values));
   const char* trace = std::getenv("DYNCONV_ORT_TRACE");
   trace_ = trace != nullptr && trace[0] != '\0' && trace[0] != '0';
   if (const char* cf = std::getenv("DYNCONV_ORT_CHUNK_FLOATS")) {
@@ -299,7 +300,7 @@ int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample) cons
 
 OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
                                 const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
-                                Scratch* scratch) const {
+                                Scratch* scratch, const Epilogue& epi) const {
   const int64_t nb = n1 - n0;
   if (nb <= 0) return nullptr;
   std::vector<int64_t> x1 = s.x_dims, y1 = s.y_dims;
@@ -310,6 +311,7 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
     for (int64_t n = n0; n < n1; ++n) {
       const float* in[3] = {x + n * s.x_sample, w + (n - n0) * w_stride, b + (n - n0) * b_stride};
       DC_TRY(Invoke(ctx, conv_, in, dims, 3, y + n * s.y_sample, y1));
+      if (epi.Any()) DC_TRY(epi.ApplySamples(ctx, y, n, n + 1, s.M, s.y_sample / s.M));
     }
     return nullptr;
   }
@@ -371,7 +373,8 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   std::vector<int64_t> yc = s.y_dims;
   yc[0] = nb;
   const float* yin[1] = {scratch->yr.get()};
-  return Invoke(ctx, reorder_out, yin, &yrc, 1, y + n0 * s.y_sample, yc);
+  DC_TRY(Invoke(ctx, reorder_out, yin, &yrc, 1, y + n0 * s.y_sample, yc));
+  return epi.Any() ? epi.ApplySamples(ctx, y, n0, n1, s.M, s.y_sample / s.M) : nullptr;
 }
 
 }  // namespace dynconv

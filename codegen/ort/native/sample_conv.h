@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "common.h"
+#include "epilogue.h"
 
 namespace dynconv {
 
@@ -99,9 +100,10 @@ class SampleConv {
   // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
   // ONNX Runtime's thread pool runs inside each step; the NCHWc path reorders the chunk's input, weights and
   // output in one parallel step each. Stateless apart from `scratch`: safe for concurrent Compute calls.
+  // `epi` (the call's epilogue, bound to its inputs) is applied to each sample's output once written.
   OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
                       const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
-                      Scratch* scratch) const;
+                      Scratch* scratch, const Epilogue& epi) const;
 
   OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
                     const std::vector<int64_t>* in_dims, int n_in, float* out,
@@ -111,6 +113,7 @@ class SampleConv {
 
   const ops::OpSpec* op_ = nullptr;
   ConvAttrs attrs_;
+  Epilogue epilogue_;
   const OrtKernelInfo* info_ = nullptr;  // a copy (CopyKernelInfo), for ops made at run time
   OrtOp* conv_ = nullptr;                // Conv or ConvTranspose
   OrtOp* nchwc_conv_ = nullptr;          // com.microsoft.nchwc Conv (null: no NCHWc path)
@@ -167,6 +170,8 @@ OrtStatus* SampleConv::Begin(OrtKernelContext* ctx, Call* call, const F& sample_
 template <typename F>
 OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const {
   const Shapes& s = call.s;
+  Epilogue epi;  // the node's epilogue, bound to this call's inputs (after the op's own)
+  DC_TRY(epilogue_.Bind(ctx, op_->n_inputs, s.y_dims, &epi));
   Tensor Y;
   DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
   if (s.N == 0) return nullptr;
@@ -184,7 +189,7 @@ OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, bool builds_
     c.w_buf = w_buf.get();
     c.m_buf = m_buf.get();
     DC_TRY(weights(&c));
-    DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, Y.data, &scratch));
+    DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, Y.data, &scratch, epi));
   }
   return nullptr;
 }

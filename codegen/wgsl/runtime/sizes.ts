@@ -1,6 +1,6 @@
 // The sizes of one run from the feeds' dims: checked against the op (each input named in the error), the output
 // dims from the op's own shape function (ops/), and what the kernels derive from them.
-import { outputShape, type OpDesc } from '../../../ops/index.js';
+import { epilogueOf, outputShape, type OpDesc } from '../../../ops/index.js';
 import type { NodePlan } from './plan.js';
 import { prod } from './util.js';
 
@@ -21,10 +21,13 @@ export interface Sizes {
   outDims: number[];
 }
 
-/** The op's output dims (ops/ shape function) for these input dims, in the op's input order. */
-function opOutput(plan: NodePlan, dims: (readonly (number | undefined)[])[]): number[] {
-  const desc: OpDesc = { op: plan.op, attrs: plan.attrs, values: plan.values, inputNames: plan.opInputs };
-  const y = outputShape(desc, dims);
+/**
+ * The op's output dims (ops/ shape function) for these dims of its own inputs, in the op's input order; the
+ * epilogue's inputs (after them) are checked with the dims given (`all`).
+ */
+function opOutput(plan: NodePlan, all: Record<string, number[]>, dims: (readonly (number | undefined)[])[]): number[] {
+  const desc: OpDesc = { op: plan.op, attrs: plan.attrs, values: plan.values, epilogue: epilogueOf(plan.values), inputNames: plan.opInputs };
+  const y = outputShape(desc, [...dims, ...plan.opInputs.slice(dims.length).map((n) => all[n] ?? [])]);
   if (typeof y === 'string') fail(plan, /empty/.test(y) ? `empty output: ${y}` : y);
   return y as number[];
 }
@@ -57,7 +60,7 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
     const G = HW[0] / prod(ks);
     chk('HW', C % G === 0, 'G must divide C');
     chk('HB', dims.HB.length === 1 && dims.HB[0] === HW[0], `expected [${HW[0]}]`);
-    const O = opOutput(plan, [X, [N, HW[1], ...D.map(() => undefined)], HW, dims.HB]).slice(2);
+    const O = opOutput(plan, dims, [X, [N, HW[1], ...D.map(() => undefined)], HW, dims.HB]).slice(2);
     chk('F', F.length === r + 2 && F[0] === N && F[1] === HW[1] && eqDims(F.slice(2), O), `expected [${[N, HW[1], ...O]}]`);
     return { N, C, M: C, G, Cg: C / G, Mg: C / G, E: HW[1], D, O, K: ks, Ob: O.map((o) => o / up), biasPerSample: false, outDims: [N, C, ...O] };
   }
@@ -69,7 +72,7 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
     const G = Kd[1];
     chk('K', G >= 1 && C % G === 0, 'G must divide C');
     // K's own positions left out: the op's shape function gives the positions it must have
-    const O = opOutput(plan, [X, [N, G, prod(ks), ...D.map(() => undefined)]]).slice(2);
+    const O = opOutput(plan, dims, [X, [N, G, prod(ks), ...D.map(() => undefined)]]).slice(2);
     const Ob = O.map((o) => o / up);
     chk('K', eqDims(Kd.slice(3), O), `spatial size must be [${O}]`);
     return { N, C, M: C, G, Cg: C / G, Mg: C / G, E: 1, D, O, K: ks, Ob, biasPerSample: false, outDims: [N, C, ...O] };
@@ -102,6 +105,6 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
     chk('S', dims.S.length === 2 && dims.S[0] === N && dims.S[1] === C, `expected [${N}, ${C}]`);
     chk('B', B.length === 1 && B[0] === M, `expected [${M}]`);
   }
-  const O = opOutput(plan, plan.opInputs.map((n) => dims[n])).slice(2);
+  const O = opOutput(plan, dims, plan.opInputs.map((n) => dims[n])).slice(2);
   return { N, C, M, G: grp, Cg, Mg, E, D, O, K, biasPerSample, outDims: [N, M, ...O] };
 }

@@ -1,0 +1,166 @@
+// dynconv: the epilogue every com.dynconv op can apply in its output write (docs/ops.md "Epilogue"):
+// Y = act(Y * OS[m] + OB[m] + Z) per output channel m, each step as the node's attributes ask. The kernels call
+// Apply on what they have just written (a sample's planes, a task's rows), while it is still in cache.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace dynconv {
+
+// The values of the `activation` attribute (ops/epilogue.ts ACTIVATIONS).
+enum class Act : int64_t { kNone = 0, kRelu = 1, kSigmoid = 2, kSilu = 3, kClip = 4, kHardSwish = 5 };
+
+namespace epilogue_detail {
+
+// exp(x) for x in [-87, 88] (clamped), vectorisable: 2^n * p(r) with r = x - n ln2 and a degree-6 polynomial
+// (Cephes' expf coefficients); about 2 ulp.
+inline float FastExp(float x) {
+  x = x < -87.f ? -87.f : (x > 88.f ? 88.f : x);
+  // round to nearest by the 1.5 * 2^23 trick (no floor instruction in the x86-64 baseline): |r| <= ln2 / 2
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float Sigmoid(float x) { return 1.f / (1.f + FastExp(-x)); }
+
+template <Act A>
+inline float Activate(float v, float lo, float hi) {
+  if constexpr (A == Act::kRelu) return v > 0.f ? v : 0.f;
+  if constexpr (A == Act::kSigmoid) return Sigmoid(v);
+  if constexpr (A == Act::kSilu) return v * Sigmoid(v);
+  if constexpr (A == Act::kClip) return v < lo ? lo : (v > hi ? hi : v);
+  if constexpr (A == Act::kHardSwish) {
+    const float g = v * (1.f / 6.f) + 0.5f;
+    return v * (g < 0.f ? 0.f : (g > 1.f ? 1.f : g));
+  }
+  return v;
+}
+
+// y[i] = act(y[i] * s + t + z[i]) for i < n (z may be null).
+template <Act A>
+__attribute__((noinline)) void ApplyRun(float* __restrict y, const float* __restrict z, int64_t n, float s, float t,
+                                        float lo, float hi) {
+  if (z != nullptr) {
+    for (int64_t i = 0; i < n; ++i) y[i] = Activate<A>(y[i] * s + t + z[i], lo, hi);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = Activate<A>(y[i] * s + t, lo, hi);
+  }
+}
+
+}  // namespace epilogue_detail
+
+class Epilogue {
+ public:
+  // The epilogue attributes of the node (read by AttrValues against the op layer's table).
+  OrtStatus* Read(const AttrValues& v) {
+    affine_ = v.Int("affine") == 1;
+    residual_ = v.Int("residual") == 1;
+    act_ = static_cast<Act>(v.Int("activation"));
+    lo_ = static_cast<float>(v.Float("activation_min"));
+    hi_ = static_cast<float>(v.Float("activation_max"));
+    return nullptr;
+  }
+  bool Any() const { return affine_ || residual_ || act_ != Act::kNone; }
+
+  // The epilogue of one call: this one with the call's inputs (after the op's own `own` inputs, in `in`),
+  // checked against Y's shape.
+  OrtStatus* Bind(const Tensor* in, size_t own, const std::vector<int64_t>& y_dims, Epilogue* call) const {
+    *call = *this;
+    return call->BindInputs(in, own, y_dims);
+  }
+  // The same, reading the inputs from the kernel context.
+  OrtStatus* Bind(OrtKernelContext* ctx, size_t own, const std::vector<int64_t>& y_dims, Epilogue* call) const {
+    Tensor in[kEpilogueInputs + 1];
+    const char* names[3];
+    size_t k = 0;
+    if (affine_) { names[k++] = "OS"; names[k++] = "OB"; }
+    if (residual_) names[k++] = "Z";
+    size_t count = 0;
+    DC_TRY(g_ort->KernelContext_GetInputCount(ctx, &count));
+    if (count > own + k)
+      return Error("the node has %zu inputs; with its epilogue attributes (affine, residual) it takes %zu", count, own + k);
+    for (size_t i = 0; i < k; ++i) DC_TRY(InputTensor(ctx, own + i, names[i], &in[i]));
+    *call = *this;
+    return call->BindInputs(in, 0, y_dims);
+  }
+  // The number of inputs a node with this epilogue has beyond the op's own.
+  size_t Inputs() const { return (affine_ ? 2 : 0) + (residual_ ? 1 : 0); }
+
+ private:
+  OrtStatus* BindInputs(const Tensor* in, size_t own, const std::vector<int64_t>& y_dims) {
+    size_t i = own;
+    const int64_t M = y_dims.size() > 1 ? y_dims[1] : 0;
+    os_ = ob_ = z_ = nullptr;
+    if (affine_) {
+      const Tensor &S = in[i], &T = in[i + 1];
+      i += 2;
+      if (S.Rank() != 1 || S.dims[0] != M) return Error("OS must be [M] = [%lld], got shape %s", static_cast<long long>(M), DimsString(S.dims).c_str());
+      if (T.Rank() != 1 || T.dims[0] != M) return Error("OB must be [M] = [%lld], got shape %s", static_cast<long long>(M), DimsString(T.dims).c_str());
+      os_ = S.data;
+      ob_ = T.data;
+    }
+    if (residual_) {
+      const Tensor& Z = in[i];
+      if (Z.dims != y_dims) return Error("Z must have Y's shape %s, got shape %s", DimsString(y_dims).c_str(), DimsString(Z.dims).c_str());
+      z_ = Z.data;
+    }
+    return nullptr;
+  }
+
+ public:
+  // Applies the epilogue to the `n` values of channel m at element offset `at` of Y (and of Z).
+  void Apply(float* y, int64_t at, int64_t n, int64_t m) const {
+    using namespace epilogue_detail;
+    const float s = os_ != nullptr ? os_[m] : 1.f, t = ob_ != nullptr ? ob_[m] : 0.f;
+    const float* z = z_ != nullptr ? z_ + at : nullptr;
+    float* yy = y + at;
+    switch (act_) {
+      case Act::kNone: return ApplyRun<Act::kNone>(yy, z, n, s, t, lo_, hi_);
+      case Act::kRelu: return ApplyRun<Act::kRelu>(yy, z, n, s, t, lo_, hi_);
+      case Act::kSigmoid: return ApplyRun<Act::kSigmoid>(yy, z, n, s, t, lo_, hi_);
+      case Act::kSilu: return ApplyRun<Act::kSilu>(yy, z, n, s, t, lo_, hi_);
+      case Act::kClip: return ApplyRun<Act::kClip>(yy, z, n, s, t, lo_, hi_);
+      case Act::kHardSwish: return ApplyRun<Act::kHardSwish>(yy, z, n, s, t, lo_, hi_);
+    }
+  }
+
+  // Applies it to samples [n0, n1) of Y [N, M, S] (S: the spatial size), over the thread pool when large.
+  OrtStatus* ApplySamples(OrtKernelContext* ctx, float* y, int64_t n0, int64_t n1, int64_t M, int64_t S) const {
+    const int64_t rows = (n1 - n0) * M;
+    auto run = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) Apply(y, (n0 * M + r) * S, S, r % M);
+    };
+    if (rows * S < (int64_t{1} << 15)) {
+      run(0, rows);
+      return nullptr;
+    }
+    return ParallelRange(ctx, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(S, 1)), run);
+  }
+
+ private:
+  bool affine_ = false, residual_ = false;
+  Act act_ = Act::kNone;
+  float lo_ = 0.f, hi_ = 0.f;
+  const float* os_ = nullptr;
+  const float* ob_ = nullptr;
+  const float* z_ = nullptr;
+};
+
+}  // namespace dynconv
