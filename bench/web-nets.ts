@@ -5,7 +5,7 @@
 // profiler; the dynconv kernels' own parts) saying where its time goes. `npm run bench -- web-nets`.
 //
 // SwiftShader runs WebGPU on the CPU, so a 224x224 network takes seconds a run: by default batch 1 only, a median
-// of 1 run a round, 2 rounds (DYNCONV_BENCH_WEB_ROUNDS). DYNCONV_BENCH_WEB_BATCHES=1,8 adds batch 8 (about 8 times
+// of 1 run a round, 1 round after a warm-up round (DYNCONV_BENCH_WEB_ROUNDS). DYNCONV_BENCH_WEB_BATCHES=1,8 adds batch 8 (about 8 times
 // the work).
 import path from 'node:path';
 import { REAL_NETS, requireRealNets } from './models.js';
@@ -34,7 +34,7 @@ function breakdownTable(r: WebResult): string {
   );
 }
 
-export async function runWebNetsBench(repeat = 1, rounds = Number(process.env.DYNCONV_BENCH_WEB_ROUNDS ?? 2)): Promise<string> {
+export async function runWebNetsBench(repeat = 1, rounds = Number(process.env.DYNCONV_BENCH_WEB_ROUNDS ?? 1)): Promise<string> {
   const only = process.env.DYNCONV_BENCH_NETS;
   // The unfused networks take the longest (4-5x the fused ones): profiled only on request.
   const profiled: Array<'unfused' | 'floor'> = process.env.DYNCONV_BENCH_WEB_PROFILE_UNFUSED ? ['floor', 'unfused'] : ['floor'];
