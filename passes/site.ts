@@ -1,20 +1,13 @@
 // What `scan` reports about one dynamic-conv site, and what `fuse` needs to rewrite it.
-import type { FusedOpType } from '../ops/index.js';
+import type { ConvAttrs, FusedOpType } from '../ops/index.js';
 import type { Node } from '../src/ir/graph.js';
 import type { Rule } from './rules/rule.js';
 
 export type Family = 'mixture' | 'direct' | 'modulated' | 'per-pixel' | 'generic';
 
-export interface SiteParams {
-  rank: number;
+/** A site's conv attributes (the op layer's ConvAttrs; `group` counts channel groups within one sample), with its kernel size. */
+export interface SiteParams extends ConvAttrs {
   kernel: number[];
-  strides: number[];
-  pads: number[];
-  dilations: number[];
-  /** Channel groups within one sample. */
-  group: number;
-  transpose: boolean;
-  outputPadding: number[];
   upsample?: number;
 }
 

@@ -1,5 +1,5 @@
 // What an emitted node module hands the runtime: its plan (attributes, names, shaders), and the feed types.
-import type { Attrs } from '../../../ops/index.js';
+import type { Attrs, ConvAttrs } from '../../../ops/index.js';
 
 import type { OpKind } from './node-module.js';
 export type { Feed, OpKind, RunOptions, TensorBuffer, TensorData } from './node-module.js';
@@ -7,15 +7,8 @@ export type { Feed, OpKind, RunOptions, TensorBuffer, TensorData } from './node-
 /** The per-pixel ops (one pixel kernel; PixelConvHead computes its taps from the 1x1 head in the kernel). */
 export const isPixel = (op: OpKind): op is 'PixelConv' | 'PixelConvHead' => op === 'PixelConv' || op === 'PixelConvHead';
 
-export interface PlanAttrs {
-  rank: number;
-  strides: number[];
-  pads: number[];
-  dilations: number[];
-  group: number;
-  transpose: boolean;
-  outputPadding: number[];
-}
+/** A node's conv attributes, as the op layer gives them to every back end. */
+export type PlanAttrs = ConvAttrs;
 
 export interface ShaderInfo {
   /** binding names, index = binding number ('u' is the uniform block at binding 0) */
