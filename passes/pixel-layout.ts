@@ -225,30 +225,23 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     }
     return hit;
   };
-  /** The terms of an output of sample 0, channel 0 whose window lies inside X; stops at the first term that is not. */
-  const interiorAt = (o: number[]): Term[] | undefined => {
+  /** The terms of an output of sample 0, channel 0, when each of them passes `accepts` (else undefined). */
+  const termsAt = (o: number[], accepts: (e: Term) => boolean): Term[] | undefined => {
     const src = srcOf(0, 0, o);
     if (src === undefined || terms.count === 0) return undefined;
     const list: Term[] = [];
     for (let t = 0; t < terms.count; t++) {
       const e = termOf(src, t);
-      if (!e || !e.x || e.x[0] !== 0 || e.x[1] !== 0) return undefined;
+      if (!e || !accepts(e)) return undefined;
       list.push(e);
     }
     return list;
   };
-  /** The terms of an output of sample 0, channel 0; those inside X must read sample 0, channel 0. */
-  const partialAt = (o: number[]): Term[] | undefined => {
-    const src = srcOf(0, 0, o);
-    if (src === undefined || terms.count === 0) return undefined;
-    const list: Term[] = [];
-    for (let t = 0; t < terms.count; t++) {
-      const e = termOf(src, t);
-      if (!e || (e.x && (e.x[0] !== 0 || e.x[1] !== 0))) return undefined;
-      list.push(e);
-    }
-    return list;
-  };
+  const readsFirstChannel = (e: Term) => !!e.x && e.x[0] === 0 && e.x[1] === 0;
+  /** The terms of an output whose window lies inside X: every one reads sample 0, channel 0. */
+  const interiorAt = (o: number[]) => termsAt(o, readsFirstChannel);
+  /** The terms of an output; those inside X must read sample 0, channel 0. */
+  const partialAt = (o: number[]) => termsAt(o, (e) => !e.x || readsFirstChannel(e));
   const minK = (t: Term[] | undefined) => (t && t.length ? t.reduce((m, e) => Math.min(m, e.k), Infinity) : undefined);
   // An output whose window lies inside X gives the kernel shape and dilation. The centre is one for any
   // real conv; then the diagonal and the first outputs in order are tried, a bounded number (a scan of all
