@@ -38,8 +38,8 @@ const VERSION_SCRIPT = 'dynconv_ort.map';
  * kernels pick AVX2 or AVX-512 copies at run time) or any ARMv8-A. libstdc++ and libgcc_s are linked dynamically,
  * as onnxruntime-node's libonnxruntime links them (a static libstdc++/libgcc would bring the build machine's
  * newest glibc symbol versions: GLIBC_2.35 and later on Debian 12). -fno-trapping-math (no FP exceptions are
- * read; values are unchanged) lets GCC vectorise the epilogue's clamped exp (epilogue.h), which it otherwise keeps
- * scalar ("control flow in loop").
+ * read; values are unchanged) lets GCC vectorise the epilogue's clamped activations (epilogue.h), which it otherwise
+ * keeps scalar ("control flow in loop"; measured 3.5x slower for the sigmoid).
  */
 const CXX_FLAGS = ['-std=c++17', '-O3', '-fPIC', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-fno-math-errno', '-fno-trapping-math', '-Wno-psabi'];
 const LINK_FLAGS = ['-shared', `-Wl,--version-script=${VERSION_SCRIPT}`, '-Wl,-z,defs', '-pthread'];

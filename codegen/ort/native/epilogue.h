@@ -17,28 +17,29 @@ enum class Act : int64_t { kNone = 0, kRelu = 1, kSigmoid = 2, kSilu = 3, kClip 
 
 namespace epilogue_detail {
 
-// exp(x) for x in [-87, 88] (clamped), vectorisable: 2^n * p(r) with r = x - n ln2 and a degree-6 polynomial
-// (Cephes' expf coefficients); about 2 ulp.
-inline float FastExp(float x) {
-  x = x < -87.f ? -87.f : (x > 88.f ? 88.f : x);
-  // round to nearest by the 1.5 * 2^23 trick (no floor instruction in the x86-64 baseline): |r| <= ln2 / 2
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+// The logistic function 1 / (1 + exp(-x)) as ONNX Runtime's own Sigmoid and QuickGelu compute it (MLAS's
+// MlasComputeLogistic: a rational approximation, odd degree-9 over even degree-10 polynomials, on x clamped to
+// [-18, 18]; absolute error about 2e-7), so a fused activation matches the unfused graph's. No exp and no integer
+// bit tricks: GCC vectorises it, and it runs 2.5x faster than 1 / (1 + exp(-x)) with a polynomial exp, which made
+// a SiLU epilogue slower than ONNX Runtime's separate BatchNormalization + QuickGelu (the fixture
+// CondConv/DY-CNN network: fused with epilogues 0.89x unfused).
+inline float Sigmoid(float x) {
+  x = x < -18.f ? -18.f : (x > 18.f ? 18.f : x);
+  const float x2 = x * x;
+  float p = 4.37031012579801e-11f;
+  p = p * x2 + 1.15627324459942e-07f;
+  p = p * x2 + 6.08574864600143e-05f;
+  p = p * x2 + 8.51377133304701e-03f;
+  p = p * x2 + 2.48287947061529e-01f;
+  float q = 6.10247389755681e-13f;
+  q = q * x2 + 5.76102136993427e-09f;
+  q = q * x2 + 6.29106785017040e-06f;
+  q = q * x2 + 1.70198817374094e-03f;
+  q = q * x2 + 1.16817656904453e-01f;
+  q = q * x2 + 9.93151921023180e-01f;
+  const float v = p * x / q + 0.5f;
+  return v < 0.f ? 0.f : (v > 1.f ? 1.f : v);  // the approximation overshoots [0, 1] by an ulp at the ends
 }
-
-inline float Sigmoid(float x) { return 1.f / (1.f + FastExp(-x)); }
 
 template <Act A>
 inline float Activate(float v, float lo, float hi) {
