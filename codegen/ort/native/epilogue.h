@@ -8,6 +8,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #include "common.h"
 
 namespace dynconv {
@@ -18,11 +22,10 @@ enum class Act : int64_t { kNone = 0, kRelu = 1, kSigmoid = 2, kSilu = 3, kClip 
 namespace epilogue_detail {
 
 // The logistic function 1 / (1 + exp(-x)) as ONNX Runtime's own Sigmoid and QuickGelu compute it (MLAS's
-// MlasComputeLogistic: a rational approximation, odd degree-9 over even degree-10 polynomials, on x clamped to
-// [-18, 18]; absolute error about 2e-7), so a fused activation matches the unfused graph's. No exp and no integer
-// bit tricks: GCC vectorises it, and it runs 2.5x faster than 1 / (1 + exp(-x)) with a polynomial exp, which made
-// a SiLU epilogue slower than ONNX Runtime's separate BatchNormalization + QuickGelu (the fixture
-// CondConv/DY-CNN network: fused with epilogues 0.89x unfused).
+// MlasComputeLogistic: a rational approximation, odd degree 9 over even degree 10, on x clamped to [-18, 18];
+// absolute error about 2e-7), so a fused activation matches the unfused graph's. The exp-based form it replaces
+// (1 / (1 + exp(-x)) with a polynomial exp) made a SiLU epilogue 2x slower than ONNX Runtime's separate
+// BatchNormalization + QuickGelu nodes (measured on the fixture CondConv/DY-CNN network).
 inline float Sigmoid(float x) {
   x = x < -18.f ? -18.f : (x > 18.f ? 18.f : x);
   const float x2 = x * x;
@@ -69,6 +72,58 @@ __attribute__((noinline)) DC_EPILOGUE_CLONES void ApplyRun(float* __restrict y, 
   } else {
     for (int64_t i = 0; i < n; ++i) y[i] = Activate<A>(y[i] * s + t, lo, hi);
   }
+}
+
+// Sigmoid and SiLU on x86-64 with AVX2 and FMA, 8 lanes at a time: written with intrinsics because GCC's
+// vectorisation of the scalar form turns the clamps into compare-and-blend chains (measured on 16K values: 20 us
+// here, 33 us the AVX2 clone of ApplyRun, 72 us the exp-based form before). Chosen at run time (HostSimd).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DC_EPILOGUE_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+inline __m256 Sigmoid8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-18.f)), _mm256_set1_ps(18.f));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(4.37031012579801e-11f), x2, _mm256_set1_ps(1.15627324459942e-07f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(6.08574864600143e-05f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(8.51377133304701e-03f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.48287947061529e-01f));
+  __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(6.10247389755681e-13f), x2, _mm256_set1_ps(5.76102136993427e-09f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(6.29106785017040e-06f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.70198817374094e-03f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(1.16817656904453e-01f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(9.93151921023180e-01f));
+  const __m256 v = _mm256_add_ps(_mm256_div_ps(_mm256_mul_ps(p, x), q), _mm256_set1_ps(0.5f));
+  return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(1.f));
+}
+
+// ApplyRun<kSigmoid> (kSilu false) or ApplyRun<kSilu>.
+template <bool kSilu>
+__attribute__((noinline)) void LogisticRunAvx2(float* __restrict y, const float* __restrict z, int64_t n, float s, float t) {
+  const __m256 vs = _mm256_set1_ps(s), vt = _mm256_set1_ps(t);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(y + i), vs, vt);
+    if (z != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(z + i));
+    const __m256 g = Sigmoid8(v);
+    _mm256_storeu_ps(y + i, kSilu ? _mm256_mul_ps(v, g) : g);
+  }
+  for (; i < n; ++i) {
+    const float v = y[i] * s + t + (z != nullptr ? z[i] : 0.f);
+    y[i] = kSilu ? v * Sigmoid(v) : Sigmoid(v);
+  }
+}
+#pragma GCC pop_options
+#endif
+
+// ApplyRun for the logistic activations: the AVX2 loop where the CPU has it.
+template <Act A>
+inline void LogisticRun(float* y, const float* z, int64_t n, float s, float t) {
+#ifdef DC_EPILOGUE_AVX2
+  static const bool avx2 = HostSimd() != Simd::kBaseline;
+  if (avx2) return LogisticRunAvx2<A == Act::kSilu>(y, z, n, s, t);
+#endif
+  ApplyRun<A>(y, z, n, s, t, 0.f, 0.f);
 }
 
 }  // namespace epilogue_detail
@@ -141,8 +196,8 @@ class Epilogue {
     switch (act_) {
       case Act::kNone: return ApplyRun<Act::kNone>(yy, z, n, s, t, lo_, hi_);
       case Act::kRelu: return ApplyRun<Act::kRelu>(yy, z, n, s, t, lo_, hi_);
-      case Act::kSigmoid: return ApplyRun<Act::kSigmoid>(yy, z, n, s, t, lo_, hi_);
-      case Act::kSilu: return ApplyRun<Act::kSilu>(yy, z, n, s, t, lo_, hi_);
+      case Act::kSigmoid: return LogisticRun<Act::kSigmoid>(yy, z, n, s, t);
+      case Act::kSilu: return LogisticRun<Act::kSilu>(yy, z, n, s, t);
       case Act::kClip: return ApplyRun<Act::kClip>(yy, z, n, s, t, lo_, hi_);
       case Act::kHardSwish: return ApplyRun<Act::kHardSwish>(yy, z, n, s, t, lo_, hi_);
     }
