@@ -36,9 +36,14 @@ export const LAYERS = {
   involution: layer('involution_k7_64', 'involution k7 b8 C64 56x56 G4', { cpu: '>= 5x; <= 1/4 memory', dawn: '>= 2x', web: '>= 3x; <= 1.2x floor' }),
 };
 
-/** The fixture networks (small, committed; no floor file: the web bench builds one), batch 2. */
+/**
+ * The fixture networks (small, committed; no floor file: the web bench builds one), batch 2, and the CondConv/DY-CNN
+ * one at batch 1 (its export bakes batch 2 into the graph, so fixtures/export_bench.py exports it again at batch 1,
+ * with the corpus fixture's weights).
+ */
 export const FIXTURE_NETS = {
   condconvDycnn: { name: 'fixture CondConv/DY-CNN 32 b2', model: 'fixtures/models/net_condconv_dycnn_op13/model.onnx', goals: { cpu: '>= 1.0x', web: '>= 2x; <= 1.5x floor' } },
+  condconvDycnnB1: { name: 'fixture CondConv/DY-CNN 32 b1', model: 'fixtures/bench/net_condconv_dycnn_b1.onnx', goals: { cpu: '>= 1.0x' } },
   rednet: { name: 'fixture RedNet (involution) 32 b2', model: 'fixtures/models/net_rednet_op17/model.onnx', goals: { cpu: '>= 1.0x', web: '>= 2x; <= 1.5x floor' } },
 } satisfies Record<string, BenchModel>;
 
@@ -85,17 +90,19 @@ export function fuserHash(): string {
 
 /**
  * The fused model of `m` (a file, from the cache or fused now through the pipeline). Every site must fuse: a
- * bench row of a half-fused model would measure something else.
+ * bench row of a half-fused model would measure something else. `epilogues: false`: fused without absorbing the
+ * BatchNormalization / residual Add / activation after each op (what the epilogues are measured against).
  */
-export function fusedFile(m: BenchModel): string {
+export function fusedFile(m: BenchModel, opts: { epilogues?: boolean } = {}): string {
   const src = path.join(ROOT, m.model);
   const st = fs.statSync(src);
-  const key = createHash('sha256').update(`${src}\0${st.size}\0${st.mtimeMs}\0${fuserHash()}`).digest('hex').slice(0, 16);
+  const epilogues = opts.epilogues !== false;
+  const key = createHash('sha256').update(`${src}\0${st.size}\0${st.mtimeMs}\0${fuserHash()}${epilogues ? '' : '\0no-epilogues'}`).digest('hex').slice(0, 16);
   const out = path.join(ROOT, '.cache', 'bench-fused', `${path.basename(path.dirname(src))}-${path.basename(src, '.onnx')}.${key}.fused.onnx`);
   if (fs.existsSync(out)) return out;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const opened = openModel(src);
-  const { notFused } = fuse(opened);
+  const { notFused } = fuse(opened, { epilogues });
   if (notFused.length) throw new Error(`${m.model}: ${notFused.length} site(s) not fused: ${notFused[0].notFused}`);
   save(opened, out, { externalData: { kind: 'inline' } });
   return out;

@@ -1,6 +1,6 @@
 // Where the time goes on ONNX Runtime CPU: ONNX Runtime's own profiler (runner --profile: per-node kernel times),
-// summed per op type, for the unfused, fused (com.dynconv kernels) and floor variants of every network of
-// bench/nets.ts (and the involution layer, the per-pixel case). `npm run bench -- ort-profile`
+// summed per op type, for the unfused, fused (com.dynconv kernels, without and with epilogues) and floor variants
+// of every network of bench/nets.ts (and the involution layer, the per-pixel case). `npm run bench -- ort-profile`
 // (DYNCONV_BENCH_NETS=TEXT keeps the rows whose name contains TEXT; DYNCONV_BENCH_THREADS=N, default 1).
 import fs from 'node:fs';
 import os from 'node:os';

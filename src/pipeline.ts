@@ -5,7 +5,7 @@ import { buildModel } from './ir/build.js';
 import type { Model } from './ir/graph.js';
 import { modelBytes } from './ir/serialize.js';
 import { loadModel, loadModelFromBytes, saveModel, type LoadedModel, type SaveOptions } from './onnx/io.js';
-import { fuseModel, type FuseResult } from '../passes/fuse.js';
+import { fuseModel, type FuseOptions, type FuseResult } from '../passes/fuse.js';
 import { DEFAULT_MAX_BYTES, enforceBudget, estimateRun } from './validate/budget.js';
 import { feedShapes, randomFeeds } from './validate/feeds.js';
 import type { RunnableModel } from './validate/ort.js';
@@ -35,9 +35,9 @@ export function openModelBytes(bytes: Uint8Array, label = '<model>', dir?: strin
   return { loaded, model: buildModel(loaded), label, original: { label, source: bytes } };
 }
 
-/** Fuses every site it can, in place. */
-export function fuse(opened: OpenedModel): FuseResult {
-  return fuseModel(opened.model);
+/** Fuses every site it can, in place (`opts`: e.g. epilogues off, as the bench's comparison needs). */
+export function fuse(opened: OpenedModel, opts: FuseOptions = {}): FuseResult {
+  return fuseModel(opened.model, opts);
 }
 
 /** The model as it is now, for ONNX Runtime, from memory. */
