@@ -115,9 +115,66 @@ OrtStatus* OutputTensor(OrtKernelContext* ctx, size_t index, const std::vector<i
   return nullptr;
 }
 
+namespace {
+
+// The small-block cache of FloatBuffer: freed blocks of up to kMaxBytes, by power-of-two size class, at most
+// kMaxCachedBytes in all (shared by the library's sessions and threads; freed when the library is unloaded).
+class BlockCache {
+ public:
+  static constexpr size_t kMinBytes = 256, kMaxBytes = size_t{256} << 10, kMaxCachedBytes = size_t{4} << 20;
+  static size_t SizeClass(size_t bytes) {
+    size_t c = kMinBytes;
+    while (c < bytes) c <<= 1;
+    return c;
+  }
+  ~BlockCache() {
+    for (size_t i = 0; i < count_; ++i) std::free(blocks_[i].p);
+  }
+  void* Take(size_t cls) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = count_; i-- > 0;) {
+      if (blocks_[i].bytes != cls) continue;
+      void* p = blocks_[i].p;
+      blocks_[i] = blocks_[--count_];
+      cached_ -= cls;
+      return p;
+    }
+    return nullptr;
+  }
+  void Put(void* p, size_t cls) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (count_ < kSlots && cached_ + cls <= kMaxCachedBytes) {
+        blocks_[count_++] = {p, cls};
+        cached_ += cls;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+ private:
+  static constexpr size_t kSlots = 64;
+  struct Block {
+    void* p;
+    size_t bytes;
+  };
+  std::mutex mu_;
+  Block blocks_[kSlots] = {};
+  size_t count_ = 0, cached_ = 0;
+};
+
+BlockCache& SmallBlocks() {
+  static BlockCache cache;
+  return cache;
+}
+
+}  // namespace
+
 void FloatBuffer::Reset() {
   if (data_ != nullptr) {
-    if (malloced_) std::free(data_);
+    if (cached_bytes_ > 0) SmallBlocks().Put(data_, cached_bytes_);
+    else if (malloced_) std::free(data_);
     else allocator_->Free(allocator_, data_);
   }
   if (allocator_ != nullptr) g_ort->ReleaseAllocator(allocator_);
@@ -125,11 +182,22 @@ void FloatBuffer::Reset() {
   data_ = nullptr;
   size_ = 0;
   malloced_ = false;
+  cached_bytes_ = 0;
 }
 
 OrtStatus* FloatBuffer::Alloc(OrtKernelContext* ctx, int64_t count) {
   Reset();
   const size_t bytes = ((static_cast<size_t>(count > 0 ? count : 1) * sizeof(float) + 63) / 64) * 64;
+  if (bytes <= BlockCache::kMaxBytes) {
+    const size_t cls = BlockCache::SizeClass(bytes);
+    void* p = SmallBlocks().Take(cls);
+    if (p == nullptr) p = std::aligned_alloc(64, cls);
+    if (p == nullptr) return ErrorCode(ORT_FAIL, "out of memory (%zu bytes)", cls);
+    data_ = static_cast<float*>(p);
+    size_ = count;
+    cached_bytes_ = cls;
+    return nullptr;
+  }
   static OrtMemoryInfo* cpu = [] {
     OrtMemoryInfo* m = nullptr;
     OrtStatus* s = g_ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &m);
