@@ -48,3 +48,33 @@ test.serial('a fused model with a computed-shape Reshape pair validates with --k
   const pairs = m.graph.nodes.filter((n) => n.opType === 'Reshape' && n.inputs[0]?.producer?.opType === 'Reshape' && n.inputs[1]?.initializer && n.inputs[0].producer.inputs[1]?.producer);
   t.deepEqual(pairs.map((n) => n.name), [], 'no Reshape to a literal shape reads a Reshape of a computed shape');
 });
+
+// The fixture CondConv/DY-CNN network with its epilogues absorbed (BatchNormalization + SiLU, residual Add, ReLU in
+// the MixtureConv nodes), at batch 2 and at batch 1 (fixtures/bench: the same network exported at batch 1), run by
+// the library's kernels against the unfused model: the epilogue's activations on the AVX2 path and the baseline one.
+for (const [label, original] of [
+  ['batch 2', path.join(FIXTURES, 'net_condconv_dycnn_op13', 'model.onnx')],
+  ['batch 1', path.join(ROOT, 'fixtures', 'bench', 'net_condconv_dycnn_b1.onnx')],
+]) {
+  test.serial(`net_condconv_dycnn ${label} fused with epilogues: validate --kernels ort, AVX2 and baseline`, async (t) => {
+    const fused = path.join(tmp, `net_condconv_dycnn_epilogues_${label.replace(' ', '')}.onnx`);
+    const r = await runCli(['fuse', original, '-o', fused]);
+    t.is(r.code, 0, r.stderr);
+    const ops = buildModel(loadModel(fused)).graph.nodes.filter((n) => isDynconvDomain(n.domain));
+    t.is(ops.length, 5);
+    const activations = ops.map((n) => n.attrInt('activation', 0));
+    t.true(activations.includes(3) && activations.includes(1), `SiLU and ReLU absorbed (activations ${activations})`);
+    t.true(ops.some((n) => n.attrInt('residual', 0) === 1) && ops.every((n) => n.attrInt('affine', 0) === 1), 'every BatchNormalization and a residual absorbed');
+    const before = process.env.DYNCONV_ORT_SIMD;
+    try {
+      for (const simd of ['avx512', 'baseline']) {
+        process.env.DYNCONV_ORT_SIMD = simd; // read by the library in the runner process (common.cc HostSimd)
+        const report = await validateModels(original, fused, { kernels: 'ort', seed: 3 });
+        for (const o of report.outputs) t.true(o.ok && o.relL2 <= 1e-5, `${simd} ${o.name}: rel-L2 ${o.relL2} (reference: ${report.reference})`);
+      }
+    } finally {
+      if (before === undefined) delete process.env.DYNCONV_ORT_SIMD;
+      else process.env.DYNCONV_ORT_SIMD = before;
+    }
+  });
+}
