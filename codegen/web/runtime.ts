@@ -127,10 +127,10 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
       const bytes = await load(st.segment);
       const where: Record<string, string> = {};
       for (const o of st.outputs) where[o] = usedLater.has(o) && plan.types[o] === 'float32' ? 'gpu-buffer' : graphOutputs.has(o) ? outputLocation : 'cpu';
-      // The WebGPU EP runs Conv in NHWC, so each segment transposes its NCHW inputs and outputs at the cuts (on
-      // RedNet-26 most of the Transpose time). Its preferredLayout 'NCHW' removes them, but its NCHW Conv is
-      // slower by about as much (`npm run bench -- web-layout`, RedNet-26 64x64 on SwiftShader: 0.92x and 1.04x
-      // the NHWC session's speed in two runs), so the default stays; sessionOptions.executionProviders overrides it.
+      // The WebGPU EP runs Conv in NHWC; the values in plan.channelsLast cross the cuts NHWC (partition.ts), the
+      // others as NCHW with a layout conversion in the segment. Its preferredLayout 'NCHW' removes those, but its
+      // NCHW Conv is slower (`npm run bench -- web-layout`, RedNet-26 64x64 on SwiftShader: 0.92x and 1.04x the
+      // NHWC session's speed in two runs before the NHWC cuts), so the default stays; sessionOptions.executionProviders overrides it.
       const so: Record<string, unknown> = host ? { executionProviders: ['cpu'] } : { executionProviders: ['webgpu'], preferredOutputLocation: where };
       try {
         sessions.set(st.segment, await ort.InferenceSession.create(bytes, { ...so, ...options.sessionOptions }));
