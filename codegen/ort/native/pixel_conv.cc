@@ -12,9 +12,10 @@
 // of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
 // Fast path (no upsampling, output rows of >= 8): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
-// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
-// staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
-// a row overlaps the previous one instead of running a remainder loop.
+// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 8
+// columns at a time for blocks of up to 8 channels, the accumulators staying in registers across all taps (one
+// K load feeds the block's channels). The last 8-column chunk of a row overlaps the previous one instead of
+// running a remainder loop.
 // Other cases: simple loops over output x with the valid range of each tap precomputed.
 // The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
 // run time, so the library runs on any x86-64 and uses what the machine has.
@@ -46,8 +47,7 @@ struct PixelGeometry {
   std::vector<int64_t> xoff;
 };
 
-typedef float V16 __attribute__((vector_size(64)));
-// 8 floats: rows of 8 to 15 outputs and the head taps (16-float vectors split badly on AVX2).
+// 8 floats: the row kernels' and the head's vectors (16-float vectors split badly on AVX2).
 typedef float V8 __attribute__((vector_size(32)));
 
 // A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.

@@ -2,7 +2,7 @@
 // no includes on purpose: pixel_conv.cc includes this file once per instruction set, each time inside its own
 // namespace and under its own `#pragma GCC target`, so the same source is compiled for the baseline, AVX2+FMA and
 // AVX-512 and the kernel picks one at run time (plain per-target copies: GCC 10's target_clones cannot take arch=
-// names). Uses PixelGeometry, PixelTask, KernelSource, V16 and V8 from pixel_conv.cc.
+// names). Uses PixelGeometry, PixelTask, KernelSource and V8 from pixel_conv.cc.
 
 template <typename V>
 static inline __attribute__((always_inline)) V LoadV(const float* p) {
@@ -52,20 +52,18 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
   for (int c = 0; c < CB; ++c) StoreV<V>(y0 + c * plane_o + x0, acc[c]);
 }
 
+// One output row of CB channels, 8 columns at a time (the last chunk overlaps the previous one instead of a
+// remainder loop; Ox >= 8). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
+// AVX2 (16-float chunks of 8 channels spilled: GCC splits them through the stack; 2x slower).
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
                                                              const float* kbase, int64_t kstride, float* y0,
                                                              int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
-  if (Ox < 16) {  // 8 to 15 outputs: two chunks of 8, the second overlapping the first
-    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, 0);
-    if (Ox > 8) PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, Ox - 8);
-    return;
-  }
-  for (int64_t x0 = 0;; x0 += 16) {
-    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<V16, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
-    if (x0 + 16 >= Ox) break;
+  for (int64_t x0 = 0;; x0 += 8) {
+    const int64_t xs = x0 + 8 <= Ox ? x0 : Ox - 8;
+    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
+    if (x0 + 8 >= Ox) break;
   }
 }
 
