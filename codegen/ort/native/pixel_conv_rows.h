@@ -130,7 +130,7 @@ void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float
   const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
-  const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
+  const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
   int64_t c = g * p.Cg;
   const int64_t ce = (g + 1) * p.Cg;
   for (; c + 8 <= ce; c += 8)
@@ -150,13 +150,22 @@ void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float
 }
 
 // Copies rows of X into rows of length Dxp = sx * Lp: padded column j (pb zeros before X's row, zeros after)
-// goes to phase j % sx, position j / sx.
+// goes to phase j % sx, position j / sx. With up-sampling (sx = 1 then) each padded column is written up times
+// in a row (Dxp = up * padded length): output x then reads column x + up * tap offset.
 void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
-                            int64_t sx, int64_t r0, int64_t r1) {
+                            int64_t sx, int64_t up, int64_t r0, int64_t r1) {
   const int64_t Lp = Dxp / sx;
   for (int64_t r = r0; r < r1; ++r) {
     const float* src = X + r * Dx;
     float* dst = XP + r * Dxp;
+    if (up > 1) {
+      for (int64_t i = 0; i < Dxp / up; ++i) {
+        const int64_t j = i - pb;
+        const float v = j >= 0 && j < Dx ? src[j] : 0.f;
+        for (int64_t u = 0; u < up; ++u) dst[i * up + u] = v;
+      }
+      continue;
+    }
     if (sx == 1) {
       for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
       for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];
