@@ -30,7 +30,7 @@ import { interleave, median } from './timing.js';
 
 export type WebRow = BenchModel;
 
-const ROWS: WebRow[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK3, LAYERS.involution, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
+const ROWS: WebRow[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK3, LAYERS.involution, LAYERS.carafe, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
 
 /**
  * The constant-weight floor of a fused model: every com.dynconv node replaced by a plain Conv (ConvTranspose)
