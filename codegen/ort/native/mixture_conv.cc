@@ -33,22 +33,24 @@ __attribute__((noinline)) DC_EPILOGUE_CLONES void MixExperts(const float* __rest
   }
 }
 
-// Mixes `nb` samples' weights: out[i][j] = sum_k r[i][k] w[k][j] for j < wsize, over the pool when large.
+// Mixes `nb` samples' weights: out[i][j] = sum_k r[i][k] w[k][j] for j < wsize, over the pool when large. Split
+// over the weight index, every sample of a piece mixed in turn: the experts' piece is read from memory once for
+// the chunk and from cache for the other samples (sample by sample, the experts of a large layer were read
+// again from memory for every sample).
 OrtStatus* MixWeights(OrtKernelContext* ctx, const float* r, int64_t E, const float* w, int64_t wsize, int64_t nb,
                       float* out) {
-  // flattened over (sample, weight index)
-  auto mix = [&](int64_t f0, int64_t f1) {
-    for (int64_t f = f0; f < f1;) {
-      const int64_t i = f / wsize, b = f % wsize, e = std::min(wsize, b + (f1 - f));
-      MixExperts(r + i * E, E, w, wsize, out + i * wsize, b, e);
-      f += e - b;
+  constexpr int64_t kPiece = 2048;  // floats of each expert per piece (E * 8 KiB read: stays in L2)
+  auto mix = [&](int64_t j0, int64_t j1) {
+    for (int64_t b = j0; b < j1; b += kPiece) {
+      const int64_t e = std::min(j1, b + kPiece);
+      for (int64_t i = 0; i < nb; ++i) MixExperts(r + i * E, E, w, wsize, out + i * wsize, b, e);
     }
   };
   if (nb * wsize * E < (int64_t{1} << 17)) {  // small: not worth waking the pool
-    mix(0, nb * wsize);
+    mix(0, wsize);
     return nullptr;
   }
-  return ParallelRange(ctx, nb * wsize, 16384, mix);
+  return ParallelRange(ctx, wsize, std::max<int64_t>(kPiece, 16384 / nb), mix);
 }
 
 // The experts of a constant W in the NCHWc block layout of one call's shapes (SampleConv::PackFilter).

@@ -295,12 +295,12 @@ void SampleConv::PackFilter(const Shapes& s, const float* w, float* d) {
   }
 }
 
-int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample) const {
+int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample, bool packed) const {
   const int64_t kBudget = chunk_floats_;
   int64_t per = extra_per_sample;
   if (s.nchwc) {
     const int64_t cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
-    per += (s.reorder_input ? s.x_sample : 0) + s.Mp * cg * ks + s.Mp + s.Mp * (s.y_sample / s.M);
+    per += (s.reorder_input ? s.x_sample : 0) + (packed ? 0 : s.Mp * cg * ks) + s.Mp + s.Mp * (s.y_sample / s.M);
   }
   if (per <= 0) return s.N > 0 ? s.N : 1;
   const int64_t n = kBudget / per;

@@ -109,7 +109,10 @@ class SampleConv {
 
   // How many samples to handle per chunk, so that the chunk's scratch (reordered input and output, weights and
   // `extra_per_sample` floats of the caller's) stays within a budget. At least 1.
-  int64_t ChunkSamples(const Shapes& s, int64_t extra_per_sample) const;
+  // `packed`: the op builds the block-layout weights itself (kBuiltPacked), from experts it streams through once
+  // per chunk; they are left out of the budget, so that a batch of large layers is one chunk (the experts read
+  // from memory once, not once a sample).
+  int64_t ChunkSamples(const Shapes& s, int64_t extra_per_sample, bool packed = false) const;
 
   // Y[n] = Conv(X[n], W_n) + B_n for the samples n in [n0, n1). x and y point at the whole batch; W_n is at
   // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
@@ -205,7 +208,7 @@ OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, Weights kind
   DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
   if (s.N == 0) return nullptr;
   // (packed: the chunk's buffers are what the NCHWc step reads, so they are not counted twice)
-  const int64_t chunk = ChunkSamples(s, builds_weights && !packed ? s.w_size + s.M : 0);
+  const int64_t chunk = ChunkSamples(s, builds_weights && !packed ? s.w_size + s.M : 0, packed);
   FloatBuffer w_buf, m_buf;
   if (builds_weights) {
     DC_TRY(w_buf.Alloc(ctx, std::min(chunk, s.N) * w_floats));
