@@ -35,7 +35,8 @@ export const LAYERS = {
   dycnn: layer('dycnn_k3_64', 'DY-CNN 3x3 b8 64->64 56x56 K4', { cpu: 'faster; <= 1.15x floor', dawn: 'faster; <= 1.5x floor', web: '>= 3x; <= 1.5x floor' }),
   depthwiseK3: layer('condconv_dw_k3_96', 'depthwise CondConv k3 C96 56x56', { dawn: '>= 3x; <= 1.5x floor', web: '>= 3x; <= 1.5x floor' }),
   depthwiseK5: layer('condconv_dw_k5_96', 'depthwise CondConv k5 C96 56x56', { cpu: 'faster; <= 1.3x floor' }),
-  involution: layer('involution_k7_64', 'involution k7 b8 C64 56x56 G4', { cpu: '>= 5x; <= 1/4 memory', dawn: '>= 2x', web: '>= 3x; <= 1.2x floor' }),
+  involution: layer('involution_k7_64', 'involution k7 b8 C64 56x56 G4', { cpu: '>= 5x; <= 1.2x floor; memory <= floor', dawn: '>= 2x', web: '>= 3x; <= 1.2x floor' }),
+  carafe: layer('carafe_k5_64', 'CARAFE x2 k5 b8 C64 28x28->56x56', { cpu: '<= 1.2x floor; memory <= floor', web: '<= 1.2x floor' }),
 };
 
 /**

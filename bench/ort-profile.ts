@@ -14,14 +14,14 @@ import { formatTable, type Cell } from './table.js';
 /** Op types under this share of every variant's time are summed into one "other" line. */
 const MIN_SHARE = 0.02;
 
-export async function profileModel(net: BenchModel, threads = 1, repeat = 3): Promise<string> {
+export async function profileModel(net: BenchModel, threads = 1, repeat = 5): Promise<string> {
   const { feeds, variants } = await netVariants(net);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-profile-'));
   try {
     const byVariant: Array<{ kind: string; ms: number; ops: Map<string, number>; total: number }> = [];
     for (const [kind, modelPath, libraryPath] of variants) {
       const r = await runWithOrtLibrary({ modelPath, libraryPath, feeds, threads, repeat, profilePrefix: path.join(dir, kind) });
-      const ops = profileByOpType(r.profileFile!, repeat + 1);
+      const ops = profileByOpType(r.profileFile!, repeat, true);  // the warm-up run (one-time packing) left out
       byVariant.push({ kind, ms: r.medianMs!, ops, total: [...ops.values()].reduce((a, b) => a + b, 0) });
     }
     const share = (v: (typeof byVariant)[number], op: string) => (v.ops.get(op) ?? 0) / (v.total || 1);

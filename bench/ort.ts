@@ -12,7 +12,7 @@ import { interleave } from './timing.js';
 
 const THREADS = [1, 2];
 
-const ROWS: BenchModel[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK5, LAYERS.involution, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
+const ROWS: BenchModel[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK5, LAYERS.involution, LAYERS.carafe, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
 
 export async function runOrtBench(repeat = 10, rounds = 2): Promise<string> {
   const rows: Cell[][] = [];

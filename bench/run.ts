@@ -1,5 +1,5 @@
 // `npm run bench`: the benchmarks, side by side in one run, as tables of ratios.
-//   npm run bench [-- io|ort|nets|ort-profile|rewriter|wgsl|web|web-nets|web-layout ...]
+//   npm run bench [-- io|ort|nets|ort-profile|ort-cpu|rewriter|wgsl|web|web-nets|web-layout ...]
 // With no names: every benchmark but the profiles (ort-profile) and web-layout (an experiment's record). nets, ort-profile and web-nets need the real-size
 // networks made once by fixtures/export_nets.py; DYNCONV_BENCH_NETS=TEXT keeps the network rows whose name contains
 // TEXT.
@@ -11,6 +11,7 @@ const BENCHES: Record<string, Bench> = {
   ort: async () => (await import('./ort.js')).runOrtBench(),
   nets: async () => (await import('./nets.js')).runNetsBench(),
   'ort-profile': async () => (await import('./ort-profile.js')).runOrtProfileBench(),
+  'ort-cpu': async () => (await import('./ort-cpu.js')).runOrtCpuBench({ only: process.env.DYNCONV_BENCH_NETS }),
   rewriter: async () => (await import('./rewriter.js')).runRewriterBench(),
   wgsl: async () => (await import('./wgsl.js')).runWgslBench(),
   web: async () => (await import('./wgsl-web.js')).runWebBench(),
@@ -19,7 +20,7 @@ const BENCHES: Record<string, Bench> = {
 };
 
 /** Not in the default run: long, and what they explain is in the tables of the others. */
-const ON_REQUEST = new Set(['ort-profile', 'web-layout']);
+const ON_REQUEST = new Set(['ort-profile', 'ort-cpu', 'web-layout']);
 
 async function main(): Promise<void> {
   const wanted = process.argv.slice(2).filter((a) => a in BENCHES);

@@ -3,7 +3,8 @@
 // Conv), with the unfused model and the floor in both layouts, side by side in interleaved rounds in Chromium
 // (SwiftShader), and the GPU time by op type of each (ORT's profiler). It measures the choice the runtime makes
 // (codegen/web/runtime.ts). The networks at 64x64 (DYNCONV_NET_SIZE=64 fixtures/export_nets.py): the real
-// structure, cuts included, in seconds a run. `npm run bench -- web-layout` (DYNCONV_BENCH_NETS=TEXT: rows).
+// structure, cuts included, in seconds a run. `npm run bench -- web-layout` (DYNCONV_BENCH_NETS=TEXT: rows;
+// DYNCONV_BENCH_WEB_VARIANTS=TEXT: variants).
 import fs from 'node:fs';
 import path from 'node:path';
 import { emitKernels } from '../src/emit/emit-kernels.js';
@@ -24,7 +25,7 @@ const NETS: Array<BenchModel & { floor: string }> = [
 
 const NCHW = { executionProviders: [{ name: 'webgpu', preferredLayout: 'NCHW' }] };
 type Variant = { kind: 'dynconv' | 'ort'; file: string; options: Record<string, unknown> };
-const VARIANTS: Record<string, Variant> = {
+const ALL_VARIANTS: Record<string, Variant> = {
   'dynconv NHWC': { kind: 'dynconv', file: 'web/index.js', options: {} },
   'dynconv NCHW': { kind: 'dynconv', file: 'web/index.js', options: { sessionOptions: NCHW } },
   'unfused NHWC': { kind: 'ort', file: 'unfused.onnx', options: {} },
@@ -32,6 +33,8 @@ const VARIANTS: Record<string, Variant> = {
   'floor NHWC': { kind: 'ort', file: 'floor.onnx', options: {} },
   'floor NCHW': { kind: 'ort', file: 'floor.onnx', options: NCHW },
 };
+// DYNCONV_BENCH_WEB_VARIANTS=TEXT: only the variants whose name has TEXT (e.g. NHWC).
+const VARIANTS = Object.fromEntries(Object.entries(ALL_VARIANTS).filter(([k]) => k.includes(process.env.DYNCONV_BENCH_WEB_VARIANTS ?? '')));
 const REPORTED_OPS = ['Transpose', 'Conv', 'FusedConv', 'PixelConvHead (kernel)'];
 
 export async function runWebLayoutBench(repeat = 2, rounds = Number(process.env.DYNCONV_BENCH_WEB_ROUNDS ?? 2)): Promise<string> {
@@ -86,7 +89,7 @@ export async function runWebLayoutBench(repeat = 2, rounds = Number(process.env.
         }
         byOp[k] = m;
       }
-      const unfused = t['unfused NHWC']!.medianMs, floor = t['floor NHWC']!.medianMs;
+      const unfused = t['unfused NHWC']?.medianMs ?? NaN, floor = t['floor NHWC']?.medianMs ?? NaN;
       const rows: Cell[][] = Object.keys(VARIANTS).map((k) => {
         const ms = t[k]!.medianMs;
         const total = [...byOp[k].values()].reduce((a, b) => a + b, 0);

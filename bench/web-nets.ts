@@ -53,10 +53,10 @@ export async function runWebNetsBench(repeat = 1, rounds = Number(process.env.DY
     }
     return out;
   });
-  const rows: Cell[][] = results.map((r, i) => [r.row.name, r.dynconv, r.unfused, r.floor, r.unfused / r.dynconv, r.dynconv / r.floor, r.relL2.toExponential(1), r.row.goals.web ?? '-', profileParts(r.profile), seconds[i]]);
+  const rows: Cell[][] = results.map((r, i) => [r.row.name, r.dynconv, r.unfused, r.floor, r.unfused / r.dynconv, r.dynconv / r.floor, r.relL2.toExponential(1), r.row.goals.web ?? '-', profileParts(r.profile), `${r.parts.segments} + ${r.parts.kernels}; ${r.parts.channelsLast} of ${r.parts.crossing} NHWC`, seconds[i]]);
   const table = formatTable(
     `Networks on WebGPU end to end in Chromium (SwiftShader; upload + run + read back; median of ${rounds} interleaved rounds of a median of ${repeat}, after a warm-up round; ms)`,
-    ['network x batch', 'dynconv ms', 'unfused ms', 'floor ms', 'speed-up vs unfused', 'dynconv / floor', 'rel L2 vs ORT CPU', 'goal', 'dynconv time (profiled run)', 'row took s'],
+    ['network x batch', 'dynconv ms', 'unfused ms', 'floor ms', 'speed-up vs unfused', 'dynconv / floor', 'rel L2 vs ORT CPU', 'goal', 'dynconv time (profiled run)', 'segments + kernels; values between them held NHWC', 'row took s'],
     rows,
   );
   const note = skipped.length

@@ -30,7 +30,7 @@ import { interleave, median } from './timing.js';
 
 export type WebRow = BenchModel;
 
-const ROWS: WebRow[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK3, LAYERS.involution, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
+const ROWS: WebRow[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK3, LAYERS.involution, LAYERS.carafe, FIXTURE_NETS.condconvDycnn, FIXTURE_NETS.rednet];
 
 /**
  * The constant-weight floor of a fused model: every com.dynconv node replaced by a plain Conv (ConvTranspose)
@@ -75,6 +75,8 @@ export interface WebResult {
   /** Relative L2 of the dynconv session's outputs against ONNX Runtime CPU on the unfused model (largest). */
   relL2: number;
   profile: Record<string, number>;
+  /** The web session's parts: segments, kernels, and how many of the values between them are channels-last. */
+  parts: { segments: number; kernels: number; channelsLast: number; crossing: number };
   /**
    * With `breakdown`: ms per run by op type. Segments and the ORT sessions: the WebGPU EP's GPU time per program
    * (ORT's profiler, mean of 2 runs); dynconv kernels: the profiled run's part (GPU waited for).
@@ -102,6 +104,8 @@ export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow
   const log = opts.log ?? (() => undefined);
   const files = prepare(row, dir);
   await emitKernels(openModel(fusedFile(row)).model, 'web', files.web);
+  const plan = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(path.join(files.web, 'index.js'), 'utf8'))![1]) as { steps: { segment?: string; inputs: string[] }[]; types: Record<string, string>; channelsLast?: string[] };
+  const parts = { segments: plan.steps.filter((st) => st.segment).length, kernels: plan.steps.filter((st) => !st.segment).length, channelsLast: plan.channelsLast?.length ?? 0, crossing: Object.keys(plan.types).length };
   const mount = page.mount(dir);
   const feeds = benchFeeds(row);
   const want = await runOrt(path.join(ROOT, row.model), feeds);
@@ -124,7 +128,7 @@ export async function measureWebRow(page: WebPage, bench: PageBench, row: WebRow
       const g = got[name];
       relL2 = Math.max(relL2, g ? compareArrays(name, w.dims, fromPage(g), w.data as Float32Array, 1e-4).relL2 : Infinity);
     }
-    const result: WebResult = { row, dynconv: t.dynconv!.medianMs, unfused: t.unfused!.medianMs, floor: t.floor!.medianMs, relL2, profile: {} };
+    const result: WebResult = { row, dynconv: t.dynconv!.medianMs, unfused: t.unfused!.medianMs, floor: t.floor!.medianMs, relL2, profile: {}, parts };
     for (const id of Object.values(ids)) await bench.close(id);
     // The profiled session: the second run's parts (the first compiles). With `breakdown`, its segments run
     // with ORT's profiler too, and so do the sessions named there (unfused, floor): GPU time by op type.

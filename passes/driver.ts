@@ -23,7 +23,7 @@ export function matchContext(model: Model, analysis: Analysis): MatchContext {
   return {
     model,
     analysis,
-    probe: () => (probe ??= symbolic ? new Analysis(model, probeSize, undefined, { lazy: true }) : analysis),
+    probe: () => (probe ??= symbolic ? new Analysis(model, probeSize, undefined, { lazy: true, base: analysis }) : analysis),
     memo<T>(key: string, node: Node, compute: () => T): T {
       const m = memo.get(key) ?? memo.set(key, new Map()).get(key)!;
       if (!m.has(node)) m.set(node, compute());

@@ -51,8 +51,11 @@ class BodyBuilder {
   }
 
   op(opType: string, inputs: string[], attrs: Record<string, AttrSpec> = {}, outputs = 1): string[] {
-    const outs = Array.from({ length: outputs }, () => this.fresh());
-    const attribute: AttributeProto[] = Object.entries(attrs).map(([name, spec]) => attr(name, spec));
+    // plain loops: Array.from over an array-like is the slow path, and a body has a hundred nodes
+    const outs: string[] = [];
+    for (let i = 0; i < outputs; i++) outs.push(this.fresh());
+    const attribute: AttributeProto[] = [];
+    for (const name in attrs) attribute.push(attr(name, attrs[name]));
     this.nodes.push(onnx.NodeProto.create({ opType, input: inputs, output: outs, attribute }));
     return outs;
   }

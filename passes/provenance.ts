@@ -93,10 +93,16 @@ export class Tracer {
     return this.traceFlat(v, ravel(c, dims));
   }
 
+  /** The value the last trace started from, and its step: the matchers trace many elements of one operand in a row. */
+  private startValue: Value | undefined;
+  private startStep: Step | null = null;
+
   /** As trace, for the element at flat (row-major) index `flat` of v. */
   traceFlat(v: Value, flat: number): number | undefined {
     const budget = this.budget, root = this.root;
     let step: Step | null | undefined;
+    if (v === this.startValue) step = this.startStep;
+    else if (v !== root) { step = this.stepOf(v); this.startValue = v; this.startStep = step; }
     for (let depth = 0; depth < 256; depth++) {
       if (budget && --budget.left < 0) throw new ProbeBudgetExceeded();
       if (v === root) return flat;

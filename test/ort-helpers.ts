@@ -123,10 +123,13 @@ export function caseDesc(c: OpCase): OpDesc {
   return describeOp(c.op, c.shapes[0].length - 2, c.raw);
 }
 
-/** A model holding one fused com.dynconv node whose inputs are the graph inputs. */
+/**
+ * A model holding one fused com.dynconv node whose inputs are the graph inputs, except those in `constants`:
+ * initializers of the model holding these values (constant inputs, as the fused experts of a real model).
+ */
 export function fusedModel(
   c: OpCase,
-  opts: { dynamicShapes?: boolean; zeroFunction?: boolean; functions?: onnxProto.onnx.IFunctionProto[] } = {},
+  opts: { dynamicShapes?: boolean; zeroFunction?: boolean; functions?: onnxProto.onnx.IFunctionProto[]; constants?: Record<string, FloatTensor> } = {},
 ): { bytes: Uint8Array; inputNames: string[] } {
   const desc = caseDesc(c);
   const g = new GraphBuilder();
@@ -150,8 +153,12 @@ export function fusedModel(
   for (const [k, v] of Object.entries(c.raw)) if (v !== undefined) attrs[k] = v;
   const y = g.node(c.op, names, attrs, DYNCONV_DOMAIN, floatAttrs);
   const inputs: Record<string, number[] | undefined> = {};
-  names.forEach((n, i) => (inputs[n] = opts.dynamicShapes ? undefined : c.shapes[i]));
-  return { bytes: g.model(inputs, y, 'Y', { [DYNCONV_DOMAIN]: 1 }), inputNames: names };
+  names.forEach((n, i) => {
+    const k = opts.constants?.[n];
+    if (k) g.inits.push({ name: n, dims: k.dims, dataType: onnx.TensorProto.DataType.FLOAT, floatData: [...k.data] });
+    else inputs[n] = opts.dynamicShapes ? undefined : c.shapes[i];
+  });
+  return { bytes: g.model(inputs, y, 'Y', { [DYNCONV_DOMAIN]: 1 }), inputNames: names.filter((n) => !opts.constants?.[n]) };
 }
 
 function convAttrsFor(desc: OpDesc): Record<string, number | number[]> {

@@ -141,6 +141,38 @@ CASES.forEach((c, i) => {
   });
 });
 
+// MixtureConv with constant experts (W, B initializers, as fused models have them): on the NCHWc path the kernel
+// puts the experts in the block layout once, on its first call, and mixes them in it on every call. Run 3 times
+// (a warm-up, then 2 timed runs: the output is the last run's, from the packed experts made by the first).
+const CONSTANT_EXPERT_CASES: OpCase[] = [
+  { name: 'mix const nchwc 1x1 C32 M40 (padded M), E4', op: 'MixtureConv', raw: {}, shapes: [[1, 32, 7, 7], [1, 4], [4, 40, 32, 1, 1], [4, 40]] },
+  { name: 'mix const nchwc 3x3 C16 M48 stride2, E3, b3', op: 'MixtureConv', raw: { strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[3, 16, 9, 8], [3, 3], [3, 48, 16, 3, 3], [3, 48]] },
+  { name: 'mix const nchwc depthwise k5 C32, E4, b2', op: 'MixtureConv', raw: { group: 32, pads: [2, 2, 2, 2] }, shapes: [[2, 32, 7, 7], [2, 4], [4, 32, 1, 5, 5], [4, 32]] },
+  { name: 'mix const nchwc NCHW input C3 M16, E2', op: 'MixtureConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[2, 3, 6, 6], [2, 2], [2, 16, 3, 3, 3], [2, 16]] },
+  { name: 'mix const plain 1d (no NCHWc), E4', op: 'MixtureConv', raw: { pads: [1, 1] }, shapes: [[2, 5, 9], [2, 4], [4, 6, 5, 3], [4, 6]] },
+];
+let constLibPromise: Promise<string> | undefined;
+CONSTANT_EXPERT_CASES.forEach((c, i) => {
+  test.serial(`MixtureConv, constant experts: ${c.name}`, async (t) => {
+    constLibPromise ??= (async () => {
+      ensureOrtHeaders();
+      const dir = testCacheDir('ort-test-lib-const');
+      emitOrtLibrary(CONSTANT_EXPERT_CASES.map(caseDesc), dir);
+      return buildOrtLibrary(dir);
+    })();
+    const lib = await constLibPromise;
+    const feeds = caseFeeds(c, 2000 + i);
+    const { bytes, inputNames } = fusedModel(c, { constants: { W: feeds.W, B: feeds.B } });
+    t.deepEqual(inputNames, ['X', 'R']);
+    const fused = writeModel(modelDir, `const_case${i}_fused`, bytes);
+    const got = await runWithOrtLibrary({ modelPath: fused, libraryPath: lib, feeds: { X: feeds.X, R: feeds.R }, threads: 2, repeat: 2 });
+    const want = await runReference(referenceModel(c), feeds);
+    t.deepEqual(got.outputs.Y.dims, want.dims);
+    const err = relL2(got.outputs.Y.data, want.data);
+    t.true(err <= 1e-5, `relative L2 error ${err}`);
+  });
+});
+
 test.serial('the library exports RegisterCustomOps only, and holds only the op kinds it was emitted for', async (t) => {
   ensureOrtHeaders();
   const dir = testCacheDir('ort-test-lib-pixel');

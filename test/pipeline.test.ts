@@ -73,3 +73,25 @@ test('fuseAndValidate compares from memory: the fused model is never written', a
   t.regex(r.validation.fused, /in memory/);
   t.deepEqual(r.validation.outputs.map((o) => o.name), opened.model.graph.outputs.map((v) => v.name));
 });
+
+test('an analysis at other sizes reads the constants from the symbolic one: the same facts as inferring them itself', (t) => {
+  // Models with symbolic dims (the probe binds them) and models with subgraphs (analysed eagerly).
+  const probeSize = (_sym: string, axis: number) => (axis === 0 ? 2 : 12);
+  let compared = 0, shared = 0;
+  for (const name of ['net_rednet_op17', 'involution_k7_op17_dynamic', 'condconv_dw_op11_dynbatch', 'fairseq_dynconv1d_causal_op17_dynamic', 'direct_loop_op13_b2', 'dynamo_fairseq_asstrided_op18']) {
+    const { model } = openModel(fixturePath(name));
+    const base = analysisOf(model);
+    const own = new Analysis(model, probeSize, undefined, { lazy: true });
+    const reading = new Analysis(model, probeSize, undefined, { lazy: true, base });
+    const values = [...model.graph.initializers, ...model.graph.nodes.flatMap((n) => n.outputs)];
+    for (const v of values) {
+      compared++;
+      const [x, y] = [own.factsOf(v), reading.factsOf(v)];
+      t.deepEqual(y, x, `${name}: ${v.name}`);
+      const [cx, cy] = [own.constValue(v), reading.constValue(v)];
+      t.deepEqual(cy && { dims: cy.dims, data: [...cy.data] }, cx && { dims: cx.dims, data: [...cx.data] }, `${name}: value of ${v.name}`);
+      if (reading.label(v) === 'constant' && y === base.factsOf(v)) shared++;
+    }
+  }
+  t.true(shared > 0 && compared > shared, `${shared} of ${compared} facts shared`);
+});

@@ -93,3 +93,41 @@ test.serial('hostile model names reach index.js only as JSON data, and run keyed
   t.deepEqual(Object.keys(got.results![0].outputs!), Object.keys(want));
   for (const a of compareOutputs(got.results![0].outputs!, want)) t.true(a.ok, `rel-L2 ${a.relL2}`);
 });
+
+test.serial('channels-last cuts: PixelConvHead kernels and the segments pass NHWC tensors between them; pools as ReduceMean; the outputs match onnxruntime on the original', async (t) => {
+  const name = 'net_rednet_op17';
+  const index = await emitted(name);
+  const dir = path.dirname(index);
+  const plan = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(index, 'utf8'))![1]) as { channelsLast?: string[]; steps: { segment?: string; kernel?: string; inputs: string[]; outputs: string[] }[] };
+  const last = new Set(plan.channelsLast ?? []);
+  t.true(last.size > 0, 'RedNet has channels-last values at its cuts');
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'kernels', 'manifest.json'), 'utf8')) as { nodes: { id: string; op: string; layout?: string }[] };
+  const lastKernels = manifest.nodes.filter((n) => n.layout);
+  t.true(lastKernels.length > 0 && lastKernels.every((n) => n.op === 'PixelConvHead'));
+  // Each segment reads and writes its channels-last values through a Transpose to / from NCHW.
+  for (const st of plan.steps) {
+    if (!st.segment) continue;
+    const g = buildModel(loadModel(path.join(dir, st.segment))).graph;
+    for (const v of [...st.inputs, ...st.outputs].filter((n) => last.has(n))) {
+      const val = g.values.get(v)!;
+      const transposes = [val.producer, ...val.uses.map((u) => u.node)].filter((n) => n?.opType === 'Transpose');
+      t.is(transposes.length, 1, `${st.segment}: ${v} crosses through one Transpose`);
+    }
+  }
+  // Its final pool runs as ReduceMean in the last segment (codegen/web/segment-rewrites.ts); checked by the numbers below.
+  const ops = plan.steps.flatMap((st) => (st.segment ? buildModel(loadModel(path.join(dir, st.segment))).graph.nodes.map((n) => n.opType) : []));
+  t.true(ops.includes('ReduceMean') && !ops.includes('GlobalAveragePool'));
+  // Kernels of channels-last values exactly: every kernel step reading or writing one is a channels-last kernel.
+  for (const st of plan.steps) if (st.kernel) t.is([...st.inputs, ...st.outputs].some((n) => last.has(n)), lastKernels.some((k) => k.id === st.kernel), `kernel ${st.kernel}`);
+  const feeds = [realFeeds(name), randomFeeds(buildModel(loadModel(fixturePath(name))), 5, {})];
+  const [got] = await inNode([{ index, runs: feeds.map(toPage) }]);
+  t.falsy(got.error, got.error);
+  for (const [k, f] of feeds.entries()) {
+    const r = got.results![k];
+    t.falsy(r.error, r.error);
+    for (const a of compareOutputs(r.outputs!, await runOrt(fixturePath(name), f))) t.true(a.ok, `run ${k}: ${a.name}: rel-L2 ${a.relL2}`);
+  }
+  // A kernel whose input is the graph input stays channels-first (the caller's tensors are NCHW).
+  const single = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(await emitted('involution_k7_op17_dynamic'), 'utf8'))![1]) as { channelsLast?: string[] };
+  t.is(single.channelsLast, undefined);
+});

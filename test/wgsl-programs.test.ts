@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { describeOp, outputShape, type FusedOpType, type OpDesc, type RawAttrs } from '../ops/index.js';
 import { emitWgsl } from '../codegen/wgsl/emit.js';
 import { UNIFORM_FIELDS } from '../codegen/wgsl/kernels.js';
-import { programsFor } from '../codegen/wgsl/programs.js';
+import { channelsLastRoles, programsFor } from '../codegen/wgsl/programs.js';
 
 function grid(): OpDesc[] {
   const out: OpDesc[] = [];
@@ -49,7 +49,8 @@ test('cache keys: equal keys give equal shaders, different shaders different key
   const byCode = new Map<string, string>();
   let programs = 0;
   for (const desc of grid()) {
-    for (const p of programsFor(desc)) {
+    // with the channels-last programs of the ops that have them (the web target's NHWC cuts)
+    for (const p of [...programsFor(desc), ...(channelsLastRoles(desc) ? programsFor(desc, true) : [])]) {
       programs++;
       const code = p.shader('f32') + '\n//f16\n' + p.shader('f16');
       const seen = byKey.get(p.cacheKey);
@@ -66,7 +67,7 @@ test('cache keys: equal keys give equal shaders, different shaders different key
 test('bindings with access, uniforms and workgroup as declared are what each shader has', (t) => {
   const decl = { uniform: 'var<uniform>', read: 'var<storage, read>', read_write: 'var<storage, read_write>' };
   for (const desc of grid().filter((_, i) => i % 7 === 0)) {
-    for (const p of programsFor(desc)) {
+    for (const p of [...programsFor(desc), ...(channelsLastRoles(desc) ? programsFor(desc, true) : [])]) {
       const code = p.shader('f32');
       p.bindings.forEach((b, i) => t.true(code.includes(`@binding(${i}) ${decl[b.access]}`), `${p.cacheKey}: binding ${i} (${b.name}) is ${b.access}`));
       t.false(code.includes(`@binding(${p.bindings.length})`), `${p.cacheKey}: no undeclared binding`);

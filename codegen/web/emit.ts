@@ -7,10 +7,11 @@
 // and node ids.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Model } from '../../src/ir/graph.js';
+import type { Model, Node } from '../../src/ir/graph.js';
 import { bundleModules } from '../bundle.js';
 import type { FusedNode } from '../fused-nodes.js';
 import { emitWgsl, jsLiteral, type WgslNode } from '../wgsl/emit.js';
+import { channelsLastRoles } from '../wgsl/programs.js';
 import { partitionModel } from './partition.js';
 import type { WebPlan } from './runtime.js';
 
@@ -27,7 +28,16 @@ function indexDts(): string {
 }
 
 export function emitWeb(model: Model, fused: FusedNode[], wgslNodes: WgslNode[], outDir: string): { files: string[] } {
-  const partition = partitionModel(model, new Set(fused.map((f) => f.node)));
+  // The kernels that can read and write the WebGPU EP's NHWC layout do so at the cuts (no Transpose pair there).
+  const descOf = new Map(fused.map((f) => [f.node, f.desc]));
+  const channelsLastInputs = (n: Node) => {
+    const d = descOf.get(n);
+    const roles = d && d.attrs.rank === 2 ? channelsLastRoles(d) : undefined;
+    return roles && d!.inputNames.flatMap((r, i) => (roles.includes(r) ? [i] : []));
+  };
+  const partition = partitionModel(model, new Set(fused.map((f) => f.node)), undefined, { channelsLastInputs, globalPoolsAsReduceMean: true });
+  const lastIds = new Set(fused.filter((f) => partition.channelsLastKernels.has(f.node)).map((f) => f.id));
+  wgslNodes = wgslNodes.map((n) => (lastIds.has(n.id) ? { ...n, channelsLast: true } : n));
   const files: string[] = [];
   const write = (rel: string, data: string | Uint8Array) => {
     const p = join(outDir, rel);
@@ -36,7 +46,7 @@ export function emitWeb(model: Model, fused: FusedNode[], wgslNodes: WgslNode[],
   };
   for (const sub of ['segments', 'constants']) mkdirSync(join(outDir, sub), { recursive: true });
   const idOf = new Map(fused.map((f) => [f.node, f.id]));
-  const plan: WebPlan = { format: 'dynconv-web/1', inputs: partition.inputs, outputs: partition.outputs.map(({ name, type }) => ({ name, type })), steps: [], constants: [], types: Object.fromEntries(partition.types) };
+  const plan: WebPlan = { format: 'dynconv-web/1', inputs: partition.inputs, outputs: partition.outputs.map(({ name, type }) => ({ name, type })), steps: [], constants: [], types: Object.fromEntries(partition.types), ...(partition.channelsLast.size ? { channelsLast: [...partition.channelsLast] } : {}) };
   let k = 0;
   for (const part of partition.parts) {
     if (part.kind === 'segment') {

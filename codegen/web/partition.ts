@@ -5,7 +5,7 @@
 // com.dynconv node runs after the segment of its own layer. So each segment reads only graph inputs, outputs of
 // earlier segments and outputs of com.dynconv nodes of earlier layers, and the fewest segments run in turn.
 // Each segment's inputs and outputs are the values crossing the cut; initializers go with the segments that
-// read them. The segment models are written with the IR (a copy of the fused model, pruned to the segment).
+// read them, and so do Constant nodes read by other segments. The segment models are written with the IR (a copy of the fused model, pruned to the segment).
 import { analysisOf } from '../../src/analysis/cache.js';
 import { badInput, quoteName } from '../../src/errors.js';
 import { buildModel } from '../../src/ir/build.js';
@@ -15,6 +15,7 @@ import { loadModelFromBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { isDynconvDomain as isDynconvDomainName } from '../../ops/index.js';
 import { fusedNodes } from '../fused-nodes.js';
+import { globalPoolsAsReduceMean } from './segment-rewrites.js';
 
 /** Nodes and functions of com.dynconv and of its specialised body domains (com.dynconv.f<k>). */
 const isDynconvDomain = (d: string | null | undefined): boolean => isDynconvDomainName(d ?? '');
@@ -52,6 +53,20 @@ export interface Partition {
   constants: Value[];
   /** Element type of every value crossing a cut, by name. */
   types: Map<string, string>;
+  /**
+   * Values between the parts held channels-last ([N, H, W, C], the WebGPU EP's own layout), by name: the
+   * segments read and write them so (a Transpose at the cut that ONNX Runtime's layout pass cancels against its
+   * own), and the kernels in `channelsLastKernels` read and write them so. Graph inputs and outputs never are.
+   */
+  channelsLast: Set<string>;
+  channelsLastKernels: Set<Node>;
+}
+
+export interface PartitionOptions {
+  /** The input indices a kernel node can read channels-last (its output then written so too); undefined: none. */
+  channelsLastInputs?: (n: Node) => readonly number[] | undefined;
+  /** Rewrite the segments' GlobalAveragePool nodes for the WebGPU EP (segment-rewrites.ts: ReduceMean). */
+  globalPoolsAsReduceMean?: boolean;
 }
 
 const ORT_TYPES: Record<number, string> = {
@@ -70,7 +85,7 @@ export function ortTypeName(elemType: number | undefined): string {
 }
 
 /** `kernels`: the nodes that run on dynconv's kernels (the back end's fused nodes); the rest is standard ops. */
-export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Set(fusedNodes(model).map((f) => f.node)), analysis = analysisOf(model)): Partition {
+export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Set(fusedNodes(model).map((f) => f.node)), analysis = analysisOf(model), options: PartitionOptions = {}): Partition {
   const isKernel = (n: Node) => kernels.has(n);
   const g = model.graph;
   g.topoSort();
@@ -97,6 +112,10 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
   const segIn: Set<Value>[] = Array.from({ length: layers }, () => new Set());
   const segOut: Set<Value>[] = Array.from({ length: layers }, () => new Set());
   const constants = new Set<Value>();
+  // Constant nodes a segment reads from another segment: copied into it, as its initializers are (a crossing value
+  // would be one more output and input of the sessions at every run; ODConv MobileNetV2 had 413 of them).
+  const copied: Set<Node>[] = Array.from({ length: layers }, () => new Set());
+  const isConstantNode = (p: Node | null): p is Node => !!p && p.opType === 'Constant' && p.domain === '' && p.inputs.length === 0 && p.subgraphs.length === 0;
   for (const n of nodes) {
     const s = segmentOf(n);
     for (const v of [...n.inputs, ...n.outerUses]) {
@@ -107,6 +126,10 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
       }
       const p = v.producer;
       const ps = p ? segmentOf(p) : -2;
+      if (s >= 0 && ps !== s && isConstantNode(p)) {
+        copied[s].add(p);
+        continue;
+      }
       if (s >= 0 && ps !== s) {
         segIn[s].add(v);
         noteType(v);
@@ -130,6 +153,8 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
     }
   }
 
+  const { values: channelsLast, kernels: channelsLastKernels } = channelsLastValues(nodes, isKernel, segIn, segOut, typeOf, options.channelsLastInputs);
+
   const bytes = modelBytes(model);
   const parts: Part[] = [];
   for (let s = 0; s < layers; s++) {
@@ -137,7 +162,7 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
     if (members.length && segOut[s].size) {
       const inputs = [...segIn[s]].map((v) => v.name);
       const outputs = [...segOut[s]].map((v) => v.name);
-      parts.push({ kind: 'segment', nodes: members.map((n) => index.get(n)!), inputs, outputs, bytes: segmentModel(model, bytes, new Set(members.map((n) => index.get(n)!)), inputs, outputs, typeOf) });
+      parts.push({ kind: 'segment', nodes: members.map((n) => index.get(n)!), inputs, outputs, bytes: segmentModel(model, bytes, new Set([...members, ...copied[s]].map((n) => index.get(n)!)), inputs, outputs, typeOf, channelsLast, !!options.globalPoolsAsReduceMean) });
     }
     for (const n of nodes) if (isKernel(n) && layer.get(n) === s) parts.push({ kind: 'kernel', node: n });
   }
@@ -152,11 +177,51 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
     outputs: g.outputs.map(io),
     constants: [...constants],
     types,
+    channelsLast: new Set([...channelsLast].map((v) => v.name)),
+    channelsLastKernels,
   };
 }
 
+const isFloat4d = (t: ValueType | undefined) => t?.shape?.length === 4 && (t.elemType ?? DataType.FLOAT) === DataType.FLOAT;
+
+/**
+ * Which values between the parts are held channels-last: the activations of the kernels that can read and write
+ * them so (all of a kernel's, or none), and the 4-D values between two segments. A kernel stays channels-first
+ * when one of its activations is a graph input or output, not a float 4-D tensor of known rank, or also read by a
+ * kernel that stays channels-first (or at an input it cannot read so); that may settle others, so to a fixpoint.
+ */
+function channelsLastValues(nodes: Node[], isKernel: (n: Node) => boolean, segIn: Set<Value>[], segOut: Set<Value>[], typeOf: (v: Value) => ValueType | undefined, inputsOf: PartitionOptions['channelsLastInputs']): { values: Set<Value>; kernels: Set<Node> } {
+  const readers = new Map<Value, { node: Node; index: number }[]>();
+  for (const n of nodes) n.inputs.forEach((v, index) => v && readers.set(v, [...(readers.get(v) ?? []), { node: n, index }]));
+  const movable = (v: Value) => !v.initializer && !v.isGraphInput && !v.isGraphOutput && !!v.producer && isFloat4d(typeOf(v));
+  const cand = new Map<Node, Set<number>>();
+  for (const n of nodes) {
+    const idx = isKernel(n) ? inputsOf?.(n) : undefined;
+    if (idx) cand.set(n, new Set(idx.filter((i) => n.inputs[i])));
+  }
+  const activations = (n: Node) => [...[...cand.get(n)!].map((i) => n.inputs[i]!), n.outputs[0]];
+  // Read by kernels only where they read channels-last, and made by a segment or by such a kernel.
+  const fits = (v: Value) =>
+    movable(v) && (!isKernel(v.producer!) || cand.has(v.producer!)) && (readers.get(v) ?? []).every((r) => !isKernel(r.node) || (cand.get(r.node)?.has(r.index) ?? false)) && !nodes.some((n) => n.outerUses.includes(v) && isKernel(n));
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const n of [...cand.keys()]) {
+      if (n.outputs.length !== 1 || !activations(n).every(fits)) {
+        cand.delete(n);
+        changed = true;
+      }
+    }
+  }
+  const values = new Set<Value>();
+  for (const n of cand.keys()) for (const v of activations(n)) values.add(v);
+  segOut.forEach((outs, s) => {
+    for (const v of outs) if (movable(v) && segIn.some((ins, t) => t !== s && ins.has(v)) && fits(v)) values.add(v);
+  });
+  return { values, kernels: new Set(cand.keys()) };
+}
+
 /** One segment: the fused model again, with only the segment's nodes, inputs and outputs. */
-function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, inputs: string[], outputs: string[], typeOf: (v: Value) => ValueType | undefined): Uint8Array {
+function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, inputs: string[], outputs: string[], typeOf: (v: Value) => ValueType | undefined, channelsLast: ReadonlySet<Value>, poolsAsMean: boolean): Uint8Array {
   const loaded = loadModelFromBytes(bytes, source.source, source.loaded.dir);
   const m = buildModel(loaded);
   const g = m.graph;
@@ -171,11 +236,38 @@ function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, input
   g.inputs = crossing;
   g.outputs = outputs.map((name) => g.values.get(name)!);
   g.sweepDeadNodes();
+  if (poolsAsMean) globalPoolsAsReduceMean(m, g, (v) => (source.graph.values.has(v.name) ? typeOf(source.graph.values.get(v.name)!) : undefined));
+  // Channels-last values cross as [N, H, W, C]: a Transpose from each such input and to each such output. The
+  // WebGPU EP's layout pass cancels them against the ones it puts around its NHWC ops.
+  const last = new Set([...channelsLast].map((v) => v.name));
+  const first = g.nodes[0];
+  g.inputs = g.inputs.map((v) => {
+    if (!last.has(v.name)) return v;
+    const name = v.name;
+    g.renameValue(v, g.uniqueName(`${name}_nchw`));
+    v.isGraphInput = false;
+    const nhwc = g.newValue('nhwc_in');
+    g.renameValue(nhwc, name);
+    nhwc.isGraphInput = true;
+    const t = g.addNode('Transpose', [nhwc], 1, { attrs: { perm: [0, 3, 1, 2] }, before: first, outputBase: 'nchw' });
+    v.replaceAllUsesWith(t.outputs[0]);
+    return nhwc;
+  });
+  g.outputs = g.outputs.map((v) => {
+    if (!last.has(v.name)) return v;
+    const name = v.name;
+    g.renameValue(v, g.uniqueName(`${name}_nchw`));
+    const t = g.addNode('Transpose', [v], 1, { attrs: { perm: [0, 2, 3, 1] }, outputBase: 'nhwc_out' });
+    g.renameValue(t.outputs[0], name);
+    return t.outputs[0];
+  });
+  g.topoSort();
   for (const d of [...m.opsets.keys()]) if (isDynconvDomain(d)) m.opsets.delete(d);
   m.removeFunctions((f) => isDynconvDomain(f.domain));
-  // Declared types of the cut's values: the element type, and the dims known as numbers.
+  // Declared types of the cut's values: the element type, and the dims known as numbers (channels-last ones permuted).
   return modelBytesWithSignature(m, (v) => {
     const t = typeOf(source.graph.values.get(v.name)!);
-    return { elemType: t?.elemType ?? DataType.FLOAT, shape: t?.shape?.map((d) => (typeof d === 'number' ? d : undefined)) };
+    const dims = t?.shape?.map((d) => (typeof d === 'number' ? d : undefined));
+    return { elemType: t?.elemType ?? DataType.FLOAT, shape: dims && last.has(v.name) ? [dims[0], dims[2], dims[3], dims[1]] : dims };
   });
 }

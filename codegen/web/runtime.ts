@@ -30,6 +30,8 @@ export interface WebPlan {
   constants: { name: string; file: string; dims: number[] }[];
   /** Element type of the values crossing a cut. */
   types: Record<string, string>;
+  /** Values held channels-last ([N, H, W, C]) between the parts; the kernels are given their dims channels-first. */
+  channelsLast?: string[];
 }
 
 const BUF = { MAP_READ: 0x0001, COPY_SRC: 0x0004, COPY_DST: 0x0008, STORAGE: 0x0080 };
@@ -125,10 +127,10 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
       const bytes = await load(st.segment);
       const where: Record<string, string> = {};
       for (const o of st.outputs) where[o] = usedLater.has(o) && plan.types[o] === 'float32' ? 'gpu-buffer' : graphOutputs.has(o) ? outputLocation : 'cpu';
-      // The WebGPU EP runs Conv in NHWC, so each segment transposes its NCHW inputs and outputs at the cuts (on
-      // RedNet-26 most of the Transpose time). Its preferredLayout 'NCHW' removes them, but its NCHW Conv is
-      // slower by about as much (`npm run bench -- web-layout`, RedNet-26 64x64 on SwiftShader: 0.92x and 1.04x
-      // the NHWC session's speed in two runs), so the default stays; sessionOptions.executionProviders overrides it.
+      // The WebGPU EP runs Conv in NHWC; the values in plan.channelsLast cross the cuts NHWC (partition.ts), the
+      // others as NCHW with a layout conversion in the segment. Its preferredLayout 'NCHW' removes those, but its
+      // NCHW Conv is slower (`npm run bench -- web-layout`, RedNet-26 64x64 on SwiftShader: 0.92x and 1.04x the
+      // NHWC session's speed in two runs before the NHWC cuts), so the default stays; sessionOptions.executionProviders overrides it.
       const so: Record<string, unknown> = host ? { executionProviders: ['cpu'] } : { executionProviders: ['webgpu'], preferredOutputLocation: where };
       try {
         sessions.set(st.segment, await ort.InferenceSession.create(bytes, { ...so, ...options.sessionOptions }));
@@ -173,16 +175,21 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
     void name;
     return t;
   };
-  const asKernelFeed = async (h: Held): Promise<{ dims: number[]; data?: Float32Array; buffer?: GPUBuffer }> => {
-    if (h.buffer) return { dims: h.dims, buffer: h.buffer };
+  // A channels-last value's dims are [N, H, W, C] in its tensor; its kernels take them as [N, C, H, W].
+  const channelsLast = new Set(plan.channelsLast ?? []);
+  const toKernelDims = (name: string, d: number[]) => (channelsLast.has(name) ? [d[0], d[3], d[1], d[2]] : d);
+  const fromKernelDims = (name: string, d: number[]) => (channelsLast.has(name) ? [d[0], d[2], d[3], d[1]] : d);
+  const asKernelFeed = async (h: Held, name: string): Promise<{ dims: number[]; data?: Float32Array; buffer?: GPUBuffer }> => {
+    const dims = toKernelDims(name, h.dims);
+    if (h.buffer) return { dims, buffer: h.buffer };
     const t = h.tensor!;
-    if (t.location === 'gpu-buffer' && t.gpuBuffer) return { dims: h.dims, buffer: t.gpuBuffer };
+    if (t.location === 'gpu-buffer' && t.gpuBuffer) return { dims, buffer: t.gpuBuffer };
     const data = (t.location === 'cpu' || t.location === undefined ? t.data : await t.getData!()) as Float32Array;
-    if (host) return { dims: h.dims, data };
+    if (host) return { dims, data };
     const b = upload(dev, data, 'dynconv.feed');
     h.buffer = b;
     h.own = true;
-    return { dims: h.dims, buffer: b };
+    return { dims, buffer: b };
   };
   const release = (h: Held) => {
     if (h.tensor && h.tensor.location === 'gpu-buffer' && !h.own) h.tensor.dispose?.();
@@ -241,12 +248,13 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
             if (c) {
               const cd = plan.constants.find((x) => x.name === n)!;
               f[n] = { dims: cd.dims, buffer: c };
-            } else f[n] = await asKernelFeed(get(n));
+            } else f[n] = await asKernelFeed(get(n), n);
           }
           const out = await k.run(dev, f, { output: host ? 'data' : 'buffer' });
           for (const n of st.outputs) {
             const o = out[n];
-            const h: Held = o.buffer ? { dims: o.dims, buffer: o.buffer, own: true } : { dims: o.dims, data: o.data };
+            const dims = fromKernelDims(n, o.dims);
+            const h: Held = o.buffer ? { dims, buffer: o.buffer, own: true } : { dims, data: o.data };
             values.set(n, h);
             made.push(h);
           }

@@ -362,7 +362,7 @@ export const PAD_SEG = 8;
  * Zero-padded copy of X: Xp[n][c][p'] = X[n][c][p' - SH] (per axis), 0 outside; padded sizes XP0..XP2.
  * Each invocation writes PAD_SEG consecutive elements of a row. u.total = N * C * prod(XP[:-1]) * PSEG.
  */
-export function padKernel(rank: number, dtype: DType): string {
+export function padKernel(rank: number, dtype: DType, channelsLast = false): string {
   const l = rank - 1;
   const L: string[] = [header(dtype)];
   L.push(`@group(0) @binding(1) var<storage, read> X: array<T>;
@@ -374,13 +374,14 @@ export function padKernel(rank: number, dtype: DType): string {
     L.push(`  { let p = i32(rest % u.XP${ax}) - i32(u.SH${ax}); rest = rest / u.XP${ax};`);
     L.push(`    inb = inb && p >= 0 && p < i32(u.D${ax}); src += u32(max(p, 0)) * stride; stride *= u.D${ax}; }`);
   }
-  L.push(`  src += rest * stride;`);
+  // rest = n * C + c; channels-last X ([N, spatial..., C]): its element (n, c, p) is at (n * DIN + p) * C + c.
+  L.push(channelsLast ? `  let c = rest % u.C;\n  src = ((rest / u.C) * stride + src) * u.C + c;` : `  src += rest * stride;`);
   L.push(`  let x0 = i32(seg * ${PAD_SEG}u) - i32(u.SH${l});`);
   L.push(`  for (var e = 0; e < ${PAD_SEG}; e++) {`);
   L.push(`    let x = x0 + e;`);
   L.push(`    if (u32(x + i32(u.SH${l})) >= u.XP${l}) { break; }`);
   L.push(`    var v = T(0.0);`);
-  L.push(`    if (inb && x >= 0 && x < i32(u.D${l})) { v = X[src + u32(x)]; }`);
+  L.push(`    if (inb && x >= 0 && x < i32(u.D${l})) { v = X[src + u32(x)${channelsLast ? ' * u.C' : ''}]; }`);
   L.push(`    Xp[dst + u32(e)] = v;`);
   L.push(`  }`);
   L.push('}');
@@ -509,7 +510,7 @@ export interface PixelVariant {
  * PixelConv: Y[n,c,o] = sum_j K[n, c / (C/G), j, o] * X[n, c, (o / up) * s + k_j * dil - pb], X read zero-padded
  * (padded position (o / up) * s + k_j * dil).
  */
-export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType): string {
+export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType, channelsLast = false): string {
   const a = desc.attrs;
   const r = a.rank;
   const l = LAST(r);
@@ -520,7 +521,10 @@ export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType): string
   const L: string[] = [header(dtype)];
   // PixelConvHead: the taps come from the 1x1 head, K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j, f] F[n,f,o] (Cf in u.E),
   // computed for the invocation's RN outputs; the kernel tensor is never written.
+  // channelsLast (PixelConvHead only): F, Y (and the epilogue's Z, read at Y's index) are [N, spatial..., C]; X
+  // is read from the pad pass's channels-first copy.
   const head = desc.op === 'PixelConvHead';
+  if (channelsLast && !head) throw new Error(`internal: ${desc.op} has no channels-last kernel`);
   const yb = (head ? 5 : 3) + epilogueBindings(desc.epilogue).length;
   const epi = epilogueWgsl(desc.epilogue, head ? 5 : 3) ?? '';
   L.push(head
@@ -570,9 +574,9 @@ const UP = ${up}u;
     for (let h = 0; h < nh; h++) L.push(`${indent}var kv${h} = vec4<f32>(f32(HB[hj]));`);
     L.push(`${indent}for (var f = 0u; f < u.E; f++) {`);
     L.push(`${indent}  let w = f32(HW[hj * u.E + f]);`);
-    L.push(`${indent}  let fq = (n * u.E + f) * u.P + pOuter;`);
+    L.push(channelsLast ? `${indent}  let fq = n * u.P + pOuter;` : `${indent}  let fq = (n * u.E + f) * u.P + pOuter;`);
     for (let h = 0; h < nh; h++) {
-      const fs4 = [0, 1, 2, 3].map((q) => `f32(F[fq + op${h * 4 + q}])`).join(', ');
+      const fs4 = [0, 1, 2, 3].map((q) => (channelsLast ? `f32(F[(fq + op${h * 4 + q}) * u.E + f])` : `f32(F[fq + op${h * 4 + q}])`)).join(', ');
       L.push(`${indent}  kv${h} += w * vec4<f32>(${fs4});`);
     }
     L.push(`${indent}}`);
@@ -599,9 +603,9 @@ const UP = ${up}u;
   }
   for (let cc = 0; cc < rc; cc++) {
     L.push(`  if (cb * RC + ${cc}u < u.Cg) {`);
-    L.push(`    let yb = (n * u.C + ch${cc}) * u.P + pOuter + ox0;`);
+    L.push(channelsLast ? `    let yb = (n * u.P + pOuter + ox0) * u.C + ch${cc};` : `    let yb = (n * u.C + ch${cc}) * u.P + pOuter + ox0;`);
     for (let j = 0; j < rn; j++) {
-      L.push(`    if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, `yb + ${j}u`, `a${cc}_${j >> 2}.${'xyzw'[j & 3]}`, `ch${cc}`)} }`);
+      L.push(`    if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, channelsLast ? `yb + ${j}u * u.C` : `yb + ${j}u`, `a${cc}_${j >> 2}.${'xyzw'[j & 3]}`, `ch${cc}`)} }`);
     }
     L.push(`  }`);
   }

@@ -50,12 +50,25 @@ function program(name: string, bindings: [string, Access][], key: (string | numb
   };
 }
 
-/** Every program a node may run (the runtime picks among the variants by the sizes). */
-export function programsFor(desc: OpDesc): WgslProgram[] {
+/**
+ * The op inputs (by role) a node's programs can read channels-last ([N, spatial..., C]), its output then written
+ * so too: PixelConvHead's activations X, F and the epilogue's Z. Undefined: channels-first only.
+ */
+export function channelsLastRoles(desc: OpDesc): string[] | undefined {
+  return desc.op === 'PixelConvHead' ? ['X', 'F', 'Z'] : undefined;
+}
+
+/**
+ * Every program a node may run (the runtime picks among the variants by the sizes). `channelsLast`: its
+ * activations (channelsLastRoles) and output are channels-last; the pad pass then always runs.
+ */
+export function programsFor(desc: OpDesc, channelsLast = false): WgslProgram[] {
   const a = desc.attrs;
   const r = a.rank;
+  if (channelsLast && !channelsLastRoles(desc)) throw new Error(`internal: ${desc.op} has no channels-last programs`);
+  const cl = channelsLast ? ['channels-last'] : [];
   const ps: WgslProgram[] = [
-    program('pad', [['u', 'uniform'], ['X', 'read'], ['Xp', 'read_write']], [`r${r}`], (dt) => padKernel(r, dt), 'first, unless X can be read as is (no padding and no tile overshoot)', 'x * y = ceil(N * C * prod(XP) / 64) (x <= 65535)'),
+    program('pad', [['u', 'uniform'], ['X', 'read'], ['Xp', 'read_write']], [`r${r}`, ...cl], (dt) => padKernel(r, dt, channelsLast), channelsLast ? 'first (X channels-last: always, it makes the channels-first copy the kernel reads)' : 'first, unless X can be read as is (no padding and no tile overshoot)', 'x * y = ceil(N * C * prod(XP) / 64) (x <= 65535)'),
   ];
   // The baked attributes of the spatial loops.
   const window = [`r${r}`, 's', a.strides, 'd', a.dilations, 'p', a.pads];
@@ -70,7 +83,7 @@ export function programsFor(desc: OpDesc): WgslProgram[] {
     for (const rc of [1, 4] as const)
       for (const rn of [4, 8] as const)
         ps.push(
-          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ...epiBind, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : 'taps', ...epiKey], (dt) => pixelKernel(desc, { rc, rn }, dt),
+          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ...epiBind, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : 'taps', ...epiKey, ...cl], (dt) => pixelKernel(desc, { rc, rn }, dt, channelsLast),
             `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
             `${TILED}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`),
         );

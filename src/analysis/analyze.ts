@@ -53,6 +53,14 @@ export class Analysis {
    * for (their producers first). Empty for an analysis built eagerly.
    */
   private readonly pending = new Set<Node>();
+  /** The model state this analysis is of (src/analysis/cache.ts keys analyses by it). */
+  readonly version: number;
+  /**
+   * An analysis of the same model state with other sizes (the symbolic one, for an analysis at probe or concrete
+   * sizes): the facts and values of `constant` values are read from it. They come from initializers and
+   * constants alone, so no size changes them, and a second analysis need not infer and fold them again.
+   */
+  private readonly base: Analysis | undefined;
   constructor(
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
@@ -64,9 +72,11 @@ export class Analysis {
      * read: the rules look at a few subgraphs). Taken only for a topologically sorted model without subgraphs,
      * where computing a node after its producers is what the eager walk does; other models are analysed eagerly.
      */
-    opts: { lazy?: boolean } = {},
+    opts: { lazy?: boolean; base?: Analysis } = {},
   ) {
     this.opset = model.opsets.get('') ?? 1;
+    this.version = model.version;
+    this.base = opts.base && opts.base.model === model && opts.base.version === model.version ? opts.base : undefined;
     Analysis.onBuilt?.(this, model.version);
     if (opts.lazy && lazyFits(model.graph)) this.labelGraph(model.graph);
     else this.analyzeGraph(model.graph);
@@ -91,6 +101,11 @@ export class Analysis {
     if (!v) return undefined;
     const memo = this.consts.get(v);
     if (memo !== undefined) return memo ?? undefined;
+    if (this.base && this.label(v) === 'constant') {
+      const t = this.base.constValue(v);
+      this.consts.set(v, t ?? null);
+      return t;
+    }
     this.consts.set(v, null); // guards against cycles
     let result: Tensor | undefined;
     if (v.initializer) {
@@ -175,6 +190,12 @@ export class Analysis {
     while (stack.length) {
       const top = stack[stack.length - 1];
       if (!this.pending.has(top)) { stack.pop(); continue; }
+      if (this.base && this.facts.get(top.outputs[0])?.label === 'constant') {
+        stack.pop();
+        this.pending.delete(top);
+        for (const out of top.outputs) this.facts.set(out, this.base.factsOf(out));
+        continue;
+      }
       let waits = false;
       for (const i of top.inputs) {
         const p = i?.producer;
@@ -191,6 +212,10 @@ export class Analysis {
     const label = this.nodeLabel(n);
     // A subgraph's inner nodes may depend on loop-carried data; treat subgraph outputs as the max label of
     // everything they read, which nodeLabel already did through outerUses.
+    if (this.base && label === 'constant') {
+      for (const out of n.outputs) this.facts.set(out, this.base.factsOf(out));
+      return;
+    }
     for (const out of n.outputs) this.facts.set(out, { label, type: out.type });
     this.inferTypes(n, label);
   }

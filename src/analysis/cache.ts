@@ -18,7 +18,8 @@ export function analysisOf(model: Model, inputShapes?: Readonly<Record<string, r
   const key = inputShapes ? JSON.stringify(Object.entries(inputShapes).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : '';
   let a = entry.byShapes.get(key);
   if (!a) {
-    a = new Analysis(model, undefined, inputShapes, { lazy: true });
+    // An analysis at concrete sizes reads the constants from the symbolic one when that is built.
+    a = new Analysis(model, undefined, inputShapes, { lazy: true, base: key ? entry.byShapes.get('') : undefined });
     // Building an analysis never edits the model, but a check keeps the cache honest.
     if (model.version !== entry.version) throw new Error('internal: the analysis changed the model');
     entry.byShapes.set(key, a);

@@ -73,7 +73,8 @@ export function decodeTensor(t: TensorProto, raw: Uint8Array | undefined): Tenso
         else for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
         break;
       case DataType.DOUBLE: need(8); for (let i = 0; i < n; i++) out[i] = view.getFloat64(i * 8, true); break;
-      case DataType.INT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigInt64(i * 8, true)); break;
+      // the two 32-bit words combined: one rounding of the exact value, as Number(BigInt) does, without a BigInt per element
+      case DataType.INT64: need(8); for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 8 + 4, true) * 4294967296 + view.getUint32(i * 8, true); break;
       case DataType.UINT64: need(8); for (let i = 0; i < n; i++) out[i] = Number(view.getBigUint64(i * 8, true)); break;
       case DataType.INT32: need(4); for (let i = 0; i < n; i++) out[i] = view.getInt32(i * 4, true); break;
       case DataType.UINT32: need(4); for (let i = 0; i < n; i++) out[i] = view.getUint32(i * 4, true); break;
@@ -136,7 +137,16 @@ export function encodeTensor(t: Tensor, name: string): TensorProto {
       break;
     }
     case DataType.DOUBLE: { const v = dv(8); for (let i = 0; i < n; i++) v.setFloat64(i * 8, t.data[i], true); break; }
-    case DataType.INT64: { const v = dv(8); for (let i = 0; i < n; i++) v.setBigInt64(i * 8, BigInt(Math.trunc(Math.max(-9223372036854775808, Math.min(9223372036854775807, t.data[i])))), true); break; }
+    case DataType.INT64: {
+      const v = dv(8);
+      for (let i = 0; i < n; i++) {
+        const x = Math.trunc(Math.max(-9223372036854775808, Math.min(9223372036854775807, t.data[i])));
+        // a safe integer as two 32-bit words (no BigInt per element: index grids have many), others through BigInt
+        if (Number.isSafeInteger(x)) { const hi = Math.floor(x / 4294967296); v.setUint32(i * 8, x - hi * 4294967296, true); v.setInt32(i * 8 + 4, hi, true); }
+        else v.setBigInt64(i * 8, BigInt(x), true);
+      }
+      break;
+    }
     case DataType.INT32: { const v = dv(4); for (let i = 0; i < n; i++) v.setInt32(i * 4, t.data[i], true); break; }
     case DataType.BOOL: case DataType.UINT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setUint8(i, t.data[i]); break; }
     case DataType.INT8: { const v = dv(1); for (let i = 0; i < n; i++) v.setInt8(i, t.data[i]); break; }

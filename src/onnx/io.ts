@@ -164,10 +164,11 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
     // Only the modes that rewrite tensors need them put back afterwards.
     if (mode.kind !== 'keep') saved = tensors.map(snapshot);
     if (mode.kind === 'keep') {
-      const sameDir = fs.existsSync(outDir) && fs.realpathSync(outDir) === fs.realpathSync(model.dir);
+      const locations = new Set<string>();
+      for (const t of tensors) if (isExternal(t)) locations.add(externalRef(t).location);
+      // (the folders are compared only when there are side files to copy: resolving them costs a stat per path part)
+      const sameDir = locations.size === 0 || (fs.existsSync(outDir) && fs.realpathSync(outDir) === fs.realpathSync(model.dir));
       if (!sameDir) {
-        const locations = new Set<string>();
-        for (const t of tensors) if (isExternal(t)) locations.add(externalRef(t).location);
         for (const location of locations) {
           const source = resolveLocation(model.dir, location, `tensor data ${quoteName(location)}`);
           pending.push({ target: checkedOutputLocation(outDir, location), write: (tmp) => fs.copyFileSync(source, tmp) });

@@ -2,30 +2,91 @@
 // Inputs X [N, C, *D], R [N, E], W [E, *weight layout], B [E, M]; output Y [N, M, *O].
 // Per sample: Wn = sum_e R[n,e] W[e], Bn = sum_e R[n,e] B[e] (parallel over weight chunks), then ONNX Runtime's
 // own Conv / ConvTranspose on the sample (sample_conv.h).
+// When W is a constant of the model and the call takes the NCHWc path, the experts are put in the block layout
+// once (on the first such call) and mixed in it: mixing is then one contiguous pass over the packed experts,
+// and no per-call reorder of the mixed weights is left (the reorder, a strided gather, cost as much as the
+// mixing itself on EfficientNet's 1x1 layers).
 #include <algorithm>
+#include <memory>
 
 #include "sample_conv.h"
 
 namespace dynconv {
 namespace {
 
-// o[j] = sum_k r[k] w[k * wsize + j] for j in [b, e). Restrict pointers and local bounds let the compiler
-// vectorise it (written inline in the lambda below, or inlined from here, it stayed scalar).
-__attribute__((noinline)) void MixExperts(const float* __restrict r, int64_t E, const float* __restrict w,
-                                          int64_t wsize, float* __restrict o, int64_t b, int64_t e) {
-  const float r0 = r[0];
-  for (int64_t j = b; j < e; ++j) o[j] = r0 * w[j];
-  for (int64_t k = 1; k < E; ++k) {
-    const float rk = r[k];
-    const float* __restrict wk = w + k * wsize;
-    for (int64_t j = b; j < e; ++j) o[j] += rk * wk[j];
+// o[j] = sum_k r[k] w[k * wsize + j] for j in [b, e), in runs that keep o[run] in L1 across the experts.
+// Restrict pointers and local bounds let the compiler vectorise it (written inline in the lambda below, or
+// inlined from here, it stayed scalar); AVX2 where the CPU has it (as the epilogue).
+__attribute__((noinline)) DC_EPILOGUE_CLONES void MixExperts(const float* __restrict r, int64_t E,
+                                                             const float* __restrict w, int64_t wsize,
+                                                             float* __restrict o, int64_t b, int64_t e) {
+  constexpr int64_t kRun = 1024;
+  for (int64_t j0 = b; j0 < e; j0 += kRun) {
+    const int64_t j1 = std::min(e, j0 + kRun);
+    const float r0 = r[0];
+    for (int64_t j = j0; j < j1; ++j) o[j] = r0 * w[j];
+    for (int64_t k = 1; k < E; ++k) {
+      const float rk = r[k];
+      const float* __restrict wk = w + k * wsize;
+      for (int64_t j = j0; j < j1; ++j) o[j] += rk * wk[j];
+    }
   }
 }
+
+// Mixes `nb` samples' weights: out[i][j] = sum_k r[i][k] w[k][j] for j < wsize, over the pool when large. Split
+// over the weight index, every sample of a piece mixed in turn: the experts' piece is read from memory once for
+// the chunk and from cache for the other samples (sample by sample, the experts of a large layer were read
+// again from memory for every sample).
+OrtStatus* MixWeights(OrtKernelContext* ctx, const float* r, int64_t E, const float* w, int64_t wsize, int64_t nb,
+                      float* out) {
+  constexpr int64_t kPiece = 2048;  // floats of each expert per piece (E * 8 KiB read: stays in L2)
+  auto mix = [&](int64_t j0, int64_t j1) {
+    for (int64_t b = j0; b < j1; b += kPiece) {
+      const int64_t e = std::min(j1, b + kPiece);
+      for (int64_t i = 0; i < nb; ++i) MixExperts(r + i * E, E, w, wsize, out + i * wsize, b, e);
+    }
+  };
+  if (nb * wsize * E < (int64_t{1} << 17)) {  // small: not worth waking the pool
+    mix(0, wsize);
+    return nullptr;
+  }
+  return ParallelRange(ctx, wsize, std::max<int64_t>(kPiece, 16384 / nb), mix);
+}
+
+// The experts of a constant W in the NCHWc block layout of one call's shapes (SampleConv::PackFilter).
+struct PackedExperts {
+  int64_t block = 0, packed_size = 0;
+  bool filter_bo = false;
+  std::vector<int64_t> w_dims;
+  std::vector<float> w;  // [E][packed_size]
+  bool Fits(const SampleConv::Shapes& s) const {
+    return s.block == block && s.packed_size == packed_size && s.filter_bo == filter_bo && s.w_dims == w_dims;
+  }
+};
 
 struct MixtureConvDef {
   static constexpr const ops::OpSpec& kOp = ops::kMixtureConv;
 
+  const float* w_const = nullptr;  // W's data when W is a constant of the model
+  mutable std::mutex mu;
+  mutable std::shared_ptr<const PackedExperts> packed;  // made on the first NCHWc call with w_const
+
   OrtStatus* Read(const AttrValues&) { return nullptr; }
+
+  OrtStatus* Constants(const OrtKernelInfo* info) {
+    int is_constant = 0;
+    const OrtValue* v = nullptr;
+    OrtStatus* st = g_ort->KernelInfoGetConstantInput_tensor(info, 2, &is_constant, &v);
+    if (st != nullptr) {  // not knowable here: every call mixes from W as given
+      g_ort->ReleaseStatus(st);
+      return nullptr;
+    }
+    if (is_constant == 0 || v == nullptr) return nullptr;
+    void* data = nullptr;
+    DC_TRY(g_ort->GetTensorMutableData(const_cast<OrtValue*>(v), &data));
+    w_const = static_cast<const float*>(data);
+    return nullptr;
+  }
 
   static OrtStatus* SampleWeight(const Tensor* in, std::vector<int64_t>* w_dims) {
     const Tensor &X = in[0], &W = in[2];
@@ -35,6 +96,29 @@ struct MixtureConvDef {
     if (W.dims[0] < 1) return Error("W must hold at least one expert, got shape %s", DimsString(W.dims).c_str());
     w_dims->assign(W.dims.begin() + 1, W.dims.end());
     return nullptr;
+  }
+
+  // The packed experts for this call, or null when the call mixes from W as given.
+  std::shared_ptr<const PackedExperts> Packed(OrtKernelContext* ctx, const SampleConv::Shapes& s, const Tensor& W) const {
+    if (!s.nchwc || w_const == nullptr || W.data != w_const) return nullptr;
+    std::lock_guard<std::mutex> lock(mu);
+    if (packed != nullptr) return packed->Fits(s) ? packed : nullptr;
+    auto p = std::make_shared<PackedExperts>();
+    p->block = s.block;
+    p->packed_size = s.packed_size;
+    p->filter_bo = s.filter_bo;
+    p->w_dims = s.w_dims;
+    const int64_t E = W.dims[0];
+    p->w.resize(static_cast<size_t>(E * s.packed_size));
+    OrtStatus* st = ParallelFor(ctx, static_cast<size_t>(E), [&](size_t e) {
+      SampleConv::PackFilter(s, W.data + static_cast<int64_t>(e) * s.w_size, p->w.data() + static_cast<int64_t>(e) * s.packed_size);
+    });
+    if (st != nullptr) {
+      g_ort->ReleaseStatus(st);
+      return nullptr;
+    }
+    packed = p;
+    return packed;
   }
 
   OrtStatus* Convolve(OrtKernelContext* ctx, const SampleConv& conv, const SampleConv::Call& call) const {
@@ -47,30 +131,25 @@ struct MixtureConvDef {
     if (B.Rank() != 2 || B.dims[0] != E || B.dims[1] != s.M)
       return Error("B must be [E, M] = [%lld, %lld], got shape %s", static_cast<long long>(E),
                    static_cast<long long>(s.M), DimsString(B.dims).c_str());
-    const int64_t wsize = s.w_size, M = s.M;
-    const float* w = W.data;
-    return conv.Run(ctx, call, true, [&](SampleConv::Chunk* c) -> OrtStatus* {
+    const int64_t M = s.M;
+    const std::shared_ptr<const PackedExperts> pk = Packed(ctx, s, W);
+    // packed: the experts in the block layout, biases padded with zeros to Mp
+    const float* w = pk != nullptr ? pk->w.data() : W.data;
+    const int64_t wsize = pk != nullptr ? s.packed_size : s.w_size, Mb = pk != nullptr ? s.Mp : M;
+    const auto kind = pk != nullptr ? SampleConv::Weights::kBuiltPacked : SampleConv::Weights::kBuilt;
+    return conv.Run(ctx, call, kind, [&](SampleConv::Chunk* c) -> OrtStatus* {
       const int64_t n0 = c->n0, nb = c->n1 - c->n0;
-      float* out = c->w_buf;
-      // Wn = sum_e R[n,e] W[e] for the chunk's samples, flattened over (sample, weight index).
-      auto mix = [&](int64_t f0, int64_t f1) {
-        for (int64_t f = f0; f < f1;) {
-          const int64_t i = f / wsize, b = f % wsize, e = std::min(wsize, b + (f1 - f));
-          MixExperts(R.data + (n0 + i) * E, E, w, wsize, out + i * wsize, b, e);
-          f += e - b;
-        }
-      };
-      if (nb * wsize * E < (int64_t{1} << 17)) mix(0, nb * wsize);  // small: not worth waking the pool
-      else DC_TRY(ParallelRange(ctx, nb * wsize, 16384, mix));
+      DC_TRY(MixWeights(ctx, R.data + n0 * E, E, w, wsize, nb, c->w_buf));
       for (int64_t i = 0; i < nb; ++i) {
         const float* r = R.data + (n0 + i) * E;
-        for (int64_t m = 0; m < M; ++m) {
+        for (int64_t m = 0; m < Mb; ++m) {
           float acc = 0.f;
-          for (int64_t k = 0; k < E; ++k) acc += r[k] * B.data[k * M + m];
-          c->m_buf[i * M + m] = acc;
+          if (m < M)
+            for (int64_t k = 0; k < E; ++k) acc += r[k] * B.data[k * M + m];
+          c->m_buf[i * Mb + m] = acc;
         }
       }
-      c->Use(out, wsize, c->m_buf, M);
+      c->Use(c->w_buf, wsize, c->m_buf, Mb);
       return nullptr;
     });
   }

@@ -10,11 +10,13 @@
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
 // it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
 // of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
-// Fast path (no upsampling, output rows of >= 8): X is first copied with its x padding made
+// Fast path (output rows of >= 8; up-sampling without an x stride): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
-// each row split into its stride phases, so every tap reads consecutive elements; the output row is computed 16 columns at a time for blocks of up to 8 channels, the accumulators
-// staying in registers across all taps (one K load feeds the block's channels). The last 16-column chunk of
-// a row overlaps the previous one instead of running a remainder loop.
+// each row split into its stride phases, with up-sampling each column repeated `upsample` times (CARAFE), so
+// every tap reads consecutive elements; the output row is computed 8
+// columns at a time for blocks of up to 8 channels, the accumulators staying in registers across all taps (one
+// K load feeds the block's channels). The last 8-column chunk of a row overlaps the previous one instead of
+// running a remainder loop.
 // Other cases: simple loops over output x with the valid range of each tap precomputed.
 // The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
 // run time, so the library runs on any x86-64 and uses what the machine has.
@@ -46,8 +48,7 @@ struct PixelGeometry {
   std::vector<int64_t> xoff;
 };
 
-typedef float V16 __attribute__((vector_size(64)));
-// 8 floats: rows of 8 to 15 outputs and the head taps (16-float vectors split badly on AVX2).
+// 8 floats: the row kernels' and the head's vectors (16-float vectors split badly on AVX2).
 typedef float V8 __attribute__((vector_size(32)));
 
 // A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.
@@ -100,7 +101,7 @@ namespace avx512 {
 // The row kernels of one instruction set.
 struct PixelKernels {
   void (*row_fast)(const PixelGeometry&, const float*, int64_t, float*, const PixelTask&, int64_t);
-  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   void (*row)(const PixelGeometry&, const float*, const float*, int64_t, float*, const PixelTask&, int64_t);
   void (*head_taps)(const PixelGeometry&, const KernelSource&, int64_t, int64_t, int64_t, int64_t, float*);
   Simd simd;
@@ -240,22 +241,22 @@ struct PixelAttrs {
     const float* x = X.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
-    p.fast = p.up == 1 && Ox >= 8;
+    p.fast = (p.up == 1 || sx == 1) && Ox >= 8;
     FloatBuffer padded;
     if (p.fast) {
       const int64_t pl = p.pb[2], pr = pads[r - 1 + r];
       const int64_t Lp = (Dx + pl + pr + sx - 1) / sx;
-      p.Dxp = sx * Lp;
+      p.Dxp = sx * Lp * p.up;  // sx = 1 when up > 1
       p.xoff.resize(kx);
-      for (int64_t tx = 0; tx < kx; ++tx) p.xoff[tx] = ((tx * p.d[2]) % sx) * Lp + (tx * p.d[2]) / sx;
-      if (pl == 0 && pr == 0 && sx == 1) {
+      for (int64_t tx = 0; tx < kx; ++tx) p.xoff[tx] = p.up > 1 ? tx * p.d[2] * p.up : ((tx * p.d[2]) % sx) * Lp + (tx * p.d[2]) / sx;
+      if (pl == 0 && pr == 0 && sx == 1 && p.up == 1) {
         p.xp = x;
       } else {
         const int64_t rows = p.N * p.C * p.D[0] * p.D[1];
         DC_TRY(padded.Alloc(ctx, rows * p.Dxp));
         float* xp = padded.get();
-        const int64_t dxp = p.Dxp;
-        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kn.pad_rows(x, xp, Dx, dxp, pl, sx, r0, r1); }));
+        const int64_t dxp = p.Dxp, up = p.up;
+        DC_TRY(ParallelRange(ctx, rows, 256, [&](int64_t r0, int64_t r1) { kn.pad_rows(x, xp, Dx, dxp, pl, sx, up, r0, r1); }));
         p.xp = xp;
       }
       // Output x = 0 reads padded column tx * dx: the tap offsets become non-negative.

@@ -2,7 +2,7 @@
 // no includes on purpose: pixel_conv.cc includes this file once per instruction set, each time inside its own
 // namespace and under its own `#pragma GCC target`, so the same source is compiled for the baseline, AVX2+FMA and
 // AVX-512 and the kernel picks one at run time (plain per-target copies: GCC 10's target_clones cannot take arch=
-// names). Uses PixelGeometry, PixelTask, KernelSource, V16 and V8 from pixel_conv.cc.
+// names). Uses PixelGeometry, PixelTask, KernelSource and V8 from pixel_conv.cc.
 
 template <typename V>
 static inline __attribute__((always_inline)) V LoadV(const float* p) {
@@ -52,20 +52,18 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
   for (int c = 0; c < CB; ++c) StoreV<V>(y0 + c * plane_o + x0, acc[c]);
 }
 
+// One output row of CB channels, 8 columns at a time (the last chunk overlaps the previous one instead of a
+// remainder loop; Ox >= 8). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
+// AVX2 (16-float chunks of 8 channels spilled: GCC splits them through the stack; 2x slower).
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
                                                              const float* kbase, int64_t kstride, float* y0,
                                                              int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
-  if (Ox < 16) {  // 8 to 15 outputs: two chunks of 8, the second overlapping the first
-    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, 0);
-    if (Ox > 8) PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, Ox - 8);
-    return;
-  }
-  for (int64_t x0 = 0;; x0 += 16) {
-    const int64_t xs = x0 + 16 <= Ox ? x0 : Ox - 16;  // the last chunk overlaps the previous one
-    PixelChunk<V16, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
-    if (x0 + 16 >= Ox) break;
+  for (int64_t x0 = 0;; x0 += 8) {
+    const int64_t xs = x0 + 8 <= Ox ? x0 : Ox - 8;
+    PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
+    if (x0 + 8 >= Ox) break;
   }
 }
 
@@ -132,7 +130,7 @@ void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float
   const int64_t n = tk.n, g = tk.g, oz = tk.oz;
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
-  const int64_t bz = oz * p.s[0] - p.pb[0], by = oy * p.s[1] - p.pb[1];
+  const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
   int64_t c = g * p.Cg;
   const int64_t ce = (g + 1) * p.Cg;
   for (; c + 8 <= ce; c += 8)
@@ -152,13 +150,22 @@ void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float
 }
 
 // Copies rows of X into rows of length Dxp = sx * Lp: padded column j (pb zeros before X's row, zeros after)
-// goes to phase j % sx, position j / sx.
+// goes to phase j % sx, position j / sx. With up-sampling (sx = 1 then) each padded column is written up times
+// in a row (Dxp = up * padded length): output x then reads column x + up * tap offset.
 void PadRows(const float* __restrict X, float* __restrict XP, int64_t Dx, int64_t Dxp, int64_t pb,
-                            int64_t sx, int64_t r0, int64_t r1) {
+                            int64_t sx, int64_t up, int64_t r0, int64_t r1) {
   const int64_t Lp = Dxp / sx;
   for (int64_t r = r0; r < r1; ++r) {
     const float* src = X + r * Dx;
     float* dst = XP + r * Dxp;
+    if (up > 1) {
+      for (int64_t i = 0; i < Dxp / up; ++i) {
+        const int64_t j = i - pb;
+        const float v = j >= 0 && j < Dx ? src[j] : 0.f;
+        for (int64_t u = 0; u < up; ++u) dst[i * up + u] = v;
+      }
+      continue;
+    }
     if (sx == 1) {
       for (int64_t i = 0; i < pb; ++i) dst[i] = 0.f;
       for (int64_t i = 0; i < Dx; ++i) dst[pb + i] = src[i];

@@ -245,6 +245,7 @@ OrtStatus* SampleConv::CheckShapes(OrtKernelContext* ctx, const std::vector<int6
       s.nchwc = true;
       s.block = B;
       s.Mp = (s.M + B - 1) / B * B;
+      s.packed_size = s.Mp * cg * (s.w_size / (s.M * cg));
     }
   }
   if (trace_)
@@ -286,12 +287,20 @@ void ReorderFilterBo(const float* w, float* d, int64_t M, int64_t cg, int64_t ks
 
 }  // namespace
 
-int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample) const {
+void SampleConv::PackFilter(const Shapes& s, const float* w, float* d) {
+  const int64_t cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
+  for (int64_t ob = 0; ob < s.Mp / s.block; ++ob) {
+    if (s.filter_bo) ReorderFilterBo(w, d, s.M, cg, ks, s.block, ob);
+    else ReorderFilterBiBo(w, d, s.M, cg, ks, s.block, ob);
+  }
+}
+
+int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample, bool packed) const {
   const int64_t kBudget = chunk_floats_;
   int64_t per = extra_per_sample;
   if (s.nchwc) {
     const int64_t cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
-    per += (s.reorder_input ? s.x_sample : 0) + s.Mp * cg * ks + s.Mp + s.Mp * (s.y_sample / s.M);
+    per += (s.reorder_input ? s.x_sample : 0) + (packed ? 0 : s.Mp * cg * ks) + s.Mp + s.Mp * (s.y_sample / s.M);
   }
   if (per <= 0) return s.N > 0 ? s.N : 1;
   const int64_t n = kBudget / per;
@@ -299,8 +308,8 @@ int64_t SampleConv::ChunkSamples(const Shapes& s, int64_t extra_per_sample) cons
 }
 
 OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
-                                const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
-                                Scratch* scratch, const Epilogue& epi) const {
+                                const float* w, int64_t w_stride, const float* b, int64_t b_stride, bool packed,
+                                float* y, Scratch* scratch, const Epilogue& epi) const {
   const int64_t nb = n1 - n0;
   if (nb <= 0) return nullptr;
   std::vector<int64_t> x1 = s.x_dims, y1 = s.y_dims;
@@ -320,8 +329,10 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   const int64_t wr_size = Mp * cg * ks, yr_sample = Mp * (s.y_sample / M);
   if (scratch->samples < nb) {
     if (s.reorder_input) DC_TRY(scratch->xr.Alloc(ctx, nb * s.x_sample));
-    DC_TRY(scratch->wr.Alloc(ctx, nb * wr_size));
-    DC_TRY(scratch->br.Alloc(ctx, nb * Mp));
+    if (!packed) {
+      DC_TRY(scratch->wr.Alloc(ctx, nb * wr_size));
+      DC_TRY(scratch->br.Alloc(ctx, nb * Mp));
+    }
     DC_TRY(scratch->yr.Alloc(ctx, nb * yr_sample));
     scratch->samples = nb;
   }
@@ -336,27 +347,36 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
     DC_TRY(Invoke(ctx, reorder_in_, in, &xc, 1, scratch->xr.get(), xc));
     xin = scratch->xr.get();
   }
-  // 2. the chunk's weights in the block layout, biases padded to Mp
-  float* wr = scratch->wr.get();
-  float* br = scratch->br.get();
-  const int64_t blocks = Mp / B;
-  const bool bo = s.filter_bo;
-  auto reorder = [&](size_t t) {
-    const int64_t i = static_cast<int64_t>(t) / blocks, ob = static_cast<int64_t>(t) % blocks;
-    const float* wi = w + i * w_stride;
-    float* di = wr + i * wr_size;
-    if (bo) ReorderFilterBo(wi, di, M, cg, ks, B, ob);
-    else ReorderFilterBiBo(wi, di, M, cg, ks, B, ob);
-    if (ob == 0) {
-      const float* bi = b + i * b_stride;
-      for (int64_t m = 0; m < Mp; ++m) br[i * Mp + m] = m < M ? bi[m] : 0.f;
+  // 2. the chunk's weights in the block layout, biases padded to Mp (unless the op built them so)
+  const float* wp = w;
+  const float* bp = b;
+  int64_t wp_stride = w_stride, bp_stride = b_stride;
+  if (!packed) {
+    float* wr = scratch->wr.get();
+    float* br = scratch->br.get();
+    const int64_t blocks = Mp / B;
+    const bool bo = s.filter_bo;
+    auto reorder = [&](size_t t) {
+      const int64_t i = static_cast<int64_t>(t) / blocks, ob = static_cast<int64_t>(t) % blocks;
+      const float* wi = w + i * w_stride;
+      float* di = wr + i * wr_size;
+      if (bo) ReorderFilterBo(wi, di, M, cg, ks, B, ob);
+      else ReorderFilterBiBo(wi, di, M, cg, ks, B, ob);
+      if (ob == 0) {
+        const float* bi = b + i * b_stride;
+        for (int64_t m = 0; m < Mp; ++m) br[i * Mp + m] = m < M ? bi[m] : 0.f;
+      }
+    };
+    const size_t tasks = static_cast<size_t>(nb * blocks);
+    if (nb * wr_size < (int64_t{1} << 16)) {
+      for (size_t t = 0; t < tasks; ++t) reorder(t);  // small: not worth waking the pool
+    } else {
+      DC_TRY(ParallelFor(ctx, tasks, reorder));
     }
-  };
-  const size_t tasks = static_cast<size_t>(nb * blocks);
-  if (nb * wr_size < (int64_t{1} << 16)) {
-    for (size_t t = 0; t < tasks; ++t) reorder(t);  // small: not worth waking the pool
-  } else {
-    DC_TRY(ParallelFor(ctx, tasks, reorder));
+    wp = wr;
+    bp = br;
+    wp_stride = wr_size;
+    bp_stride = Mp;
   }
   // 3. ONNX Runtime's NCHWc convolution per sample
   const std::vector<int64_t> w_dims = {Mp, cg, s.w_dims[2], s.w_dims[3]};
@@ -364,7 +384,7 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   yr1[0] = 1;
   const std::vector<int64_t> dims[3] = {x1, w_dims, {Mp}};
   for (int64_t i = 0; i < nb; ++i) {
-    const float* in[3] = {xin + i * s.x_sample, wr + i * wr_size, br + i * Mp};
+    const float* in[3] = {xin + i * s.x_sample, wp + i * wp_stride, bp + i * bp_stride};
     DC_TRY(Invoke(ctx, nchwc_conv_, in, dims, 3, scratch->yr.get() + i * yr_sample, yr1));
   }
   // 4. back to NCHW, straight into Y

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 #include "common.h"
@@ -47,6 +48,7 @@ class SampleConv {
     int64_t block = 0, Mp = 0;  // block size; M rounded up to it
     bool reorder_input = true;  // false: the NCHW input is read directly (group 1, C < block)
     bool filter_bo = false;     // OIHWBo filter layout (depthwise, or NCHW input) instead of OIHWBiBo
+    int64_t packed_size = 0;    // floats of one sample's weight in that block layout: Mp * C/g * prod(K)
   };
   // One call of the op: its inputs in the op layer's order (X first) and their checked shapes.
   struct Call {
@@ -59,12 +61,16 @@ class SampleConv {
   template <typename F>
   OrtStatus* Begin(OrtKernelContext* ctx, Call* call, const F& sample_weight) const;
 
+  // What the op's weights callback gives Run: weights in the inputs (kGiven), weights it builds in the chunk's
+  // buffers in ONNX layout (kBuilt), or, on the NCHWc path only, in the block layout with biases padded to Mp
+  // (kBuiltPacked: no reorder of the weights per call; see PackFilter).
+  enum class Weights { kGiven, kBuilt, kBuiltPacked };
   // A chunk of samples [n0, n1) and what it convolves with: W_n at w + (n - n0) * w_stride, B_n (M values) at
   // b + (n - n0) * b_stride (a stride of 0 shares one).
   struct Chunk {
     int64_t n0 = 0, n1 = 0;
-    float* w_buf = nullptr;  // with builds_weights: room for the chunk's weights, [n1 - n0][w_size],
-    float* m_buf = nullptr;  // and for M floats a sample, [n1 - n0][M]
+    float* w_buf = nullptr;  // built weights: room for the chunk's weights, [n1 - n0][w_size or packed_size],
+    float* m_buf = nullptr;  // and for M (packed: Mp) floats a sample
     const float* w = nullptr;
     int64_t w_stride = 0;
     const float* b = nullptr;
@@ -79,7 +85,16 @@ class SampleConv {
   // Allocates Y and convolves every sample, chunk by chunk: `weights(&chunk)` (an OrtStatus*) sets the chunk's
   // w and b (chunk.Use), pointing into the inputs or (builds_weights) into the chunk's buffers it fills.
   template <typename F>
-  OrtStatus* Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const;
+  OrtStatus* Run(OrtKernelContext* ctx, const Call& call, Weights kind, const F& weights) const;
+  template <typename F>
+  OrtStatus* Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const {
+    return Run(ctx, call, builds_weights ? Weights::kBuilt : Weights::kGiven, weights);
+  }
+
+  // One weight [M, C/g, *K] (ONNX layout, `s.w_dims`) in the NCHWc block layout of `s` (s.nchwc), s.packed_size
+  // floats at `d`: what a kBuiltPacked callback hands Run (a linear combination of packed weights is the packed
+  // linear combination, so an op may pack its constant weights once and mix them packed).
+  static void PackFilter(const Shapes& s, const float* w, float* d);
 
  private:
   // `w_dims` is one sample's weight shape. Fills `out`, or returns an error naming the mismatch.
@@ -94,15 +109,19 @@ class SampleConv {
 
   // How many samples to handle per chunk, so that the chunk's scratch (reordered input and output, weights and
   // `extra_per_sample` floats of the caller's) stays within a budget. At least 1.
-  int64_t ChunkSamples(const Shapes& s, int64_t extra_per_sample) const;
+  // `packed`: the op builds the block-layout weights itself (kBuiltPacked), from experts it streams through once
+  // per chunk; they are left out of the budget, so that a batch of large layers is one chunk (the experts read
+  // from memory once, not once a sample).
+  int64_t ChunkSamples(const Shapes& s, int64_t extra_per_sample, bool packed = false) const;
 
   // Y[n] = Conv(X[n], W_n) + B_n for the samples n in [n0, n1). x and y point at the whole batch; W_n is at
   // w + (n - n0) * w_stride, B_n (M values) at b + (n - n0) * b_stride (a stride of 0 shares one).
   // ONNX Runtime's thread pool runs inside each step; the NCHWc path reorders the chunk's input, weights and
   // output in one parallel step each. Stateless apart from `scratch`: safe for concurrent Compute calls.
   // `epi` (the call's epilogue, bound to its inputs) is applied to each sample's output once written.
+  // `packed`: W_n and B_n are already in the NCHWc block layout (PackFilter; Mp biases).
   OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
-                      const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
+                      const float* w, int64_t w_stride, const float* b, int64_t b_stride, bool packed, float* y,
                       Scratch* scratch, const Epilogue& epi) const;
 
   OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
@@ -129,9 +148,17 @@ class SampleConv {
   int64_t chunk_floats_ = int64_t{1} << 18;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
 };
 
+// Whether Op has OrtStatus* Constants(const OrtKernelInfo*).
+template <typename Op, typename = void>
+struct HasConstants : std::false_type {};
+template <typename Op>
+struct HasConstants<Op, std::void_t<decltype(std::declval<Op&>().Constants(std::declval<const OrtKernelInfo*>()))>>
+    : std::true_type {};
+
 // The kernel (for CustomOp) of an op that convolves each sample with weights of its own. Op has
 //   static constexpr const ops::OpSpec& kOp;
 //   OrtStatus* Read(const AttrValues&): its own attributes, beyond the conv's;
+//   optionally OrtStatus* Constants(const OrtKernelInfo*): a look at the inputs that are constants of the model;
 //   static OrtStatus* SampleWeight(const Tensor* in, std::vector<int64_t>* w_dims): one sample's weight shape;
 //   OrtStatus* Convolve(OrtKernelContext*, const SampleConv&, const SampleConv::Call&) const: the checks of its
 //   other inputs, then conv.Run with the weights of each chunk.
@@ -143,6 +170,7 @@ struct SampleKernel {
 
   OrtStatus* Init(const OrtKernelInfo* info) {
     DC_TRY(conv.Init(info, kOp));
+    if constexpr (HasConstants<Op>::value) DC_TRY(op.Constants(info));
     return op.Read(conv.attrs().values);
   }
 
@@ -168,18 +196,23 @@ OrtStatus* SampleConv::Begin(OrtKernelContext* ctx, Call* call, const F& sample_
 }
 
 template <typename F>
-OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, bool builds_weights, const F& weights) const {
+OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, Weights kind, const F& weights) const {
   const Shapes& s = call.s;
+  const bool packed = kind == Weights::kBuiltPacked;
+  if (packed && !s.nchwc) return Error("internal: packed weights off the NCHWc path");
+  const bool builds_weights = kind != Weights::kGiven;
+  const int64_t w_floats = packed ? s.packed_size : s.w_size, m_floats = packed ? s.Mp : s.M;
   Epilogue epi;  // the node's epilogue, bound to this call's inputs (after the op's own)
   DC_TRY(epilogue_.Bind(ctx, op_->n_inputs, s.y_dims, &epi));
   Tensor Y;
   DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
   if (s.N == 0) return nullptr;
-  const int64_t chunk = ChunkSamples(s, builds_weights ? s.w_size + s.M : 0);
+  // (packed: the chunk's buffers are what the NCHWc step reads, so they are not counted twice)
+  const int64_t chunk = ChunkSamples(s, builds_weights && !packed ? s.w_size + s.M : 0, packed);
   FloatBuffer w_buf, m_buf;
   if (builds_weights) {
-    DC_TRY(w_buf.Alloc(ctx, std::min(chunk, s.N) * s.w_size));
-    DC_TRY(m_buf.Alloc(ctx, std::min(chunk, s.N) * s.M));
+    DC_TRY(w_buf.Alloc(ctx, std::min(chunk, s.N) * w_floats));
+    DC_TRY(m_buf.Alloc(ctx, std::min(chunk, s.N) * m_floats));
   }
   Scratch scratch;
   for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
@@ -189,7 +222,8 @@ OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, bool builds_
     c.w_buf = w_buf.get();
     c.m_buf = m_buf.get();
     DC_TRY(weights(&c));
-    DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, Y.data, &scratch, epi));
+    DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, packed, Y.data,
+                    &scratch, epi));
   }
   return nullptr;
 }

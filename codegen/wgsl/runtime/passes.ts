@@ -57,7 +57,8 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
       XP.push(sh + Math.floor((oMax + pb) / st) + 1);
     }
   }
-  const need = SH.some((x) => x !== 0) || XP.some((x, i) => x > s.D[i]);
+  // A channels-last X is always copied: the pad pass makes the channels-first copy the kernel reads.
+  const need = !!plan.channelsLast || SH.some((x) => x !== 0) || XP.some((x, i) => x > s.D[i]);
   return { need, XP: need ? XP : [...s.D], SH: need ? SH : s.D.map(() => 0) };
 }
 

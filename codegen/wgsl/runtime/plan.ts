@@ -40,4 +40,6 @@ export interface NodePlan {
   outputNames: string[];
   workgroupSize: number;
   shaders: Record<string, ShaderInfo>;
+  /** Activations and output channels-last (codegen/wgsl/programs.ts channelsLastRoles); the pad pass always runs. */
+  channelsLast?: boolean;
 }

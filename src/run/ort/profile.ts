@@ -26,9 +26,21 @@ function sumBy(events: ProfileEvent[], runs: number, key: (e: ProfileEvent) => s
   return out;
 }
 
-/** Kernel microseconds per run by op type ("Node" events), over `runs` runs (the warm-up included). */
-export function kernelTimeByOpType(events: ProfileEvent[], runs: number): Map<string, number> {
-  return sumBy(events, runs, (e) => (e.cat === 'Node' && e.name?.endsWith('_kernel_time') ? e.args?.op_name : undefined));
+/**
+ * Kernel microseconds per run by op type ("Node" events), over `runs` runs (the warm-up included), or with
+ * `skipWarmup` over the `runs` runs after it: each node's first event is dropped (a kernel's one-time work on
+ * its first call, such as packing constant weights, is then not in the per-run time).
+ */
+export function kernelTimeByOpType(events: ProfileEvent[], runs: number, skipWarmup = false): Map<string, number> {
+  const seen = new Set<string>();
+  return sumBy(events, runs, (e) => {
+    if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time')) return undefined;
+    if (skipWarmup && !seen.has(e.name)) {
+      seen.add(e.name);
+      return undefined;
+    }
+    return e.args?.op_name;
+  });
 }
 
 /** GPU microseconds per run by op type (the WebGPU EP's "Api" events), over `runs` runs. */
@@ -39,7 +51,7 @@ export function gpuTimeByOpType(events: ProfileEvent[], runs: number): Map<strin
   });
 }
 
-/** Kernel microseconds per run by op type, from a profile file of the native runner. */
-export function profileByOpType(file: string, runs: number): Map<string, number> {
-  return kernelTimeByOpType(readProfile(file), runs);
+/** Kernel microseconds per run by op type, from a profile file of the native runner (see kernelTimeByOpType). */
+export function profileByOpType(file: string, runs: number, skipWarmup = false): Map<string, number> {
+  return kernelTimeByOpType(readProfile(file), runs, skipWarmup);
 }

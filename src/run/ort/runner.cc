@@ -23,9 +23,10 @@
 //   --profile      ONNX Runtime's profiler on (per-node times of every run, the warm-up included), written to
 //                  PREFIX_<date>.json; its file is named in the JSON line ("profile")
 // On success prints one JSON object on stdout:
-//   {"ok":true,"ort_version":"1.30.0","outputs":[names],"runs":R,"median_ms":..,"min_ms":..,"mean_ms":..,
+//   {"ok":true,"ort_version":"1.30.0","outputs":[names],"runs":R,"median_ms":..,"min_ms":..,"mean_ms":..,"cpu_ms":..,
 //    "peak_rss_bytes":..,"concurrent":K,"concurrent_max_abs_diff":..[,"profile":FILE]}
-// (peak_rss_bytes: the process's peak resident set, from getrusage, after all runs.)
+// (peak_rss_bytes: the process's peak resident set, from getrusage, after all runs; cpu_ms: the process's CPU
+// time per timed run.)
 // On failure prints "dynconv-ort-runner: <message>" on stderr and exits 1 (2 for a usage error).
 //
 // Tensor file format ("DCT1"), all integers little-endian, no padding:
@@ -40,6 +41,7 @@
 #include <dlfcn.h>
 #include <onnxruntime_c_api.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -350,6 +352,15 @@ int Main(int argc, char** argv) {
     for (OrtValue* v : RunOnce(s)) ort->ReleaseValue(v);
   std::vector<double> ms;
   std::vector<OrtValue*> last;
+  // The process's CPU time over the timed runs (all threads): at 1 intra-op thread the work itself, much less
+  // disturbed than wall time by other processes on a shared machine (ONNX Runtime's pool threads spin while
+  // waiting, so at more threads it also counts their waiting).
+  auto cpu_now = []() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+  };
+  const double cpu0 = cpu_now();
   for (int i = 0; i < opt.repeat; ++i) {
     for (OrtValue* v : last) ort->ReleaseValue(v);
     const auto t0 = std::chrono::steady_clock::now();
@@ -357,6 +368,7 @@ int Main(int argc, char** argv) {
     const auto t1 = std::chrono::steady_clock::now();
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  const double cpu_ms = (cpu_now() - cpu0) / static_cast<double>(opt.repeat > 0 ? opt.repeat : 1);
   std::vector<HostTensor> outs;
   for (size_t i = 0; i < last.size(); ++i) outs.push_back(ToHost(s.output_names[i], last[i]));
   for (OrtValue* v : last) ort->ReleaseValue(v);
@@ -406,7 +418,7 @@ int Main(int argc, char** argv) {
   js << "{\"ok\":true,\"ort_version\":" << JsonString(base->GetVersionString()) << ",\"outputs\":[";
   for (size_t i = 0; i < s.output_names.size(); ++i) js << (i ? "," : "") << JsonString(s.output_names[i]);
   js << "],\"runs\":" << m << ",\"median_ms\":" << JsonNumber(median) << ",\"min_ms\":" << JsonNumber(sorted[0])
-     << ",\"mean_ms\":" << JsonNumber(mean) << ",\"peak_rss_bytes\":" << static_cast<long long>(ru.ru_maxrss) * 1024
+     << ",\"mean_ms\":" << JsonNumber(mean) << ",\"cpu_ms\":" << JsonNumber(cpu_ms) << ",\"peak_rss_bytes\":" << static_cast<long long>(ru.ru_maxrss) * 1024
      << ",\"concurrent\":" << opt.concurrent << ",\"concurrent_max_abs_diff\":" << JsonNumber(conc_diff);
   if (!opt.profile.empty()) {
     char* file = nullptr;

@@ -55,6 +55,8 @@ export interface RunWithOrtResult {
   outputs: Record<string, FloatTensor>;
   medianMs?: number;
   minMs?: number;
+  /** The runner process's CPU time per timed run (all its threads): at 1 thread the least load-disturbed measure. */
+  cpuMs?: number;
   /** Peak resident set of the runner process. */
   peakRssBytes?: number;
   ortVersion?: string;
@@ -222,6 +224,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
     let info: {
       median_ms?: number | null;
       min_ms?: number | null;
+      cpu_ms?: number | null;
       peak_rss_bytes?: number;
       ort_version?: string;
       concurrent?: number;
@@ -237,6 +240,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       outputs: decodeTensorFile(readFileSync(outFile)),
       medianMs: info.median_ms ?? undefined,
       minMs: info.min_ms ?? undefined,
+      cpuMs: info.cpu_ms ?? undefined,
       peakRssBytes: info.peak_rss_bytes,
       ortVersion: info.ort_version,
     };
