@@ -3,61 +3,30 @@
 // Runtime through the validator (the fused op runs as its function body there); chains of other forms are left.
 import test from 'ava';
 import { mixtureConv } from '../passes/rules/mixture-conv.js';
-import { f32Bytes, node, tensor, tensorF32, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
+import { node, tensorF32, type ModelSpec } from './helpers/model.js';
 import { cleanup, fuseWith, text, validate } from './helpers/rules.js';
+import { CONDCONV, groupedCondConv, type Tail } from './helpers/condconv.js';
 import type { AttributeProto } from '../src/onnx/proto.js';
 import { ACTIVATIONS, type Activation } from '../ops/index.js';
 
-const C = 4, M = 8, E = 3, K = 3, H = 6;
+const { M } = CONDCONV;
 const values = (n: number, seed: number, scale = 0.5, offset = 0) => Array.from({ length: n }, (_, i) => offset + Math.sin(i * 1.3 + seed) * scale);
-const int = (name: string, i: number) => ({ name, type: 2, i }) as unknown as AttributeProto;
 const float = (name: string, f: number) => ({ name, type: 1, f }) as unknown as AttributeProto;
 
-/** What follows the CondConv's output `y0`, ending in `y`: nodes and their initializers. */
-type Tail = { nodes: ModelSpec['nodes']; initializers?: ModelSpec['initializers']; outputs?: string[] };
+/** The per-channel constants the tails read: a BatchNormalization's, and a scale and a shift of two broadcast forms. */
+const TAIL_CONSTANTS = [
+  tensorF32('bn_g', [M], values(M, 6, 0.4, 1)),
+  tensorF32('bn_b', [M], values(M, 7, 0.3)),
+  tensorF32('bn_mean', [M], values(M, 8, 0.2)),
+  tensorF32('bn_var', [M], values(M, 9, 0.3, 0.8)),
+  tensorF32('ch_scale', [M, 1, 1], values(M, 10, 0.5, 1)),
+  tensorF32('ch_shift', [1, M, 1, 1], values(M, 11, 0.5)),
+];
 
-/**
- * CondConv in the grouped-conv trick (routing sigmoid(Gemm(GAP(x)))), its output y0 [N, M, H, W], then `tail`.
- * `timm1`: batch 1 read back as timm does (Transpose [1, M, H, W] -> [M, 1, H, W], then Reshape to [1, M, H, W]).
- */
-function condconv(tail: Tail, timm1 = false): ModelSpec {
-  const N = timm1 ? 1 : 2;
-  return {
-    opset: 13,
-    nodes: [
-      node('GlobalAveragePool', ['x'], ['pooled']),
-      node('Flatten', ['pooled'], ['flat']),
-      node('Gemm', ['flat', 'route_w', 'route_b'], ['logits'], { attrs: [int('transB', 1)] }),
-      node('Sigmoid', ['logits'], ['r']),
-      node('MatMul', ['r', 'experts'], ['w_flat']),
-      node('Reshape', ['w_flat', 'w_shape'], ['w']),
-      node('Reshape', ['x', 'x_shape'], ['x1']),
-      node('Conv', ['x1', 'w'], ['y1'], { attrs: [int('group', N), { name: 'pads', type: 7, ints: [1, 1, 1, 1] } as never, { name: 'kernel_shape', type: 7, ints: [K, K] } as never] }),
-      ...(timm1 ? [node('Transpose', ['y1'], ['y1t'], { attrs: [{ name: 'perm', type: 7, ints: [1, 0, 2, 3] } as never] }), node('Reshape', ['y1t', 'y_shape'], ['y0'])] : [node('Reshape', ['y1', 'y_shape'], ['y0'])]),
-      // the block's shortcut: a plain 1x1 conv of x to M channels
-      node('Conv', ['x', 'skip_w'], ['skip'], { attrs: [{ name: 'kernel_shape', type: 7, ints: [1, 1] } as never] }),
-      ...tail.nodes,
-    ],
-    inputs: [valueInfo('x', DataType.FLOAT, [N, C, H, H])],
-    outputs: (tail.outputs ?? ['y']).map((o) => valueInfo(o, DataType.FLOAT)),
-    initializers: [
-      tensor('route_w', DataType.FLOAT, [E, C], f32Bytes(values(E * C, 1))),
-      tensor('route_b', DataType.FLOAT, [E], f32Bytes(values(E, 2))),
-      tensor('experts', DataType.FLOAT, [E, M * C * K * K], f32Bytes(values(E * M * C * K * K, 3))),
-      tensor('skip_w', DataType.FLOAT, [M, C, 1, 1], f32Bytes(values(M * C, 5))),
-      tensorI64('w_shape', [4], [N * M, C, K, K]),
-      tensorI64('x_shape', [4], [1, N * C, H, H]),
-      tensorI64('y_shape', [4], [N, M, H, H]),
-      tensorF32('bn_g', [M], values(M, 6, 0.4, 1)),
-      tensorF32('bn_b', [M], values(M, 7, 0.3)),
-      tensorF32('bn_mean', [M], values(M, 8, 0.2)),
-      tensorF32('bn_var', [M], values(M, 9, 0.3, 0.8)),
-      tensorF32('ch_scale', [M, 1, 1], values(M, 10, 0.5, 1)),
-      tensorF32('ch_shift', [1, M, 1, 1], values(M, 11, 0.5)),
-      ...(tail.initializers ?? []),
-    ],
-  };
-}
+/** The grouped-trick CondConv (test/helpers/condconv.ts), its output y0, the shortcut `skip`, then `tail`.
+ *  `timm1`: batch 1 read back as timm does. */
+const condconv = (tail: Tail, timm1 = false): ModelSpec =>
+  groupedCondConv({ timmReadback: timm1, tail: { ...tail, initializers: [...TAIL_CONSTANTS, ...(tail.initializers ?? [])] } });
 
 const bn = (input: string, output: string) => node('BatchNormalization', [input, 'bn_g', 'bn_b', 'bn_mean', 'bn_var'], [output], { attrs: [float('epsilon', 1e-5)] });
 
