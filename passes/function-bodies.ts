@@ -271,17 +271,24 @@ function applyEpilogue(b: BodyBuilder, y: string, e: Epilogue): string {
  * op definitions mark as specialising generated code. */
 export const BAKED_ATTRIBUTES = SPECIALIZING_ATTRIBUTES;
 
+/**
+ * Attributes that choose a body's form, baked in at every opset like the epilogue's: a node without one (fused
+ * before it existed) must still run its body, and a function attribute a node leaves out has no value to read.
+ */
+export const BODY_FORM_ATTRIBUTES: readonly string[] = ['kernel_norm'];
+
 /** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
 export const MIN_FUNCTION_OPSET = 11;
 
 /**
  * The FunctionProto of one fused op, for a model whose default-domain opset is `opset`, specialised to
  * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
- * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in.
+ * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in; the
+ * epilogue's and `BODY_FORM_ATTRIBUTES` (PixelConv's kernel_norm) are at every opset.
  */
 export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
-  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x, x.choose('kernel_norm', (t) => softmaxTaps(t, 'K'), (t) => t.one('Identity', ['K']))), PixelConvHead: pixelConvHeadBody }[op];
+  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x, literals?.kernel_norm === 1 ? softmaxTaps(x, 'K') : 'K'), PixelConvHead: pixelConvHeadBody }[op];
   const epilogue = epilogueOf(literals ?? {});
   const y = applyEpilogue(b, body(b), epilogue);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));

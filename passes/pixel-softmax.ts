@@ -6,13 +6,18 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import type { PixelParams } from './pixel-layout.js';
-import { unravel } from './provenance.js';
+import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
+import { isMovement, Tracer, unravel } from './provenance.js';
 
 /** The Softmax that makes the kernel root, and the logits it normalises (same shape and element order). */
 export interface SoftmaxKernel {
   softmax: Node;
   logits: Value;
+  /**
+   * Where the op reads the logits from: the Softmax input, or a value it is a pure permutation of (the opset-11
+   * Transpose in front of the Softmax), with K's strides in it (PixelParams.kStrides).
+   */
+  source: { value: Value; kStrides: PixelParams['kStrides'] };
 }
 
 /**
@@ -50,5 +55,52 @@ export function softmaxOverTaps(kRoot: Value, p: PixelParams, a: Analysis): Soft
     const g0 = groupOf(base + tapOffsets[0]);
     for (let j = 1; j < KK; j++) if (groupOf(base + tapOffsets[j]) !== g0) return refuse;
   }
-  return { softmax, logits };
+  return { softmax, logits, source: logitsSource(logits, p, a) };
+}
+
+/**
+ * The deepest value on the logits' chain of data movement (Transpose, Reshape, ...) that holds K's elements as a
+ * permuted row-major layout: the op reads it directly and the movement ops leave the graph. Checked for every
+ * element at probe sizes; the logits themselves when nothing deeper is.
+ */
+function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel['source'] {
+  const chain: Value[] = [];
+  for (let v = logits; ; ) {
+    const prod = v.producer;
+    if (!prod || prod.domain !== '' || !isMovement(prod) || prod.opType === 'Concat' || !prod.inputs[0] || a.label(prod.inputs[0]) !== 'data') break;
+    if (prod.inputs.slice(1).some((i) => i && a.label(i) === 'data')) break;
+    v = prod.inputs[0];
+    chain.push(v);
+  }
+  const sizes = [p.N, p.groups, ...p.kernel, ...p.O];
+  const old = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
+  const total = numel(sizes);
+  for (const root of chain.reverse()) {
+    const dims = a.shape(root);
+    if (!isStatic(dims) || numel(dims) !== total) continue;
+    const tracer = new Tracer(a, root, { left: MAX_TRACE_STEPS });
+    const at = (coord: number[]) => tracer.traceFlat(logits, coord.reduce((s, v, i) => s + v * old[i], 0));
+    if (at(sizes.map(() => 0)) !== 0) continue;
+    const strides = sizes.map((size, i) => (size === 1 ? 0 : at(sizes.map((_, j) => (j === i ? 1 : 0)))));
+    if (strides.some((s) => s === undefined || s < 0)) continue;
+    const st = strides as number[];
+    // A permuted row-major layout of exactly K's elements, and every element where those strides say.
+    const sorted = sizes.map((size, i) => ({ size, stride: st[i] })).filter((l) => l.size > 1).sort((x, y) => y.stride - x.stride);
+    let expect = 1, layout = true;
+    for (let i = sorted.length - 1; i >= 0 && layout; i--) { layout = sorted[i].stride === expect; expect *= sorted[i].size; }
+    if (!layout || expect !== total) continue;
+    let every = true;
+    try {
+      for (let e = 0; e < total && every; e++) {
+        const c = unravel(e, sizes);
+        every = at(c) === c.reduce((s, v, i) => s + v * st[i], 0);
+      }
+    } catch {
+      every = false; // past the trace budget: not taken
+    }
+    if (!every) continue;
+    const r = p.kernel.length;
+    return { value: root, kStrides: { n: st[0], g: st[1], a: st.slice(2, 2 + r), o: st.slice(2 + r) } };
+  }
+  return { value: logits, kStrides: p.kStrides };
 }

@@ -203,6 +203,8 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
         // A kernel normalised by a Softmax over each position's taps (CARAFE): the op reads the logits.
         const softmax = head ? undefined : softmaxOverTaps(kr, p, a);
         const norm = typeof softmax === 'object' ? softmax : undefined;
+        // A dynamic strided axis reads its size from the kernel root's shape: the logits have that shape, a deeper value may not.
+        if (norm && sizes.o.some((o) => 'kAxis' in o)) norm.source = { value: norm.logits, kStrides: p.kStrides };
         if (norm) {
           facts.bodyAttrs = { ...facts.bodyAttrs, kernel_norm: 1 };
           notes.push(`the kernel's Softmax ${JSON.stringify(norm.softmax.name)} over each position's taps is computed in the op (kernel_norm = softmax): it reads the logits`);
@@ -255,8 +257,8 @@ export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yP
     const sum = sumChannels.opset >= 13 ? b.op('ReduceSum', [x, b.ints([1], 'dynconv_channel_axis')], { keepdims: 1 }, `${xRoot.name}_channel_sum`) : b.op('ReduceSum', [x], { axes: [1], keepdims: 1 }, `${xRoot.name}_channel_sum`);
     x = b.op('Expand', [sum, b.ints([1, sumChannels.channels, ...p.kernel.map(() => 1)], 'dynconv_channel_repeat')], undefined, `${xRoot.name}_channel_sum_repeated`);
   }
-  // The logits have the Softmax output's shape and element order: K is built from them the same way.
-  const k = buildKernel(b, norm ? norm.logits : kRoot, xRoot, p, sizes);
+  // With kernel_norm, K is built from the logits (or the value they permute), whose layout the rule found.
+  const k = norm ? buildKernel(b, norm.source.value, xRoot, { ...p, kStrides: norm.source.kStrides }, sizes) : buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
     domain: b.domain,
     name: 'dynconv_PixelConv',
