@@ -59,7 +59,7 @@ export async function runNetBench(opts: { repeat?: number; rounds?: number; only
     for (const threads of THREADS) {
       const t = await interleave(
         Object.fromEntries(variants.map(([kind, modelPath, libraryPath]) => [kind, async () => {
-          const r = await runWithOrtLibrary({ modelPath, libraryPath, feeds, threads, repeat });
+          const r = await runWithOrtLibrary({ modelPath, libraryPath, feeds, threads, repeat: net.repeat ?? repeat });
           return { ms: r.medianMs!, out: r.outputs };
         }])) as Partial<Record<Variant, () => Promise<{ ms: number; out: Record<string, FloatTensor> }>>>,
         rounds,
@@ -89,7 +89,7 @@ export function formatNetBench(rows: NetRow[], repeat = 5, rounds = 2): string {
     return cells;
   });
   return formatTable(
-    `Networks on ONNX Runtime CPU (1 and 2 threads; best of ${rounds} interleaved rounds of a median of ${repeat} runs; fused = com.dynconv library kernels with their epilogues; no epilogue = fused without them (no epilogue/fused >= 1: the epilogues pay); floor = plain constant-weight convs)`,
+    `Networks on ONNX Runtime CPU (1 and 2 threads; best of ${rounds} interleaved rounds of a median of ${repeat} runs, of ${FIXTURE_NETS.rednet.repeat} for the fixture networks; fused = com.dynconv library kernels with their epilogues; no epilogue = fused without them (no epilogue/fused >= 1: the epilogues pay); floor = plain constant-weight convs)`,
     header,
     body,
   );

@@ -94,7 +94,7 @@ test.serial('hostile model names reach index.js only as JSON data, and run keyed
   for (const a of compareOutputs(got.results![0].outputs!, want)) t.true(a.ok, `rel-L2 ${a.relL2}`);
 });
 
-test.serial('channels-last cuts: PixelConvHead kernels and the segments pass NHWC tensors between them; pools as ReduceMean; the outputs match onnxruntime on the original', async (t) => {
+test.serial('channels-last cuts: PixelConvHead kernels and the segments pass NHWC tensors between them, and the outputs match onnxruntime on the original', async (t) => {
   const name = 'net_rednet_op17';
   const index = await emitted(name);
   const dir = path.dirname(index);
@@ -114,9 +114,6 @@ test.serial('channels-last cuts: PixelConvHead kernels and the segments pass NHW
       t.is(transposes.length, 1, `${st.segment}: ${v} crosses through one Transpose`);
     }
   }
-  // Its final pool runs as ReduceMean in the last segment (codegen/web/segment-rewrites.ts); checked by the numbers below.
-  const ops = plan.steps.flatMap((st) => (st.segment ? buildModel(loadModel(path.join(dir, st.segment))).graph.nodes.map((n) => n.opType) : []));
-  t.true(ops.includes('ReduceMean') && !ops.includes('GlobalAveragePool'));
   // Kernels of channels-last values exactly: every kernel step reading or writing one is a channels-last kernel.
   for (const st of plan.steps) if (st.kernel) t.is([...st.inputs, ...st.outputs].some((n) => last.has(n)), lastKernels.some((k) => k.id === st.kernel), `kernel ${st.kernel}`);
   const feeds = [realFeeds(name), randomFeeds(buildModel(loadModel(fixturePath(name))), 5, {})];

@@ -35,7 +35,7 @@ export function emitWeb(model: Model, fused: FusedNode[], wgslNodes: WgslNode[],
     const roles = d && d.attrs.rank === 2 ? channelsLastRoles(d) : undefined;
     return roles && d!.inputNames.flatMap((r, i) => (roles.includes(r) ? [i] : []));
   };
-  const partition = partitionModel(model, new Set(fused.map((f) => f.node)), undefined, { channelsLastInputs, globalPoolsAsReduceMean: true });
+  const partition = partitionModel(model, new Set(fused.map((f) => f.node)), undefined, { channelsLastInputs });
   const lastIds = new Set(fused.filter((f) => partition.channelsLastKernels.has(f.node)).map((f) => f.id));
   wgslNodes = wgslNodes.map((n) => (lastIds.has(n.id) ? { ...n, channelsLast: true } : n));
   const files: string[] = [];

@@ -15,7 +15,6 @@ import { loadModelFromBytes } from '../../src/onnx/io.js';
 import { DataType } from '../../src/onnx/proto.js';
 import { isDynconvDomain as isDynconvDomainName } from '../../ops/index.js';
 import { fusedNodes } from '../fused-nodes.js';
-import { globalPoolsAsReduceMean } from './segment-rewrites.js';
 
 /** Nodes and functions of com.dynconv and of its specialised body domains (com.dynconv.f<k>). */
 const isDynconvDomain = (d: string | null | undefined): boolean => isDynconvDomainName(d ?? '');
@@ -65,8 +64,6 @@ export interface Partition {
 export interface PartitionOptions {
   /** The input indices a kernel node can read channels-last (its output then written so too); undefined: none. */
   channelsLastInputs?: (n: Node) => readonly number[] | undefined;
-  /** Rewrite the segments' GlobalAveragePool nodes for the WebGPU EP (segment-rewrites.ts: ReduceMean). */
-  globalPoolsAsReduceMean?: boolean;
 }
 
 const ORT_TYPES: Record<number, string> = {
@@ -162,7 +159,7 @@ export function partitionModel(model: Model, kernels: ReadonlySet<Node> = new Se
     if (members.length && segOut[s].size) {
       const inputs = [...segIn[s]].map((v) => v.name);
       const outputs = [...segOut[s]].map((v) => v.name);
-      parts.push({ kind: 'segment', nodes: members.map((n) => index.get(n)!), inputs, outputs, bytes: segmentModel(model, bytes, new Set([...members, ...copied[s]].map((n) => index.get(n)!)), inputs, outputs, typeOf, channelsLast, !!options.globalPoolsAsReduceMean) });
+      parts.push({ kind: 'segment', nodes: members.map((n) => index.get(n)!), inputs, outputs, bytes: segmentModel(model, bytes, new Set([...members, ...copied[s]].map((n) => index.get(n)!)), inputs, outputs, typeOf, channelsLast) });
     }
     for (const n of nodes) if (isKernel(n) && layer.get(n) === s) parts.push({ kind: 'kernel', node: n });
   }
@@ -221,7 +218,7 @@ function channelsLastValues(nodes: Node[], isKernel: (n: Node) => boolean, segIn
 }
 
 /** One segment: the fused model again, with only the segment's nodes, inputs and outputs. */
-function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, inputs: string[], outputs: string[], typeOf: (v: Value) => ValueType | undefined, channelsLast: ReadonlySet<Value>, poolsAsMean: boolean): Uint8Array {
+function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, inputs: string[], outputs: string[], typeOf: (v: Value) => ValueType | undefined, channelsLast: ReadonlySet<Value>): Uint8Array {
   const loaded = loadModelFromBytes(bytes, source.source, source.loaded.dir);
   const m = buildModel(loaded);
   const g = m.graph;
@@ -236,7 +233,6 @@ function segmentModel(source: Model, bytes: Uint8Array, keep: Set<number>, input
   g.inputs = crossing;
   g.outputs = outputs.map((name) => g.values.get(name)!);
   g.sweepDeadNodes();
-  if (poolsAsMean) globalPoolsAsReduceMean(m, g, (v) => (source.graph.values.has(v.name) ? typeOf(source.graph.values.get(v.name)!) : undefined));
   // Channels-last values cross as [N, H, W, C]: a Transpose from each such input and to each such output. The
   // WebGPU EP's layout pass cancels them against the ones it puts around its NHWC ops.
   const last = new Set([...channelsLast].map((v) => v.name));
