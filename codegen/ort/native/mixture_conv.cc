@@ -8,6 +8,7 @@
 // mixing itself on EfficientNet's 1x1 layers).
 #include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "sample_conv.h"
 
@@ -69,7 +70,10 @@ struct MixtureConvDef {
 
   const float* w_const = nullptr;  // W's data when W is a constant of the model
   mutable std::mutex mu;
-  mutable std::shared_ptr<const PackedExperts> packed;  // made on the first NCHWc call with w_const
+  // Made on the first NCHWc call with w_const and never replaced, so the raw pointers handed out stay valid for the
+  // kernel's life. (Not a shared_ptr: its atomic count pulls in glibc 2.32's __libc_single_threaded, which the
+  // portable library must not need.)
+  mutable std::unique_ptr<const PackedExperts> packed;
 
   OrtStatus* Read(const AttrValues&) { return nullptr; }
 
@@ -99,11 +103,11 @@ struct MixtureConvDef {
   }
 
   // The packed experts for this call, or null when the call mixes from W as given.
-  std::shared_ptr<const PackedExperts> Packed(OrtKernelContext* ctx, const SampleConv::Shapes& s, const Tensor& W) const {
+  const PackedExperts* Packed(OrtKernelContext* ctx, const SampleConv::Shapes& s, const Tensor& W) const {
     if (!s.nchwc || w_const == nullptr || W.data != w_const) return nullptr;
     std::lock_guard<std::mutex> lock(mu);
-    if (packed != nullptr) return packed->Fits(s) ? packed : nullptr;
-    auto p = std::make_shared<PackedExperts>();
+    if (packed != nullptr) return packed->Fits(s) ? packed.get() : nullptr;
+    auto p = std::make_unique<PackedExperts>();
     p->block = s.block;
     p->packed_size = s.packed_size;
     p->filter_bo = s.filter_bo;
@@ -117,8 +121,8 @@ struct MixtureConvDef {
       g_ort->ReleaseStatus(st);
       return nullptr;
     }
-    packed = p;
-    return packed;
+    packed = std::move(p);
+    return packed.get();
   }
 
   OrtStatus* Convolve(OrtKernelContext* ctx, const SampleConv& conv, const SampleConv::Call& call) const {
@@ -132,7 +136,7 @@ struct MixtureConvDef {
       return Error("B must be [E, M] = [%lld, %lld], got shape %s", static_cast<long long>(E),
                    static_cast<long long>(s.M), DimsString(B.dims).c_str());
     const int64_t M = s.M;
-    const std::shared_ptr<const PackedExperts> pk = Packed(ctx, s, W);
+    const PackedExperts* pk = Packed(ctx, s, W);
     // packed: the experts in the block layout, biases padded with zeros to Mp
     const float* w = pk != nullptr ? pk->w.data() : W.data;
     const int64_t wsize = pk != nullptr ? s.packed_size : s.w_size, Mb = pk != nullptr ? s.Mp : M;
