@@ -1,7 +1,26 @@
 // PixelConv: a kernel per output position (involution, CARAFE, per-pixel dynamic filters, fairseq's dynamic 1-D conv).
 import { convOutputDim, DILATIONS, PADS, STRIDES, TRANSPOSE } from './conv-attributes.js';
 import { EPILOGUE_ATTRIBUTES, EPILOGUE_INPUTS } from './epilogue.js';
-import { numericProduct, type Dim, type OpDefinition } from './schema.js';
+import { numericProduct, type AttributeSpec, type Dim, type OpDefinition } from './schema.js';
+
+/** How K is normalised before use: none, or a softmax over each (pixel, group)'s taps (K then holds logits). */
+export const KERNEL_NORMS = ['none', 'softmax'] as const;
+export type KernelNorm = (typeof KERNEL_NORMS)[number];
+
+/** CARAFE normalises its kernel with a softmax over each pixel's taps: the op reads the logits and normalises them itself. */
+export const KERNEL_NORM: AttributeSpec = {
+  name: 'kernel_norm',
+  kind: 'int',
+  default: () => 0,
+  specializes: true,
+  check: { test: (v) => v === 0 || v === 1, must: 'must be 0 (none) or 1 (softmax over each position\'s taps per kernel group)' },
+  doc: "K's normalisation: 0 none, 1 K holds logits, softmax over each position's taps per group (CARAFE)",
+};
+
+/** The normalisation a resolved kernel_norm value names. */
+export function kernelNormOf(v: unknown): KernelNorm {
+  return KERNEL_NORMS[(v as number | undefined) ?? 0] ?? 'none';
+}
 
 export const PixelConv: OpDefinition = {
   type: 'PixelConv',
@@ -19,6 +38,7 @@ export const PixelConv: OpDefinition = {
     // Listed so that a transposed PixelConv is refused rather than ignored; kernel groups come from K's axis 1.
     { ...TRANSPOSE, check: { test: (v) => v === 0, must: 'must be 0: PixelConv has no transpose form' }, doc: '' },
     { name: 'upsample', kind: 'int', default: () => 1, specializes: true, check: { test: (v) => Number.isSafeInteger(v) && (v as number) >= 1, must: 'must be a positive integer' }, doc: "CARAFE's reassembly factor" },
+    KERNEL_NORM,
     ...EPILOGUE_ATTRIBUTES,
   ],
   outputShape([x, k], attrs, mul = numericProduct) {

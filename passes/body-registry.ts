@@ -5,11 +5,12 @@
 // kernel.
 import { DYNCONV_DOMAIN, DYNCONV_DOMAINS, DYNCONV_OPSET_VERSION, EPILOGUE_ATTRIBUTES, isDynconvDomain, isFusedOpType, type FusedOpType } from '../ops/index.js';
 import type { Model } from '../src/ir/graph.js';
-import { BAKED_ATTRIBUTES, functionFor } from './function-bodies.js';
+import { BAKED_ATTRIBUTES, BODY_FORM_ATTRIBUTES, functionFor } from './function-bodies.js';
 
 type Body = { key: string; rank: number; literals?: Record<string, number | number[]>; domain: string };
 
-const EPILOGUE_NAMES = new Set(EPILOGUE_ATTRIBUTES.map((a) => a.name));
+/** Baked at every opset: the epilogue's attributes and the ones that choose the body's form (functionFor). */
+const ALWAYS_BAKED = new Set([...EPILOGUE_ATTRIBUTES.map((a) => a.name), ...BODY_FORM_ATTRIBUTES]);
 
 export class BodyRegistry {
   private readonly bodies = new Map<FusedOpType, Body[]>();
@@ -29,10 +30,10 @@ export class BodyRegistry {
 
   /**
    * The domain of the body a node of `op` with these attributes calls (the attributes a body bakes in: the
-   * epilogue's always, the others before opset 12), or why it cannot have one.
+   * epilogue's and kernel_norm always, the others before opset 12), or why it cannot have one.
    */
   admit(op: FusedOpType, rank: number, attrs: Readonly<Record<string, number | number[]>>): { leave: string } | { domain: string } {
-    const baked = (k: string) => attrs[k] !== undefined && (EPILOGUE_NAMES.has(k) || this.opset < 12);
+    const baked = (k: string) => attrs[k] !== undefined && (ALWAYS_BAKED.has(k) || this.opset < 12);
     const literals = Object.fromEntries(BAKED_ATTRIBUTES.filter(baked).map((k) => [k, attrs[k]]));
     const key = JSON.stringify([rank, Object.entries(literals).sort(([a], [b]) => (a < b ? -1 : 1))]);
     const list = this.of(op);

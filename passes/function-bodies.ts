@@ -202,6 +202,18 @@ function modulatedConvBody(b: BodyBuilder): string {
   return perSampleConv(b, 'X', wPerSample, 'B');
 }
 
+/**
+ * kernel_norm 1: K [N, G, KK, *O] holds logits, softmaxed over the KK taps of each (n, g, o). Viewed as
+ * [N, G, KK, P] with the taps moved last, so that Softmax's last axis is the taps at every opset (before 13 it
+ * flattens from its axis on).
+ */
+function softmaxTaps(b: BodyBuilder, k: string): string {
+  const kk = b.reduceProd(b.attrValue('kernel_shape', 'ints'));
+  const k4 = b.one('Reshape', [k, b.concat([b.dims(k, 0, 2), kk, b.ints([-1])])]);
+  const s = b.one('Softmax', [b.one('Transpose', [k4], { perm: [0, 1, 3, 2] })], { axis: 3 });
+  return b.one('Reshape', [b.one('Transpose', [s], { perm: [0, 1, 3, 2] }), b.one('Shape', [k])]);
+}
+
 function pixelConvBody(b: BodyBuilder, kIn = 'K'): string {
   // Unfold X with a one-hot kernel: [N*C, 1, *D] conv [KK, 1, *k] -> [N*C, KK, *Ob]; nearest-upsample;
   // then multiply by K [N, G, KK, *O] broadcast over the C/G channels of each group and sum over KK.
@@ -259,17 +271,24 @@ function applyEpilogue(b: BodyBuilder, y: string, e: Epilogue): string {
  * op definitions mark as specialising generated code. */
 export const BAKED_ATTRIBUTES = SPECIALIZING_ATTRIBUTES;
 
+/**
+ * Attributes that choose a body's form, baked in at every opset like the epilogue's: a node without one (fused
+ * before it existed) must still run its body, and a function attribute a node leaves out has no value to read.
+ */
+export const BODY_FORM_ATTRIBUTES: readonly string[] = ['kernel_norm'];
+
 /** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
 export const MIN_FUNCTION_OPSET = 11;
 
 /**
  * The FunctionProto of one fused op, for a model whose default-domain opset is `opset`, specialised to
  * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
- * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in.
+ * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in; the
+ * epilogue's and `BODY_FORM_ATTRIBUTES` (PixelConv's kernel_norm) are at every opset.
  */
 export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
-  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x), PixelConvHead: pixelConvHeadBody }[op];
+  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x, literals?.kernel_norm === 1 ? softmaxTaps(x, 'K') : 'K'), PixelConvHead: pixelConvHeadBody }[op];
   const epilogue = epilogueOf(literals ?? {});
   const y = applyEpilogue(b, body(b), epilogue);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));

@@ -31,7 +31,7 @@ function shapesFor(op: FusedOpType, d: number[], k: number, raw: RawAttrs, o: nu
   }
 }
 
-/** A deterministic sample of the attribute grid: every op, ranks 1 and 2, strides, dilations, pads, groups, transpose. */
+/** A deterministic sample of the attribute grid: every op, ranks 1 and 2, strides, dilations, pads, groups, transpose, kernel_norm. */
 function grid(): Case[] {
   const pick = rng(20261201);
   const choose = <T>(xs: T[]): T => xs[Math.floor(pick() * xs.length)];
@@ -48,6 +48,8 @@ function grid(): Case[] {
         raw.kernel_shape = new Array(r).fill(k);
         raw.group = choose([1, 2]); // read back as the kernel group count below (K, or HW's rows), not an attribute
         if (i === 3) raw.upsample = 2;
+        // PixelConv's softmax over each position's taps (K as logits), both ranks; with upsampling below.
+        if (op === 'PixelConv' && (i === 2 || i === 5)) raw.kernel_norm = 1;
       } else {
         raw.group = choose([1, 2]);
         if (transpose) { raw.transpose = 1; raw.output_padding = new Array(r).fill(s - 1); }
@@ -97,6 +99,8 @@ function epilogueCases(base: Case[]): Case[] {
 }
 
 const CASES = [...grid()];
+// CARAFE's form: softmaxed taps, upsampling 2, two kernel groups; output rows of 12 (the kernels' vector path).
+CASES.push(makeCase('PixelConv', 'CARAFE-like r2 k3 up2 g2 kernel_norm 1', [5, 6], 3, { kernel_shape: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], upsample: 2, group: 2, kernel_norm: 1 }));
 CASES.push(...epilogueCases(CASES));
 // Inputs the definition refuses: every back end must refuse them too.
 const REFUSED = [
@@ -111,6 +115,8 @@ test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, gro
   t.true(CASES.some((c) => c.raw.transpose === 1) && CASES.some((c) => (c.raw.strides as number[])[0] === 2));
   t.true(CASES.some((c) => (c.raw.dilations as number[])[0] === 2) && CASES.some((c) => c.raw.group === 2) && CASES.some((c) => c.raw.upsample === 2));
   t.true(CASES.some((c) => c.shapes[0].length === 3) && CASES.some((c) => c.shapes[0].length === 4));
+  for (const rank of [3, 4]) t.true(CASES.some((c) => c.raw.kernel_norm === 1 && c.shapes[0].length === rank && (c.raw.kernel_shape as number[])[0] > 1), `kernel_norm = 1 at rank ${rank}`);
+  t.true(CASES.some((c) => c.raw.kernel_norm === 1 && c.raw.upsample === 2));
   for (const c of CASES) t.true(Array.isArray(c.expect), `${c.name}: ${String(c.expect)}`);
   for (const c of REFUSED) t.is(typeof c.expect, 'string', c.name);
   const epi = CASES.map((c) => caseDesc(c).epilogue);
@@ -136,6 +142,37 @@ for (const [i, c] of [...CASES, ...REFUSED].entries()) {
     }
     const y = await runReference(withFunctionBody(c), feeds);
     t.deepEqual(y.dims, c.expect);
+  });
+}
+
+/** softmax over axis 2 (the taps) of K [N, G, KK, *O], in plain arithmetic: the reference for kernel_norm = 1. */
+function softmaxTaps(k: { dims: number[]; data: Float32Array }): { dims: number[]; data: Float32Array } {
+  const [n, g, kk] = k.dims, p = k.dims.slice(3).reduce((a, b) => a * b, 1);
+  const out = new Float32Array(k.data.length);
+  for (let b = 0; b < n * g; b++) {
+    for (let o = 0; o < p; o++) {
+      const at = (j: number) => (b * kk + j) * p + o;
+      let m = -Infinity, sum = 0;
+      for (let j = 0; j < kk; j++) m = Math.max(m, k.data[at(j)]);
+      for (let j = 0; j < kk; j++) sum += Math.exp(k.data[at(j)] - m);
+      for (let j = 0; j < kk; j++) out[at(j)] = Math.exp(k.data[at(j)] - m) / sum;
+    }
+  }
+  return { dims: k.dims, data: out };
+}
+
+for (const [i, c] of CASES.entries()) {
+  if (c.raw.kernel_norm !== 1) continue;
+  test.serial(`function body: kernel_norm = 1 is PixelConv of the taps softmaxed independently: ${c.name}`, async (t) => {
+    const feeds = caseFeeds(c, 500 + i);
+    const got = await runReference(withFunctionBody(c), feeds);
+    const plain: OpCase = { ...c, raw: { ...c.raw, kernel_norm: 0 } };
+    const want = await runReference(withFunctionBody(plain), { ...feeds, K: softmaxTaps(feeds.K) });
+    t.deepEqual(got.dims, want.dims);
+    t.true(relL2(got.data, want.data) <= 1e-5, `relL2 ${relL2(got.data, want.data)}`);
+    // and the logits are not used as they are
+    const raw = await runReference(withFunctionBody(plain), feeds);
+    t.true(relL2(raw.data, got.data) > 1e-2);
   });
 }
 

@@ -524,6 +524,10 @@ export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType, channel
   // channelsLast (PixelConvHead only): F, Y (and the epilogue's Z, read at Y's index) are [N, spatial..., C]; X
   // is read from the pad pass's channels-first copy.
   const head = desc.op === 'PixelConvHead';
+  // kernel_norm = softmax: K holds logits. A first pass over the taps finds each output's maximum; the main loop
+  // takes e = exp(logit - max), accumulates e * x and the sum of e, and the stores divide by that sum.
+  const softmax = !head && desc.kernelNorm === 'softmax';
+  const KK = ks.reduce((x, y) => x * y, 1);
   if (channelsLast && !head) throw new Error(`internal: ${desc.op} has no channels-last kernel`);
   const yb = (head ? 5 : 3) + epilogueBindings(desc.epilogue).length;
   const epi = epilogueWgsl(desc.epilogue, head ? 5 : 3) ?? '';
@@ -557,6 +561,13 @@ const UP = ${up}u;
   }
   L.push(`  let kb = (${head ? 'g' : 'n * u.G + g'}) * ${ks.reduce((x, y) => x * y, 1)}u;`);
   for (let cc = 0; cc < rc; cc++) for (let h = 0; h < nh; h++) L.push(`  var a${cc}_${h} = vec4<f32>(0.0);`);
+  const kLoad = (h: number) => `vec4<f32>(${[0, 1, 2, 3].map((q) => `f32(Kp[kq + op${h * 4 + q}])`).join(', ')})`;
+  if (softmax) {
+    for (let h = 0; h < nh; h++) L.push(`  var mx${h} = vec4<f32>(-3.4028234e38);\n  var sm${h} = vec4<f32>(0.0);`);
+    L.push(`  for (var j = 0u; j < ${KK}u; j++) {\n    let kq = (kb + j) * u.P + pOuter;`);
+    for (let h = 0; h < nh; h++) L.push(`    mx${h} = max(mx${h}, ${kLoad(h)});`);
+    L.push('  }');
+  }
   let indent = '  ';
   const xoff: string[] = [];
   for (let ax = 0; ax < r - 1; ax++) {
@@ -583,8 +594,8 @@ const UP = ${up}u;
   } else {
     L.push(`${indent}let kq = (kb + ${tapExpr}) * u.P + pOuter;`);
     for (let h = 0; h < nh; h++) {
-      const ks4 = [0, 1, 2, 3].map((q) => `f32(Kp[kq + op${h * 4 + q}])`).join(', ');
-      L.push(`${indent}let kv${h} = vec4<f32>(${ks4});`);
+      if (softmax) L.push(`${indent}let kv${h} = exp(${kLoad(h)} - mx${h});\n${indent}sm${h} += kv${h};`);
+      else L.push(`${indent}let kv${h} = ${kLoad(h)};`);
     }
   }
   L.push(`${indent}let q = xrow + k${l} * ${a.dilations[l]}u;`);
@@ -601,6 +612,7 @@ const UP = ${up}u;
     indent = indent.slice(2);
     L.push(`${indent}}`);
   }
+  if (softmax) for (let cc = 0; cc < rc; cc++) for (let h = 0; h < nh; h++) L.push(`  a${cc}_${h} = a${cc}_${h} / sm${h};`);
   for (let cc = 0; cc < rc; cc++) {
     L.push(`  if (cb * RC + ${cc}u < u.Cg) {`);
     L.push(channelsLast ? `    let yb = (n * u.P + pOuter + ox0) * u.C + ch${cc};` : `    let yb = (n * u.C + ch${cc}) * u.P + pOuter + ox0;`);

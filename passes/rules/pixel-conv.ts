@@ -16,6 +16,7 @@ import { exclusiveGenerator } from '../match.js';
 import { narrowedRoot } from '../narrowed-root.js';
 import { channelSharedTerms } from '../pixel-shared.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
+import { softmaxOverTaps, type SoftmaxKernel } from '../pixel-softmax.js';
 import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
 import type { RewriteBuilder } from '../rewrite-builder.js';
@@ -94,6 +95,8 @@ function runtimeSizes(a: Analysis, probe: Analysis, xRoot: Value, xPerm: number[
 
 export interface PixelData {
   node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead;
+  /** The kernel root is a Softmax over each position's taps: the op reads its logits (kernel_norm = softmax). */
+  norm?: SoftmaxKernel;
   /** A kernel shared over the input channels: X is summed over its channels and repeated for the output channels. */
   sumChannels?: { channels: number; opset: number };
 }
@@ -196,8 +199,17 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
         }
         const head = kernelHead(kr, p, facts.generator, ctx.analysis, a);
         if (head) facts.op = 'PixelConvHead';
-        const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : undefined;
-        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head }, notes);
+        const notes = head ? ['the kernel head (the last 1x1 conv of the kernel generator) is absorbed: the taps are computed in the op'] : [];
+        // A kernel normalised by a Softmax over each position's taps (CARAFE): the op reads the logits.
+        const softmax = head ? undefined : softmaxOverTaps(kr, p, a);
+        const norm = typeof softmax === 'object' ? softmax : undefined;
+        // A dynamic strided axis reads its size from the kernel root's shape: the logits have that shape, a deeper value may not.
+        if (norm && sizes.o.some((o) => 'kAxis' in o)) norm.source = { value: norm.logits, kStrides: p.kStrides };
+        if (norm) {
+          facts.bodyAttrs = { ...facts.bodyAttrs, kernel_norm: 1 };
+          notes.push(`the kernel's Softmax ${JSON.stringify(norm.softmax.name)} over each position's taps is computed in the op (kernel_norm = softmax): it reads the logits`);
+        } else if (typeof softmax === 'string') notes.push(softmax);
+        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head, norm }, notes.length ? notes : undefined);
       }
     }
   }
@@ -236,7 +248,7 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels, norm }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   let x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
@@ -245,13 +257,14 @@ export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yP
     const sum = sumChannels.opset >= 13 ? b.op('ReduceSum', [x, b.ints([1], 'dynconv_channel_axis')], { keepdims: 1 }, `${xRoot.name}_channel_sum`) : b.op('ReduceSum', [x], { axes: [1], keepdims: 1 }, `${xRoot.name}_channel_sum`);
     x = b.op('Expand', [sum, b.ints([1, sumChannels.channels, ...p.kernel.map(() => 1)], 'dynconv_channel_repeat')], undefined, `${xRoot.name}_channel_sum_repeated`);
   }
-  const k = buildKernel(b, kRoot, xRoot, p, sizes);
+  // With kernel_norm, K is built from the logits (or the value they permute), whose layout the rule found.
+  const k = norm ? buildKernel(b, norm.source.value, xRoot, { ...p, kStrides: norm.source.kStrides }, sizes) : buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
     domain: b.domain,
     name: 'dynconv_PixelConv',
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule ${b.rule}; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
-    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample },
+    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample, ...(norm ? { kernel_norm: 1 } : {}) },
   });
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });

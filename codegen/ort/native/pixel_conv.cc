@@ -4,12 +4,14 @@
 // Inputs X [N, C, *D], K [N, G, prod(kernel_shape), *O]; output Y [N, C, *O];
 //   Y[n,c,o] = sum_j K[n, c/(C/G), j, o] * X[n, c, (o / upsample) * s + k_j * dil - pb]   (zero outside X).
 // PixelConvHead: inputs X, F [N, Cf, *O], HW [G*KK, Cf], HB [G*KK]; K[n,g,j,o] = HB[g*KK+j] + sum_f HW[g*KK+j,f] F[n,f,o].
+// PixelConv with kernel_norm = 1 (CARAFE): K holds logits; each (n, g, o)'s KK taps are softmaxed first.
 //
 // A hand-written direct kernel. Spatial ranks 1 to 3 are run as 3-D (missing leading axes of size 1).
 // Work is split over (n, kernel group, output plane z, output row y) on ONNX Runtime's thread pool; one task
 // computes that row for every channel of the group, so the K row (all taps, one row: small) stays in L1 while
 // it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
-// of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors).
+// of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors);
+// with kernel_norm = 1 the task softmaxes its row's logits into that buffer (the normalised kernel is never written).
 // Fast path (output rows of >= 8; up-sampling without an x stride): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
 // each row split into its stride phases, with up-sampling each column repeated `upsample` times (CARAFE), so
@@ -21,6 +23,7 @@
 // The row kernels (pixel_conv_rows.h) are compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at
 // run time, so the library runs on any x86-64 and uses what the machine has.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
@@ -73,6 +76,7 @@ struct KernelSource {
   const float* HW = nullptr;
   const float* HB = nullptr;
   int64_t Cf = 0;
+  bool softmax = false;  // K holds logits: softmax over each position's taps (kernel_norm = 1)
 };
 
 // The row kernels, once per instruction set (pixel_conv_rows.h). x86-64 with GCC: the baseline (SSE2), AVX2+FMA
@@ -104,6 +108,7 @@ struct PixelKernels {
   void (*pad_rows)(const float*, float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
   void (*row)(const PixelGeometry&, const float*, const float*, int64_t, float*, const PixelTask&, int64_t);
   void (*head_taps)(const PixelGeometry&, const KernelSource&, int64_t, int64_t, int64_t, int64_t, float*);
+  void (*softmax_taps)(const float*, int64_t, int64_t, int64_t, float*);
   Simd simd;
 };
 
@@ -111,12 +116,12 @@ const PixelKernels& Kernels() {
   static const PixelKernels k = [] {
 #ifdef DYNCONV_PIXEL_DISPATCH
     switch (HostSimd()) {
-      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, avx512::HeadTapsOf, Simd::kAvx512};
-      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, avx2::HeadTapsOf, Simd::kAvx2};
+      case Simd::kAvx512: return PixelKernels{avx512::PixelRowFast, avx512::PadRows, avx512::PixelRow, avx512::HeadTapsOf, avx512::SoftmaxTaps, Simd::kAvx512};
+      case Simd::kAvx2: return PixelKernels{avx2::PixelRowFast, avx2::PadRows, avx2::PixelRow, avx2::HeadTapsOf, avx2::SoftmaxTaps, Simd::kAvx2};
       default: break;
     }
 #endif
-    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, baseline::HeadTapsOf, Simd::kBaseline};
+    return PixelKernels{baseline::PixelRowFast, baseline::PadRows, baseline::PixelRow, baseline::HeadTapsOf, baseline::SoftmaxTaps, Simd::kBaseline};
   }();
   static const bool traced = [&] {
     const char* trace = std::getenv("DYNCONV_ORT_TRACE");
@@ -132,6 +137,7 @@ const PixelKernels& Kernels() {
 struct PixelAttrs {
   std::vector<int64_t> kernel_shape, strides, pads, dilations;
   int64_t upsample = 1;
+  int64_t kernel_norm = 0;  // PixelConv only (0 where the op has no such attribute)
   Epilogue epilogue;
   size_t own_inputs = 0;  // the op's own inputs; the epilogue's follow
 
@@ -147,6 +153,7 @@ struct PixelAttrs {
     dilations = values.IntsOr("dilations", r);
     pads = values.IntsOr("pads", r);
     upsample = values.Int("upsample");
+    kernel_norm = values.Int("kernel_norm");
     // Not an attribute of the per-pixel ops (kernel groups come from K or HW): refused rather than ignored.
     int64_t group = 1;
     if (AttrInt(info, "group", &group) && group != 1) return Error("%s has no group attribute", op.name);
@@ -268,7 +275,7 @@ struct PixelAttrs {
       const int64_t pos0 = (tk.oz * Oy + tk.oy0) * Ox;
       const float* kb;
       int64_t kst;
-      if (ks.K != nullptr) {
+      if (ks.K != nullptr && !ks.softmax) {
         kb = ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + pos0;
         kst = plane_o;
       } else {
@@ -276,7 +283,8 @@ struct PixelAttrs {
         thread_local std::vector<float> taps;
         kst = (tk.oy1 - tk.oy0) * Ox;
         if (taps.size() < static_cast<size_t>(p.KK * kst)) taps.resize(static_cast<size_t>(p.KK * kst));
-        kn.head_taps(p, ks, tk.n, tk.g, pos0, kst, taps.data());
+        if (ks.K != nullptr) kn.softmax_taps(ks.K + (tk.n * p.G + tk.g) * p.KK * plane_o + pos0, plane_o, p.KK, kst, taps.data());
+        else kn.head_taps(p, ks, tk.n, tk.g, pos0, kst, taps.data());
         kb = taps.data();
       }
       for (int64_t oy = tk.oy0; oy < tk.oy1; ++oy) {
@@ -330,6 +338,7 @@ struct PixelConvDef {
     }
     pg->G = Kt.dims[1];
     ks->K = Kt.data;
+    ks->softmax = attrs.kernel_norm == 1;
     return nullptr;
   }
 };

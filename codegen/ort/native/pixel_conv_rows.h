@@ -122,6 +122,60 @@ void HeadTapsOf(const PixelGeometry& p, const KernelSource& ks, int64_t n, int64
   }
 }
 
+typedef int32_t I8 __attribute__((vector_size(32)));
+
+// exp(x) for x <= 0 (the logits minus their maximum), 8 at a time: Cephes' expf (x = n ln2 + r, |r| <= ln2 / 2,
+// a degree-7 polynomial for e^r, times 2^n); within 2 ulp of expf. Below -87.3 (e^x under FLT_MIN) it clamps.
+static inline __attribute__((always_inline)) V8 ExpNonPositive(V8 x) {
+  x = x < -87.3f ? V8{} - 87.3f : x;
+  const V8 magic = V8{} + 12582912.f;  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
+  const V8 fn = (x * 1.44269504088896341f + magic) - magic;
+  const V8 r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  V8 q = V8{} + 1.9875691500e-4f;
+  q = q * r + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  q = q * (r * r) + r + 1.f;
+  const I8 bits = (__builtin_convertvector(fn, I8) + 127) << 23;
+  V8 scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  return q * scale;
+}
+
+// kernel_norm = 1: the softmax over the KK taps (kstride apart in k) of each of `span` consecutive positions,
+// into out[j * span + i]: maximum subtracted, exp, divided by the sum (as ONNX Runtime's Softmax does).
+void SoftmaxTaps(const float* __restrict k, int64_t kstride, int64_t KK, int64_t span, float* __restrict out) {
+  if (span >= 8) {
+    for (int64_t x0 = 0;; x0 += 8) {
+      const int64_t xs = x0 + 8 <= span ? x0 : span - 8;  // the last chunk overlaps the previous one
+      V8 m = LoadV<V8>(k + xs);
+      for (int64_t j = 1; j < KK; ++j) {
+        const V8 v = LoadV<V8>(k + j * kstride + xs);
+        m = v > m ? v : m;
+      }
+      V8 sum{};
+      for (int64_t j = 0; j < KK; ++j) {
+        const V8 e = ExpNonPositive(LoadV<V8>(k + j * kstride + xs) - m);
+        sum += e;
+        StoreV<V8>(out + j * span + xs, e);
+      }
+      const V8 inv = 1.f / sum;
+      for (int64_t j = 0; j < KK; ++j) StoreV<V8>(out + j * span + xs, LoadV<V8>(out + j * span + xs) * inv);
+      if (x0 + 8 >= span) break;
+    }
+    return;
+  }
+  for (int64_t x = 0; x < span; ++x) {
+    float m = k[x];
+    for (int64_t j = 1; j < KK; ++j) m = std::max(m, k[j * kstride + x]);
+    float sum = 0.f;
+    for (int64_t j = 0; j < KK; ++j) sum += (out[j * span + x] = std::exp(k[j * kstride + x] - m));
+    for (int64_t j = 0; j < KK; ++j) out[j * span + x] /= sum;
+  }
+}
+
 // The fast path of one output row oy of a task (see PixelRow); kbase: tap 0 at output x = 0 of this row,
 // kst: the distance between taps.
 void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float* __restrict Y,
