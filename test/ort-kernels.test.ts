@@ -173,6 +173,49 @@ CONSTANT_EXPERT_CASES.forEach((c, i) => {
   });
 });
 
+// SampleConv convolves a chunk of samples as one grouped conv (the samples as its groups): NCHWc when the input
+// is reordered, ONNX's Conv / ConvTranspose otherwise; a one-sample chunk and the NCHWc path's NCHW input run
+// sample by sample. A scratch budget (DYNCONV_ORT_CHUNK_FLOATS) of two samples' splits a batch of 3 into chunks
+// of 2 and 1, so both forms run in one call; the trace (DYNCONV_ORT_TRACE) says which ran.
+const CHUNKED: Array<{ name: string; constants?: boolean; chunkFloats?: number; want: RegExp[] }> = [
+  { name: 'mix nchwc C16 M48', chunkFloats: 40000, want: [/samples 0\.\.2: one NCHWc conv, group 2\b/, /samples 2\.\.3: NCHWc conv per sample/] },
+  { name: 'mix const nchwc 3x3 C16 M48 stride2, E3, b3', constants: true, chunkFloats: 5000, want: [/samples 0\.\.2: one NCHWc conv, group 2\b/, /samples 2\.\.3: NCHWc conv per sample/] },
+  { name: 'mix const nchwc depthwise k5 C32, E4, b2', constants: true, want: [/samples 0\.\.2: one NCHWc conv, group 64\b/] },
+  { name: 'dyn nchwc groups 2 (16 per group)', want: [/samples 0\.\.2: one NCHWc conv, group 4\b/] },
+  { name: 'mix const nchwc NCHW input C3 M16, E2', constants: true, want: [/NCHW input/, /samples 0\.\.2: NCHWc conv per sample/] },
+  { name: 'mod demod 1d dil2', chunkFloats: 130, want: [/-> plain/, /samples 0\.\.2: one conv, group 2\b/, /samples 2\.\.3: one conv, group 1\b/] },
+  { name: 'dyn transpose 3d stride2', want: [/transpose=1 -> plain/, /samples 0\.\.2: one conv, group 2\b/] },
+  { name: 'dyn 1d stride2', want: [/samples 0\.\.3: one conv, group 3\b/] },
+];
+CHUNKED.forEach((k, i) => {
+  test.serial(`SampleConv, a chunk of samples as one grouped conv: ${k.name}`, async (t) => {
+    const c = [...CASES, ...CONSTANT_EXPERT_CASES].find((x) => x.name === k.name)!;
+    const feeds = caseFeeds(c, 3000 + i);
+    const env: Record<string, string> = { DYNCONV_ORT_TRACE: '1' };
+    if (k.chunkFloats) env.DYNCONV_ORT_CHUNK_FLOATS = String(k.chunkFloats);
+    let lib: string, model: string, runFeeds = feeds;
+    if (k.constants) {
+      lib = await (constLibPromise ??= (async () => {
+        ensureOrtHeaders();
+        const dir = testCacheDir('ort-test-lib-const');
+        emitOrtLibrary(CONSTANT_EXPERT_CASES.map(caseDesc), dir);
+        return buildOrtLibrary(dir);
+      })());
+      model = writeModel(modelDir, `chunked${i}`, fusedModel(c, { constants: { W: feeds.W, B: feeds.B } }).bytes);
+      runFeeds = { X: feeds.X, R: feeds.R };
+    } else {
+      lib = await library();
+      model = writeModel(modelDir, `chunked${i}`, fusedModel(c).bytes);
+    }
+    const got = await runWithOrtLibrary({ modelPath: model, libraryPath: lib, feeds: runFeeds, threads: 2, env });
+    for (const re of k.want) t.regex(got.stderr, re);
+    const want = await runReference(referenceModel(c), feeds);
+    t.deepEqual(got.outputs.Y.dims, want.dims);
+    const err = relL2(got.outputs.Y.data, want.data);
+    t.true(err <= 1e-5, `relative L2 error ${err}`);
+  });
+});
+
 test.serial('the library exports RegisterCustomOps only, and holds only the op kinds it was emitted for', async (t) => {
   ensureOrtHeaders();
   const dir = testCacheDir('ort-test-lib-pixel');

@@ -176,20 +176,64 @@ OrtStatus* ParallelFor(OrtKernelContext* ctx, size_t total, const F& fn) {
       const_cast<void*>(static_cast<const void*>(&fn)));
 }
 
+// The least work worth a task of its own on the pool, in units of about one multiply-add or one float read or
+// written (ONNX Runtime's TryParallelFor keeps loops under its cost model's task size, tens of thousands of
+// cycles, on the calling thread the same way): waking a pool thread, handing it the task and waiting for it costs
+// a few microseconds, more than such work takes, and on a loaded machine the woken thread may not run at once.
+constexpr double kMinTaskWork = 32768;
+
+// ParallelFor for a loop of `work` units in all (kMinTaskWork): items grouped into tasks of at least
+// kMinTaskWork, so that small loops run on the calling thread and never touch the pool.
+template <typename F>
+OrtStatus* ParallelFor(OrtKernelContext* ctx, size_t total, double work, const F& fn) {
+  if (total == 0) return nullptr;
+  const double fit = work / kMinTaskWork;
+  const size_t tasks = fit < 2.0 ? 1 : (fit >= static_cast<double>(total) ? total : static_cast<size_t>(fit));
+  if (tasks <= 1) {
+    for (size_t i = 0; i < total; ++i) fn(i);
+    return nullptr;
+  }
+  if (tasks == total) return ParallelFor(ctx, total, fn);
+  auto task = [&](size_t t) {
+    const size_t b = t * total / tasks, e = (t + 1) * total / tasks;
+    for (size_t i = b; i < e; ++i) fn(i);
+  };
+  return ParallelFor(ctx, tasks, task);
+}
+
 // Splits [0, n) into chunks of at least `min_chunk` and runs fn(begin, end) on each, in parallel.
 template <typename F>
 OrtStatus* ParallelRange(OrtKernelContext* ctx, int64_t n, int64_t min_chunk, const F& fn) {
   if (n <= 0) return nullptr;
+  if (min_chunk < 1) min_chunk = 1;
   int64_t chunks = (n + min_chunk - 1) / min_chunk;
   if (chunks > 256) chunks = 256;
   const int64_t per = (n + chunks - 1) / chunks;
   chunks = (n + per - 1) / per;
+  if (chunks <= 1) {
+    fn(int64_t{0}, n);
+    return nullptr;
+  }
   auto body = [&](size_t c) {
     const int64_t b = static_cast<int64_t>(c) * per;
     const int64_t e = b + per < n ? b + per : n;
     fn(b, e);
   };
   return ParallelFor(ctx, static_cast<size_t>(chunks), body);
+}
+
+// ParallelRange for a range of `work` units in all (kMinTaskWork): chunks also of at least kMinTaskWork, so that
+// a small range runs on the calling thread.
+template <typename F>
+OrtStatus* ParallelRange(OrtKernelContext* ctx, int64_t n, int64_t min_chunk, double work, const F& fn) {
+  if (n <= 0) return nullptr;
+  const double per_item = work / static_cast<double>(n);
+  if (per_item > 0) {
+    const double need = kMinTaskWork / per_item;
+    if (need > static_cast<double>(n)) min_chunk = n;
+    else if (need > static_cast<double>(min_chunk)) min_chunk = static_cast<int64_t>(need + 0.999);
+  }
+  return ParallelRange(ctx, n, min_chunk, fn);
 }
 
 // OrtCustomOp glue. Kernel must have:

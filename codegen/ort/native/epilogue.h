@@ -209,11 +209,10 @@ class Epilogue {
     auto run = [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) Apply(y, (n0 * M + r) * S, S, r % M);
     };
-    if (rows * S < (int64_t{1} << 15)) {
-      run(0, rows);
-      return nullptr;
-    }
-    return ParallelRange(ctx, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(S, 1)), run);
+    // work: a value read and written, and the logistic's rational function (about ten times that)
+    const bool logistic = act_ == Act::kSigmoid || act_ == Act::kSilu;
+    const double work = static_cast<double>(rows * S) * (logistic ? 12.0 : 2.0);
+    return ParallelRange(ctx, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(S, 1)), work, run);
   }
 
  private:

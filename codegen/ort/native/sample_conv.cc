@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace dynconv {
 
@@ -53,6 +54,7 @@ SampleConv::~SampleConv() {
   if (nchwc_conv_ != nullptr) g_ort->ReleaseOp(nchwc_conv_);
   if (reorder_in_ != nullptr) g_ort->ReleaseOp(reorder_in_);
   for (auto& e : reorder_out_) g_ort->ReleaseOp(e.second);
+  for (auto& e : grouped_) g_ort->ReleaseOp(e.second);
   if (info_ != nullptr) g_ort->ReleaseKernelInfo(const_cast<OrtKernelInfo*>(info_));
   if (mem_ != nullptr) g_ort->ReleaseMemoryInfo(mem_);
 }
@@ -68,6 +70,11 @@ OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
     if (v > 0) chunk_floats_ = v;
   }
   DC_TRY(g_ort->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &mem_));
+  {  // a copy of the node's info, for the ops made at run time (grouped convs, ReorderOutput)
+    OrtKernelInfo* copy = nullptr;
+    DC_TRY(g_ort->CopyKernelInfo(info, &copy));
+    info_ = copy;
+  }
   AttrList list;
   DC_TRY(list.Ints("strides", attrs_.strides));
   DC_TRY(list.Ints("pads", attrs_.pads));
@@ -82,19 +89,14 @@ OrtStatus* SampleConv::Init(const OrtKernelInfo* info, const ops::OpSpec& op) {
   // The NCHWc kernels exist only where MLAS has them (x86-64 with AVX and up, some ARM builds); without them
   // every call takes the plain path.
   if (Rank2Compatible(attrs_)) {
-    OrtKernelInfo* copy = nullptr;
-    OrtStatus* s = g_ort->CopyKernelInfo(info, &copy);
-    if (s == nullptr) s = MakeOp(info, "Conv", kNchwcDomain, 1, list, 3, &nchwc_conv_);
+    OrtStatus* s = MakeOp(info, "Conv", kNchwcDomain, 1, list, 3, &nchwc_conv_);
     // A standalone node gets no schema defaults: every attribute the kernel reads is given.
     AttrList in_attrs;
     if (s == nullptr) s = in_attrs.Int("channels_last", 0);
     if (s == nullptr) s = MakeOp(info, "ReorderInput", kNchwcDomain, 1, in_attrs, 1, &reorder_in_);
-    if (s == nullptr) {
-      info_ = copy;
-    } else {
+    if (s != nullptr) {
       if (trace_) std::fprintf(stderr, "dynconv: no NCHWc kernels: %s\n", g_ort->GetErrorMessage(s));
       g_ort->ReleaseStatus(s);
-      if (copy != nullptr) g_ort->ReleaseKernelInfo(copy);
       if (nchwc_conv_ != nullptr) g_ort->ReleaseOp(nchwc_conv_);
       if (reorder_in_ != nullptr) g_ort->ReleaseOp(reorder_in_);
       nchwc_conv_ = reorder_in_ = nullptr;
@@ -169,6 +171,33 @@ OrtStatus* SampleConv::ReorderOutputOp(int64_t channels, const OrtOp** op) const
   OrtOp* made = nullptr;
   DC_TRY(MakeOp(info_, "ReorderOutput", kNchwcDomain, 1, list, 1, &made));
   reorder_out_.emplace_back(channels, made);
+  *op = made;
+  return nullptr;
+}
+
+OrtStatus* SampleConv::GroupedConvOp(int64_t groups, bool nchwc, const OrtOp** op) const {
+  if (groups == attrs_.group) {
+    *op = nchwc ? nchwc_conv_ : conv_;
+    return nullptr;
+  }
+  // keyed by the group count, negative for the NCHWc op
+  const int64_t key = nchwc ? -groups : groups;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& e : grouped_)
+    if (e.first == key) {
+      *op = e.second;
+      return nullptr;
+    }
+  AttrList list;
+  DC_TRY(list.Ints("strides", attrs_.strides));
+  DC_TRY(list.Ints("pads", attrs_.pads));
+  DC_TRY(list.Ints("dilations", attrs_.dilations));
+  DC_TRY(list.Int("group", groups));
+  if (attrs_.transpose) DC_TRY(list.Ints("output_padding", attrs_.output_padding));
+  OrtOp* made = nullptr;
+  if (nchwc) DC_TRY(MakeOp(info_, "Conv", kNchwcDomain, 1, list, 3, &made));
+  else DC_TRY(MakeOp(info_, attrs_.transpose ? "ConvTranspose" : "Conv", "", 11, list, 3, &made));
+  grouped_.emplace_back(key, made);
   *op = made;
   return nullptr;
 }
@@ -249,10 +278,12 @@ OrtStatus* SampleConv::CheckShapes(OrtKernelContext* ctx, const std::vector<int6
     }
   }
   if (trace_)
-    std::fprintf(stderr, "dynconv: conv C=%lld M=%lld group=%lld rank=%d transpose=%d -> %s (block %lld, %s filter%s)\n",
-                 static_cast<long long>(s.C), static_cast<long long>(s.M), static_cast<long long>(g), rank,
-                 s.geo.transpose ? 1 : 0, s.nchwc ? "NCHWc" : "plain", static_cast<long long>(s.block),
-                 s.filter_bo ? "OIHWBo" : "OIHWBiBo", s.reorder_input ? "" : ", NCHW input");
+    std::fprintf(stderr,
+                 "dynconv: conv N=%lld C=%lld M=%lld group=%lld rank=%d transpose=%d -> %s (block %lld, %s filter%s)\n",
+                 static_cast<long long>(s.N), static_cast<long long>(s.C), static_cast<long long>(s.M),
+                 static_cast<long long>(g), rank, s.geo.transpose ? 1 : 0, s.nchwc ? "NCHWc" : "plain",
+                 static_cast<long long>(s.block), s.filter_bo ? "OIHWBo" : "OIHWBiBo",
+                 s.reorder_input ? "" : ", NCHW input");
   return nullptr;
 }
 
@@ -316,13 +347,28 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
   x1[0] = 1;
   y1[0] = 1;
   if (!s.nchwc) {
-    const std::vector<int64_t> dims[3] = {x1, s.w_dims, {s.M}};
-    for (int64_t n = n0; n < n1; ++n) {
-      const float* in[3] = {x + n * s.x_sample, w + (n - n0) * w_stride, b + (n - n0) * b_stride};
-      DC_TRY(Invoke(ctx, conv_, in, dims, 3, y + n * s.y_sample, y1));
-      if (epi.Any()) DC_TRY(epi.ApplySamples(ctx, y, n, n + 1, s.M, s.y_sample / s.M));
+    // The chunk's samples as the groups of one grouped conv: X [1, nb * C, *D], W [nb * M, C/g, *K] (transposed
+    // [nb * C, M/g, *K]), B [nb * M] -> Y [1, nb * M, *O], which is Y [nb, M, *O]. The weights of the chunk are
+    // one after the other (w_stride is one weight); a shared bias is repeated per sample.
+    const float* bias = b;
+    if (b_stride != s.M) {
+      if (scratch->br.size() < nb * s.M) DC_TRY(scratch->br.Alloc(ctx, nb * s.M));
+      for (int64_t i = 0; i < nb; ++i) std::memcpy(scratch->br.get() + i * s.M, b + i * b_stride, s.M * sizeof(float));
+      bias = scratch->br.get();
     }
-    return nullptr;
+    const OrtOp* op = nullptr;
+    DC_TRY(GroupedConvOp(nb * s.geo.group, false, &op));
+    std::vector<int64_t> xg = x1, wg = s.w_dims, yg = y1;
+    xg[1] *= nb;
+    wg[0] *= nb;
+    yg[1] *= nb;
+    const std::vector<int64_t> dims[3] = {xg, wg, {nb * s.M}};
+    const float* in[3] = {x + n0 * s.x_sample, w, bias};
+    if (w_stride != s.w_size) return Error("internal: the weights of a chunk must be one after the other");
+    if (trace_) std::fprintf(stderr, "dynconv: samples %lld..%lld: one conv, group %lld\n", static_cast<long long>(n0),
+                             static_cast<long long>(n1), static_cast<long long>(nb * s.geo.group));
+    DC_TRY(Invoke(ctx, op, in, dims, 3, y + n0 * s.y_sample, yg));
+    return epi.Any() ? epi.ApplySamples(ctx, y, n0, n1, s.M, s.y_sample / s.M) : nullptr;
   }
 
   const int64_t B = s.block, Mp = s.Mp, M = s.M, cg = s.w_dims[1], ks = s.w_dims[2] * s.w_dims[3];
@@ -368,24 +414,37 @@ OrtStatus* SampleConv::RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t 
       }
     };
     const size_t tasks = static_cast<size_t>(nb * blocks);
-    if (nb * wr_size < (int64_t{1} << 16)) {
-      for (size_t t = 0; t < tasks; ++t) reorder(t);  // small: not worth waking the pool
-    } else {
-      DC_TRY(ParallelFor(ctx, tasks, reorder));
-    }
+    DC_TRY(ParallelFor(ctx, tasks, static_cast<double>(nb * wr_size), reorder));  // work: a float moved
     wp = wr;
     bp = br;
     wp_stride = wr_size;
     bp_stride = Mp;
   }
-  // 3. ONNX Runtime's NCHWc convolution per sample
-  const std::vector<int64_t> w_dims = {Mp, cg, s.w_dims[2], s.w_dims[3]};
+  // 3. ONNX Runtime's NCHWc convolution: with a reordered input, the chunk's samples as the groups of one grouped
+  // conv (in the block layout [nb, C/B, H, W, B] is [1, nb * C/B, H, W, B], and the samples' block-layout weights
+  // and padded biases one after the other are those of [nb * Mp, C/g, *K]: no output block spans two samples);
+  // with the NCHW input (group 1 only), one sample at a time.
   std::vector<int64_t> yr1 = yrc;
   yr1[0] = 1;
-  const std::vector<int64_t> dims[3] = {x1, w_dims, {Mp}};
-  for (int64_t i = 0; i < nb; ++i) {
-    const float* in[3] = {xin + i * s.x_sample, wp + i * wp_stride, bp + i * bp_stride};
-    DC_TRY(Invoke(ctx, nchwc_conv_, in, dims, 3, scratch->yr.get() + i * yr_sample, yr1));
+  if (s.reorder_input && nb > 1 && wp_stride == wr_size && bp_stride == Mp) {
+    const OrtOp* op = nullptr;
+    DC_TRY(GroupedConvOp(nb * s.geo.group, true, &op));
+    std::vector<int64_t> xg = x1;
+    xg[1] *= nb;
+    yr1[1] *= nb;
+    const std::vector<int64_t> dims[3] = {xg, {nb * Mp, cg, s.w_dims[2], s.w_dims[3]}, {nb * Mp}};
+    const float* in[3] = {xin, wp, bp};
+    if (trace_) std::fprintf(stderr, "dynconv: samples %lld..%lld: one NCHWc conv, group %lld\n", static_cast<long long>(n0),
+                             static_cast<long long>(n1), static_cast<long long>(nb * s.geo.group));
+    DC_TRY(Invoke(ctx, op, in, dims, 3, scratch->yr.get(), yr1));
+  } else {
+    if (trace_) std::fprintf(stderr, "dynconv: samples %lld..%lld: NCHWc conv per sample\n", static_cast<long long>(n0),
+                             static_cast<long long>(n1));
+    const std::vector<int64_t> dims[3] = {x1, {Mp, cg, s.w_dims[2], s.w_dims[3]}, {Mp}};
+    for (int64_t i = 0; i < nb; ++i) {
+      const float* in[3] = {xin + i * s.x_sample, wp + i * wp_stride, bp + i * bp_stride};
+      DC_TRY(Invoke(ctx, nchwc_conv_, in, dims, 3, scratch->yr.get() + i * yr_sample, yr1));
+    }
   }
   // 4. back to NCHW, straight into Y
   const OrtOp* reorder_out = nullptr;

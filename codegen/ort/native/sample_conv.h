@@ -7,7 +7,11 @@
 //    the same kernels ONNX Runtime itself uses for a Conv with constant weights after its NCHWc graph rewrite:
 //    com.microsoft.nchwc ReorderInput -> com.microsoft.nchwc Conv (weights reordered here, per sample, into
 //    the OIHWBiBo / OIHWBo block layouts) -> com.microsoft.nchwc ReorderOutput.
-//  - otherwise ONNX's Conv / ConvTranspose (opset 11), one sample at a time.
+//  - otherwise ONNX's Conv / ConvTranspose (opset 11).
+// Either way a chunk of samples is one convolution: the samples as the groups of one grouped conv (X [1, n * C,
+// *D], weights [n * M, C/g, *K], group n * g), as the unfused grouped-conv export runs them: one op invocation
+// per chunk, not one per sample (on small layers the invocations are much of a call's cost), and one parallel
+// section for ONNX Runtime's conv to split over its threads.
 #pragma once
 
 #include <algorithm>
@@ -129,6 +133,9 @@ class SampleConv {
                     const std::vector<int64_t>& out_dims) const;
   int64_t BlockSize(OrtKernelContext* ctx) const;
   OrtStatus* ReorderOutputOp(int64_t channels, const OrtOp** op) const;
+  // The conv (nchwc: com.microsoft.nchwc Conv; else Conv / ConvTranspose) with group `groups` (a chunk of
+  // groups / g samples), made on first use.
+  OrtStatus* GroupedConvOp(int64_t groups, bool nchwc, const OrtOp** op) const;
 
   const ops::OpSpec* op_ = nullptr;
   ConvAttrs attrs_;
@@ -137,15 +144,16 @@ class SampleConv {
   OrtOp* conv_ = nullptr;                // Conv or ConvTranspose
   OrtOp* nchwc_conv_ = nullptr;          // com.microsoft.nchwc Conv (null: no NCHWc path)
   OrtOp* reorder_in_ = nullptr;          // com.microsoft.nchwc ReorderInput
-  mutable std::mutex mu_;                // guards reorder_out_
+  mutable std::mutex mu_;                // guards reorder_out_ and grouped_
   mutable std::vector<std::pair<int64_t, OrtOp*>> reorder_out_;  // ReorderOutput per channel count
+  mutable std::vector<std::pair<int64_t, OrtOp*>> grouped_;      // convs per group count (GroupedConvOp)
   mutable std::atomic<int64_t> block_{0};  // MLAS NCHWc block size: 0 not probed yet, -1 unusable
   OrtMemoryInfo* mem_ = nullptr;
-  bool trace_ = false;
   // Scratch budget of one chunk of samples, in floats ($DYNCONV_ORT_CHUNK_FLOATS overrides): about an L2
   // cache, so that a sample's reordered input and output are still cached when the next step reads them
   // (measured: whole-batch chunks are up to 1.8x slower on memory-bound depthwise layers).
-  int64_t chunk_floats_ = int64_t{1} << 18;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
+  int64_t chunk_floats_ = int64_t{1} << 18;
+  bool trace_ = false;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
 };
 
 // Whether Op has OrtStatus* Constants(const OrtKernelInfo*).

@@ -64,6 +64,8 @@ export interface RunWithOrtResult {
   concurrentMaxAbsDiff?: number;
   /** With `profilePrefix`: the profile file ONNX Runtime wrote. */
   profileFile?: string;
+  /** What the runner wrote on stderr (ONNX Runtime's log; the kernels' trace lines with DYNCONV_ORT_TRACE=1). */
+  stderr: string;
 }
 
 export class OrtRunError extends Error {
@@ -243,6 +245,7 @@ export async function runWithOrtLibrary(opts: RunWithOrtOptions): Promise<RunWit
       cpuMs: info.cpu_ms ?? undefined,
       peakRssBytes: info.peak_rss_bytes,
       ortVersion: info.ort_version,
+      stderr: r.stderr,
     };
     if (opts.concurrent) result.concurrentMaxAbsDiff = info.concurrent_max_abs_diff ?? Number.POSITIVE_INFINITY;
     if (info.profile) result.profileFile = info.profile;
