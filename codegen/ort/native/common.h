@@ -176,14 +176,14 @@ OrtStatus* ParallelFor(OrtKernelContext* ctx, size_t total, const F& fn) {
       const_cast<void*>(static_cast<const void*>(&fn)));
 }
 
-// The least work worth a task of its own on the pool, in units of about one multiply-add or one float read or
-// written (ONNX Runtime's TryParallelFor keeps loops under its cost model's task size, tens of thousands of
-// cycles, on the calling thread the same way): waking a pool thread, handing it the task and waiting for it costs
-// a few microseconds, more than such work takes, and on a loaded machine the woken thread may not run at once.
-constexpr double kMinTaskWork = 32768;
+// The least work worth a task of its own on the pool, in estimated CPU cycles. A loop of less than two such
+// tasks runs on the calling thread, as ONNX Runtime's own cost model keeps loops of under ~110k cycles there
+// (TryParallelFor: Eigen's TensorCostModel, 100k cycles to start a parallel section and 100k per added thread):
+// waking a pool thread, handing it the task and waiting for it costs microseconds, more than such work takes,
+// and on a loaded machine the woken thread may not run at once (measured: the fixture CondConv/DY-CNN network
+// at batch 1 ran slower at 2 threads than at 1 while its small epilogues went to the pool).
+constexpr double kMinTaskWork = 50000;
 
-// ParallelFor for a loop of `work` units in all (kMinTaskWork): items grouped into tasks of at least
-// kMinTaskWork, so that small loops run on the calling thread and never touch the pool.
 template <typename F>
 OrtStatus* ParallelFor(OrtKernelContext* ctx, size_t total, double work, const F& fn) {
   if (total == 0) return nullptr;
@@ -222,8 +222,8 @@ OrtStatus* ParallelRange(OrtKernelContext* ctx, int64_t n, int64_t min_chunk, co
   return ParallelFor(ctx, static_cast<size_t>(chunks), body);
 }
 
-// ParallelRange for a range of `work` units in all (kMinTaskWork): chunks also of at least kMinTaskWork, so that
-// a small range runs on the calling thread.
+// ParallelRange for a range of `work` cycles in all (kMinTaskWork): chunks also of at least kMinTaskWork, so
+// that a small range runs on the calling thread.
 template <typename F>
 OrtStatus* ParallelRange(OrtKernelContext* ctx, int64_t n, int64_t min_chunk, double work, const F& fn) {
   if (n <= 0) return nullptr;
