@@ -269,3 +269,74 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kb
   }
 }
 
+
+typedef int32_t I8Mask __attribute__((vector_size(32)));
+
+// The up-sampling-by-2 path: 8 base columns [b0, b0 + 8) of CB channels of one output row, both x phases (output
+// columns 2 * b + px), all taps; taps[px * KK * Bx + j * Bx + b]. One X load feeds both phases' accumulators.
+template <int CB>
+static inline __attribute__((always_inline)) void PixelChunkUp2(const PixelGeometry& p, const float* __restrict xc0,
+                                                                const float* __restrict taps, int64_t Bx,
+                                                                float* __restrict y0, int64_t bz, int64_t by,
+                                                                int64_t b0) {
+  const int64_t Dy = p.D[1], Dxp = p.Dxp;
+  const int64_t plane_xp = p.D[0] * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
+  const int64_t kx = p.k[2], dx = p.d[2], phase = p.KK * Bx;
+  V8 a0[CB], a1[CB];
+  for (int c = 0; c < CB; ++c) a0[c] = a1[c] = V8{};
+  ForEachTapRow(p, bz, by, [&](int64_t iz, int64_t iy, int64_t t) __attribute__((always_inline)) {
+    const float* xr = xc0 + (iz * Dy + iy) * Dxp + b0;
+    const float* kr = taps + (t * kx) * Bx + b0;
+    for (int64_t tx = 0; tx < kx; ++tx, kr += Bx, xr += dx) {
+      const V8 k0 = LoadV<V8>(kr), k1 = LoadV<V8>(kr + phase);
+      for (int c = 0; c < CB; ++c) {
+        const V8 xv = LoadV<V8>(xr + c * plane_xp);
+        a0[c] += k0 * xv;
+        a1[c] += k1 * xv;
+      }
+    }
+  });
+  const I8Mask lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
+  for (int c = 0; c < CB; ++c) {
+    float* yr = y0 + c * plane_o + 2 * b0;
+    StoreV<V8>(yr, __builtin_shuffle(a0[c], a1[c], lo));
+    StoreV<V8>(yr + 8, __builtin_shuffle(a0[c], a1[c], hi));
+  }
+}
+
+template <int CB>
+static inline __attribute__((always_inline)) void PixelBlockUp2(const PixelGeometry& p, const float* xc0,
+                                                                const float* taps, int64_t Bx, float* y0,
+                                                                int64_t bz, int64_t by) {
+  for (int64_t b0 = 0;; b0 += 8) {
+    const int64_t bs = b0 + 8 <= Bx ? b0 : Bx - 8;  // the last chunk overlaps the previous one (Bx >= 8)
+    PixelChunkUp2<CB>(p, xc0, taps, Bx, y0, bz, by, bs);
+    if (b0 + 8 >= Bx) break;
+  }
+}
+
+// One output row oy of a task on the up-sampling-by-2 path (X padded, not repeated: p.xp, p.Dxp, xoff unused:
+// tap tx reads base column b + tx * dx). 6 channels at a time: 12 accumulators, 2 tap vectors and the X vector
+// in the 16 registers of AVX2.
+void PixelRowUp2(const PixelGeometry& p, const float* taps, int64_t Bx, float* __restrict Y, const PixelTask& tk,
+                 int64_t oy) {
+  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
+  const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
+  const int64_t row_o = (oz * Oy + oy) * Ox;
+  const int64_t bz = (oz / 2) * p.s[0] - p.pb[0], by = (oy / 2) * p.s[1] - p.pb[1];
+  int64_t c = g * p.Cg;
+  const int64_t ce = (g + 1) * p.Cg;
+  for (; c + 6 <= ce; c += 6)
+    PixelBlockUp2<6>(p, p.xp + (n * p.C + c) * plane_xp, taps, Bx, Y + (n * p.C + c) * plane_o + row_o, bz, by);
+  const float* xc = p.xp + (n * p.C + c) * plane_xp;
+  float* yc = Y + (n * p.C + c) * plane_o + row_o;
+  switch (ce - c) {
+    case 5: PixelBlockUp2<5>(p, xc, taps, Bx, yc, bz, by); break;
+    case 4: PixelBlockUp2<4>(p, xc, taps, Bx, yc, bz, by); break;
+    case 3: PixelBlockUp2<3>(p, xc, taps, Bx, yc, bz, by); break;
+    case 2: PixelBlockUp2<2>(p, xc, taps, Bx, yc, bz, by); break;
+    case 1: PixelBlockUp2<1>(p, xc, taps, Bx, yc, bz, by); break;
+    default: break;
+  }
+}
