@@ -270,11 +270,24 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kb
 }
 
 
+typedef float V4 __attribute__((vector_size(16)));
 typedef int32_t I8Mask __attribute__((vector_size(32)));
+typedef int32_t I4Mask __attribute__((vector_size(16)));
 
-// The up-sampling-by-2 path: 8 base columns [b0, b0 + 8) of CB channels of one output row, both x phases (output
-// columns 2 * b + px), all taps; taps[px * KK * Bx + j * Bx + b]. One X load feeds both phases' accumulators.
-template <int CB>
+// Stores the two x phases of W base columns interleaved: y[2b + px] = a_px[b].
+static inline __attribute__((always_inline)) void StorePhases(float* y, V8 a0, V8 a1) {
+  StoreV<V8>(y, __builtin_shuffle(a0, a1, I8Mask{0, 8, 1, 9, 2, 10, 3, 11}));
+  StoreV<V8>(y + 8, __builtin_shuffle(a0, a1, I8Mask{4, 12, 5, 13, 6, 14, 7, 15}));
+}
+static inline __attribute__((always_inline)) void StorePhases(float* y, V4 a0, V4 a1) {
+  StoreV<V4>(y, __builtin_shuffle(a0, a1, I4Mask{0, 4, 1, 5}));
+  StoreV<V4>(y + 4, __builtin_shuffle(a0, a1, I4Mask{2, 6, 3, 7}));
+}
+
+// The up-sampling-by-2 path: W (the width of V) base columns [b0, b0 + W) of CB channels of one output row, both
+// x phases (output columns 2 * b + px), all taps; taps[px * KK * Bx + j * Bx + b]. One X load feeds both phases'
+// accumulators (kept in a register: GCC would fold it into both multiply-adds, loading it twice).
+template <typename V, int CB>
 static inline __attribute__((always_inline)) void PixelChunkUp2(const PixelGeometry& p, const float* __restrict xc0,
                                                                 const float* __restrict taps, int64_t Bx,
                                                                 float* __restrict y0, int64_t bz, int64_t by,
@@ -282,36 +295,36 @@ static inline __attribute__((always_inline)) void PixelChunkUp2(const PixelGeome
   const int64_t Dy = p.D[1], Dxp = p.Dxp;
   const int64_t plane_xp = p.D[0] * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
   const int64_t kx = p.k[2], dx = p.d[2], phase = p.KK * Bx;
-  V8 a0[CB], a1[CB];
-  for (int c = 0; c < CB; ++c) a0[c] = a1[c] = V8{};
+  V a0[CB], a1[CB];
+  for (int c = 0; c < CB; ++c) a0[c] = a1[c] = V{};
   ForEachTapRow(p, bz, by, [&](int64_t iz, int64_t iy, int64_t t) __attribute__((always_inline)) {
     const float* xr = xc0 + (iz * Dy + iy) * Dxp + b0;
     const float* kr = taps + (t * kx) * Bx + b0;
     for (int64_t tx = 0; tx < kx; ++tx, kr += Bx, xr += dx) {
-      const V8 k0 = LoadV<V8>(kr), k1 = LoadV<V8>(kr + phase);
+      const V k0 = LoadV<V>(kr), k1 = LoadV<V>(kr + phase);
       for (int c = 0; c < CB; ++c) {
-        const V8 xv = LoadV<V8>(xr + c * plane_xp);
+        V xv = LoadV<V>(xr + c * plane_xp);
+#if defined(__x86_64__) && defined(__AVX__)
+        __asm__("" : "+x"(xv));  // AVX registers hold V8 (the baseline splits it: no pin there)
+#endif
         a0[c] += k0 * xv;
         a1[c] += k1 * xv;
       }
     }
   });
-  const I8Mask lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = {4, 12, 5, 13, 6, 14, 7, 15};
-  for (int c = 0; c < CB; ++c) {
-    float* yr = y0 + c * plane_o + 2 * b0;
-    StoreV<V8>(yr, __builtin_shuffle(a0[c], a1[c], lo));
-    StoreV<V8>(yr + 8, __builtin_shuffle(a0[c], a1[c], hi));
-  }
+  for (int c = 0; c < CB; ++c) StorePhases(y0 + c * plane_o + 2 * b0, a0[c], a1[c]);
 }
 
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlockUp2(const PixelGeometry& p, const float* xc0,
                                                                 const float* taps, int64_t Bx, float* y0,
                                                                 int64_t bz, int64_t by) {
-  for (int64_t b0 = 0;; b0 += 8) {
-    const int64_t bs = b0 + 8 <= Bx ? b0 : Bx - 8;  // the last chunk overlaps the previous one (Bx >= 8)
-    PixelChunkUp2<CB>(p, xc0, taps, Bx, y0, bz, by, bs);
-    if (b0 + 8 >= Bx) break;
+  int64_t b0 = 0;
+  for (; b0 + 8 <= Bx; b0 += 8) PixelChunkUp2<V8, CB>(p, xc0, taps, Bx, y0, bz, by, b0);
+  // The rest (Bx >= 8): 4 columns when that covers it, else 8 overlapping the previous chunk.
+  if (b0 < Bx) {
+    if (Bx - b0 <= 4) PixelChunkUp2<V4, CB>(p, xc0, taps, Bx, y0, bz, by, Bx - 4);
+    else PixelChunkUp2<V8, CB>(p, xc0, taps, Bx, y0, bz, by, Bx - 8);
   }
 }
 
