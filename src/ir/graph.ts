@@ -165,6 +165,8 @@ export class Graph {
   outputs: Value[] = [];
   /** Initializers in file order. */
   initializers: Value[] = [];
+  /** Values whose type a pass declared (declareType): written as value_info. */
+  private readonly declared = new Set<Value>();
   constructor(
     readonly proto: GraphProto,
     readonly model: Model,
@@ -343,6 +345,13 @@ export class Graph {
     return undefined;
   }
 
+  /** Declares v's type: kept on the value and written as its value_info. */
+  declareType(v: Value, t: ValueType): void {
+    v.type = t;
+    this.declared.add(v);
+    this.model.edited();
+  }
+
   /** Every node in this graph and its subgraphs, depth first. */
   *allNodes(): Generator<Node> {
     for (const n of this.nodes) {
@@ -380,7 +389,10 @@ export class Graph {
       info.name = v.name;
       return info;
     });
-    g.valueInfo = (g.valueInfo ?? []).filter((vi) => names.has(vi.name ?? ''));
+    const declared = [...this.declared].filter((v) => v.type && this.values.get(v.name) === v);
+    const redeclared = new Set(declared.map((v) => v.name));
+    g.valueInfo = (g.valueInfo ?? []).filter((vi) => names.has(vi.name ?? '') && !redeclared.has(vi.name ?? ''));
+    for (const v of declared) g.valueInfo.push(valueInfo(v.name, v.type!));
     return g;
   }
 
