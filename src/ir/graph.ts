@@ -345,11 +345,13 @@ export class Graph {
     return undefined;
   }
 
-  /** Declares v's type: kept on the value and written as its value_info. */
+  /**
+   * Declares v's type as the analyses infer it (a fused op's output): kept on the value and written as its
+   * value_info. What they compute does not change, so cached analyses stay valid (no edit is recorded).
+   */
   declareType(v: Value, t: ValueType): void {
     v.type = t;
     this.declared.add(v);
-    this.model.edited();
   }
 
   /** Every node in this graph and its subgraphs, depth first. */

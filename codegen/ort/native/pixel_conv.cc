@@ -15,7 +15,7 @@
 // it is reused by the C/G channels. PixelConvHead first evaluates the task's taps from the head into a buffer
 // of its own (rows shorter than 16 are grouped into one task of several rows, so the head runs on full vectors);
 // with kernel_norm = 1 the task softmaxes its row's logits into that buffer (the normalised kernel is never written).
-// Fast path (output rows of >= 8; up-sampling without an x stride): X is first copied with its x padding made
+// Fast path (output rows of >= 4; up-sampling without an x stride): X is first copied with its x padding made
 // explicit (rows of Dx + pads, zeros at the ends; skipped when there is no x padding) and, with an x stride,
 // each row split into its stride phases, with up-sampling each column repeated `upsample` times (CARAFE), so
 // every tap reads consecutive elements; the output row is computed 8
@@ -60,6 +60,7 @@ struct PixelGeometry {
 
 // 8 floats: the row kernels' and the head's vectors (16-float vectors split badly on AVX2).
 typedef float V8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
 
 // A task: output rows [oy0, oy1) of plane oz of kernel group g of sample n, for every channel of the group.
 // task = ((n * G + g) * Oz + oz) * row_blocks + rb, rows [rb * rows, min(Oy, (rb + 1) * rows)).
@@ -272,7 +273,7 @@ struct PixelAttrs {
     const float* x = X.data;
     float* y = Y.data;
     if (tasks == 0 || Ox == 0) return nullptr;
-    p.fast = (p.up == 1 || sx == 1) && Ox >= 8;
+    p.fast = (p.up == 1 || sx == 1) && Ox >= 4;
     p.up2 = ks.K != nullptr && p.up == 2 && sx == 1 && Ox / 2 >= 8;
     FloatBuffer padded;
     if (p.fast) {

@@ -53,13 +53,22 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
 }
 
 // One output row of CB channels, 8 columns at a time (the last chunk overlaps the previous one instead of a
-// remainder loop; Ox >= 8). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
+// remainder loop; Ox >= 4, rows under 8 in chunks of 4). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
 // AVX2 (16-float chunks of 8 channels spilled: GCC splits them through the stack; 2x slower).
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
                                                              const float* kbase, int64_t kstride, float* y0,
                                                              int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
+  if (Ox < 8) {
+    // Rows of 4 to 7 (RedNet's 7x7 stage): 4 columns at a time, the second chunk overlapping the first.
+    for (int64_t x0 = 0;; x0 += 4) {
+      const int64_t xs = x0 + 4 <= Ox ? x0 : Ox - 4;
+      PixelChunk<V4, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
+      if (x0 + 4 >= Ox) break;
+    }
+    return;
+  }
   for (int64_t x0 = 0;; x0 += 8) {
     const int64_t xs = x0 + 8 <= Ox ? x0 : Ox - 8;
     PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
@@ -270,7 +279,6 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kb
 }
 
 
-typedef float V4 __attribute__((vector_size(16)));
 typedef int32_t I8Mask __attribute__((vector_size(32)));
 typedef int32_t I4Mask __attribute__((vector_size(16)));
 
