@@ -12,7 +12,7 @@ import { NETS, netVariants, type Variant } from './nets.js';
 import { formatTable, type Cell } from './table.js';
 import { interleave } from './timing.js';
 
-const ROWS: BenchModel[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK5, ...NETS];
+const ROWS: BenchModel[] = [LAYERS.condconv, LAYERS.dycnn, LAYERS.depthwiseK5, LAYERS.involution, LAYERS.carafe, ...NETS];
 
 export async function runOrtCpuBench(opts: { repeat?: number; rounds?: number; only?: string } = {}): Promise<string> {
   const repeat = opts.repeat ?? 6, rounds = opts.rounds ?? 3;

@@ -46,7 +46,7 @@ export async function profileModel(net: BenchModel, threads = 1, repeat = 5): Pr
 export async function runOrtProfileBench(): Promise<string> {
   const only = process.env.DYNCONV_BENCH_NETS;
   const threads = Number(process.env.DYNCONV_BENCH_THREADS ?? 1);
-  const rows = [...NETS, LAYERS.involution].filter((n) => !only || n.name.includes(only));
+  const rows = [...NETS, LAYERS.involution, LAYERS.carafe].filter((n) => !only || n.name.includes(only));
   requireRealNets(rows);
   const out: string[] = [];
   for (const r of rows) out.push(await profileModel(r, threads));

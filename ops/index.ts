@@ -2,7 +2,7 @@
 import { DynamicConv } from './dynamic-conv.js';
 import { MixtureConv } from './mixture-conv.js';
 import { ModulatedConv } from './modulated-conv.js';
-import { kernelNormOf, PixelConv, type KernelNorm } from './pixel-conv.js';
+import { kernelLayoutOf, kernelNormOf, PixelConv, type KernelLayout, type KernelNorm } from './pixel-conv.js';
 import { PixelConvHead } from './pixel-conv-head.js';
 import type { AttrValue, Attrs, Dim, DimProduct, InputSpec, OpDefinition } from './schema.js';
 import { convOutputDim } from './conv-attributes.js';
@@ -10,7 +10,7 @@ import { checkEpilogueShapes, epilogueOf, type Epilogue } from './epilogue.js';
 
 export type { AttrKind, AttrValue, Attrs, AttributeSpec, Dim, DimProduct, InputRole, InputSpec, OpDefinition } from './schema.js';
 export { convOutputDim } from './conv-attributes.js';
-export { KERNEL_NORMS, kernelNormOf, type KernelNorm } from './pixel-conv.js';
+export { KERNEL_LAYOUTS, KERNEL_NORMS, kernelLayoutOf, kernelNormOf, type KernelLayout, type KernelNorm } from './pixel-conv.js';
 export { ACTIVATIONS, EPILOGUE_ATTRIBUTES, F32_MAX, EPILOGUE_INPUT_NAMES, epilogueAttributes, epilogueOf, hasEpilogue, type Activation, type Epilogue } from './epilogue.js';
 
 export const DYNCONV_DOMAIN = 'com.dynconv';
@@ -103,6 +103,8 @@ export interface OpDesc {
   upsample?: number;
   /** PixelConv only: K holds logits, normalised by a softmax over each position's taps per group. */
   kernelNorm?: KernelNorm;
+  /** PixelConv only: where K's taps lie (positions, or the up-sampling phases in the channel axis). */
+  kernelLayout?: KernelLayout;
   /** ModulatedConv only. */
   demodulate?: boolean;
   epsilon?: number;
@@ -135,6 +137,7 @@ export function describeOp(op: FusedOpType, rank: number, raw: RawAttrs): OpDesc
     desc.kernelShape = v.kernel_shape as number[];
     desc.upsample = v.upsample as number;
     desc.kernelNorm = kernelNormOf(v.kernel_norm);
+    desc.kernelLayout = kernelLayoutOf(v.kernel_layout);
   }
   if (op === 'ModulatedConv') {
     desc.demodulate = v.demodulate === 1;

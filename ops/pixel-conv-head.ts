@@ -14,8 +14,8 @@ export const PixelConvHead: OpDefinition = {
     { name: 'HB', role: 'bias', ranks: () => [1], layout: '[G * prod(kernel_shape)]' },
     ...EPILOGUE_INPUTS,
   ],
-  // kernel_norm is PixelConv's only: a head-made kernel is used as the head computes it.
-  attributes: PixelConv.attributes.filter((a) => a.name !== 'kernel_norm').map((a) => (a.name === 'transpose' ? { ...a, check: { test: (v) => v === 0, must: 'must be 0: PixelConvHead has no transpose form' } } : a)),
+  // kernel_norm and kernel_layout are PixelConv's only: a head-made kernel is used as the head computes it.
+  attributes: PixelConv.attributes.filter((a) => a.name !== 'kernel_norm' && a.name !== 'kernel_layout').map((a) => (a.name === 'transpose' ? { ...a, check: { test: (v) => v === 0, must: 'must be 0: PixelConvHead has no transpose form' } } : a)),
   outputShape([x, f, hw, hb], attrs, mul) {
     const r = x.length - 2;
     const ks = attrs.kernel_shape as number[];

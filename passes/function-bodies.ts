@@ -214,6 +214,31 @@ function softmaxTaps(b: BodyBuilder, k: string): string {
   return b.one('Reshape', [b.one('Transpose', [s], { perm: [0, 1, 3, 2] }), b.one('Shape', [k])]);
 }
 
+/**
+ * kernel_layout 1, 2: K [N, G*KK*up^r, *B] holds each base position's up^r phases in its channel axis (phases
+ * innermost, or outermost); rearranged to [N, G, KK, *B * up] as a DepthToSpace (CRD, DCR) would, for any rank.
+ */
+function positionsFromPhases(b: BodyBuilder, k: string, outer: boolean): string {
+  const r = b.rank;
+  const up = b.one('Reshape', [b.attrValue('upsample', 'int'), b.ints([1])]);
+  const ups = new Array<string>(r).fill(up);
+  const n = b.dims(k, 0, 1), base = b.dims(k, 2);
+  // [N, GKK, u_0..u_r-1, b_0..b_r-1] (or [N, u.., GKK, b..]) to [N, GKK, b_0, u_0, b_1, u_1, ...]
+  const split = b.one('Reshape', [k, b.concat(outer ? [n, ...ups, b.ints([-1]), base] : [n, b.ints([-1]), ...ups, base])]);
+  const gkk = outer ? r + 1 : 1, u0 = outer ? 1 : 2;
+  const perm = [0, gkk, ...Array.from({ length: r }, (_, i) => [r + 2 + i, u0 + i]).flat()];
+  const moved = b.one('Transpose', [split], { perm });
+  const kk = b.reduceProd(b.attrValue('kernel_shape', 'ints'));
+  return b.one('Reshape', [moved, b.concat([n, b.ints([-1]), kk, b.one('Mul', [base, up])])]);
+}
+
+/** PixelConv's K as [N, G, KK, *O] of normalised taps, from its layout and normalisation (both baked in). */
+function pixelTaps(b: BodyBuilder, literals?: Record<string, number | number[]>): string {
+  const layout = literals?.kernel_layout ?? 0;
+  const k = layout === 0 ? 'K' : positionsFromPhases(b, 'K', layout === 2);
+  return literals?.kernel_norm === 1 ? softmaxTaps(b, k) : k;
+}
+
 function pixelConvBody(b: BodyBuilder, kIn = 'K'): string {
   // Unfold X with a one-hot kernel: [N*C, 1, *D] conv [KK, 1, *k] -> [N*C, KK, *Ob]; nearest-upsample;
   // then multiply by K [N, G, KK, *O] broadcast over the C/G channels of each group and sum over KK.
@@ -275,7 +300,7 @@ export const BAKED_ATTRIBUTES = SPECIALIZING_ATTRIBUTES;
  * Attributes that choose a body's form, baked in at every opset like the epilogue's: a node without one (fused
  * before it existed) must still run its body, and a function attribute a node leaves out has no value to read.
  */
-export const BODY_FORM_ATTRIBUTES: readonly string[] = ['kernel_norm'];
+export const BODY_FORM_ATTRIBUTES: readonly string[] = ['kernel_norm', 'kernel_layout'];
 
 /** Oldest default-domain opset the bodies are written for (Range, EyeLike, Resize with 'asymmetric'). */
 export const MIN_FUNCTION_OPSET = 11;
@@ -284,11 +309,11 @@ export const MIN_FUNCTION_OPSET = 11;
  * The FunctionProto of one fused op, for a model whose default-domain opset is `opset`, specialised to
  * the spatial rank (axes of Squeeze/ReduceSum are attributes before opset 13). Before opset 12 a body
  * cannot read its attributes as tensors, so the values that steer it (`BAKED_ATTRIBUTES`) are baked in; the
- * epilogue's and `BODY_FORM_ATTRIBUTES` (PixelConv's kernel_norm) are at every opset.
+ * epilogue's and `BODY_FORM_ATTRIBUTES` (PixelConv's kernel_norm and kernel_layout) are at every opset.
  */
 export function functionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
   const b = new BodyBuilder(opset, 't', rank, opset < 12 ? literals : undefined);
-  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x, literals?.kernel_norm === 1 ? softmaxTaps(x, 'K') : 'K'), PixelConvHead: pixelConvHeadBody }[op];
+  const body = { DynamicConv: dynamicConvBody, MixtureConv: mixtureConvBody, ModulatedConv: modulatedConvBody, PixelConv: (x: BodyBuilder) => pixelConvBody(x, pixelTaps(x, literals)), PixelConvHead: pixelConvHeadBody }[op];
   const epilogue = epilogueOf(literals ?? {});
   const y = applyEpilogue(b, body(b), epilogue);
   b.nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [y], output: ['Y'] }));

@@ -9,6 +9,7 @@ import { BodyRegistry } from './body-registry.js';
 import { epiloguePass, type FusedNodes } from './epilogue.js';
 import { MIN_FUNCTION_OPSET } from './function-bodies.js';
 import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
+import { declareFusedShapesPass } from './fused-shapes.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
 import { isFusable, type Site } from './site.js';
 
@@ -44,7 +45,7 @@ export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
     const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
     const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
     // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
-    runPasses(model, [epilogues, sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass], opts);
+    runPasses(model, [epilogues, sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass, declareFusedShapesPass], opts);
   }
   const { fusedNodes: _nodes, ...out } = result;
   return { ...out, changed: result.changed || canonical.changed };

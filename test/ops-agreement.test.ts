@@ -26,9 +26,15 @@ function shapesFor(op: FusedOpType, d: number[], k: number, raw: RawAttrs, o: nu
     case 'DynamicConv': return [x, [N, ...layout], [N, M]];
     case 'MixtureConv': return [x, [N, E], [E, ...layout], [E, M]];
     case 'ModulatedConv': return [x, [N, C], layout, [M]];
-    case 'PixelConv': return [x, [N, g, k ** r, ...o]];
+    case 'PixelConv': return [x, pixelK(raw, g, k ** r, o) as number[]];
     case 'PixelConvHead': return [x, [N, CF, ...o], [g * k ** r, CF], [g * k ** r]];
   }
+}
+
+/** PixelConv's K for kernel groups g, kk taps and outputs o: [N, g, kk, *o], or with kernel_layout its phase form [N, g*kk*up^r, *o/up]. */
+function pixelK(raw: RawAttrs, g: number, kk: number, o: (number | undefined)[]): (number | undefined)[] {
+  const up = (raw.upsample as number | undefined) ?? 1;
+  return raw.kernel_layout ? [N, g * kk * up ** o.length, ...o.map((v) => (v === undefined ? v : v / up))] : [N, g, kk, ...o];
 }
 
 /** A deterministic sample of the attribute grid: every op, ranks 1 and 2, strides, dilations, pads, groups, transpose, kernel_norm. */
@@ -70,7 +76,7 @@ function makeCase(op: FusedOpType, name: string, d: number[], k: number, raw: Ra
   const probe: OpCase = { name, op, raw: attrs, shapes: shapesFor(op, d, k, raw, []) };
   // PixelConv's K (PixelConvHead's F) carries the output size: ask the definition for it, then size K (F) by it.
   const unknownO = d.map(() => undefined);
-  const base = outputShape(caseDesc(probe), probe.shapes.map((s, i) => (i === 1 && op === 'PixelConv' ? [N, groups, k ** d.length, ...unknownO] : i === 1 && op === 'PixelConvHead' ? [N, CF, ...unknownO] : s)));
+  const base = outputShape(caseDesc(probe), probe.shapes.map((s, i) => (i === 1 && op === 'PixelConv' ? pixelK(raw, groups, k ** d.length, unknownO) : i === 1 && op === 'PixelConvHead' ? [N, CF, ...unknownO] : s)));
   const o = typeof base === 'string' ? d : (base.slice(2) as number[]);
   // The node carries every attribute, defaults written out, as `fuse` writes it (the function bodies read them all).
   const c: OpCase = { ...probe, raw: { ...caseDesc(probe).values }, shapes: shapesFor(op, d, k, raw, o) };
@@ -101,12 +107,31 @@ function epilogueCases(base: Case[]): Case[] {
 const CASES = [...grid()];
 // CARAFE's form: softmaxed taps, upsampling 2, two kernel groups; output rows of 12 (the kernels' vector path).
 CASES.push(makeCase('PixelConv', 'CARAFE-like r2 k3 up2 g2 kernel_norm 1', [5, 6], 3, { kernel_shape: [3, 3], strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], upsample: 2, group: 2, kernel_norm: 1 }));
+// The up-sampling phase layouts (the logits before a PixelShuffle): phases innermost (DepthToSpace CRD) and outermost
+// (DCR), with and without the softmax; base rows of 9 (the kernels' up-sampling-by-2 path) and of 6, up 3 (the
+// general one); and the positions layout on the up-by-2 path.
+const carafe = { strides: [1, 1], dilations: [1, 1], pads: [1, 1, 1, 1], upsample: 2, group: 2 };
+CASES.push(makeCase('PixelConv', 'CARAFE phases r2 k3 up2 g2 kernel_norm 1 (base rows of 9)', [5, 9], 3, { ...carafe, kernel_shape: [3, 3], kernel_norm: 1, kernel_layout: 1 }));
+CASES.push(makeCase('PixelConv', 'CARAFE phases outer r2 k3 up2 g2 kernel_norm 1 (base rows of 9)', [5, 9], 3, { ...carafe, kernel_shape: [3, 3], kernel_norm: 1, kernel_layout: 2 }));
+CASES.push(makeCase('PixelConv', 'phases r2 k3 up2 g1 dilation 2 (base rows of 6)', [5, 6], 3, { ...carafe, dilations: [2, 2], pads: [2, 2, 2, 2], group: 1, kernel_shape: [3, 3], kernel_layout: 1 }));
+CASES.push(makeCase('PixelConv', 'phases outer r2 k3 up3 g2 kernel_norm 1 (base rows of 6)', [4, 6], 3, { ...carafe, upsample: 3, kernel_shape: [3, 3], kernel_norm: 1, kernel_layout: 2 }));
+CASES.push(makeCase('PixelConv', 'phases outer r1 k5 up2 g1 (base rows of 10)', [10], 5, { strides: [1], dilations: [1], pads: [2, 2], upsample: 2, group: 1, kernel_shape: [5], kernel_layout: 2 }));
+CASES.push(makeCase('PixelConv', 'positions r2 k3 up2 g2 kernel_norm 1 (base rows of 9)', [5, 9], 3, { ...carafe, kernel_shape: [3, 3], kernel_norm: 1 }));
+CASES.push(makeCase('PixelConv', 'positions r2 k3 up2 g1 (base rows of 9, no softmax)', [4, 9], 3, { ...carafe, group: 1, kernel_shape: [3, 3] }));
 CASES.push(...epilogueCases(CASES));
+/** A case with another K shape, and what the definition says of it. */
+function withK(c: Case, k: number[]): Case {
+  const shapes = [c.shapes[0], k, ...c.shapes.slice(2)];
+  return { ...c, shapes, expect: outputShape(caseDesc({ ...c, shapes }), shapes) as number[] | string };
+}
+
 // Inputs the definition refuses: every back end must refuse them too.
 const REFUSED = [
   makeCase('DynamicConv', 'empty output (3x3 kernel on 2x2, no pads)', [2, 2], 3, {}),
   makeCase('MixtureConv', 'empty output, 1-D', [2], 3, { dilations: [2] }),
   makeCase('PixelConv', 'empty output (5-tap window on 3)', [3], 5, { kernel_shape: [5], group: 1 }),
+  withK(makeCase('PixelConv', 'phases: K in the positions layout', [4, 6], 3, { ...carafe, kernel_shape: [3, 3], kernel_layout: 1, group: 1 }), [N, 1, 9, 8, 12]),
+  withK(makeCase('PixelConv', 'phases: K channels not a multiple of taps x phases', [4, 6], 3, { ...carafe, kernel_shape: [3, 3], kernel_layout: 2, group: 1 }), [N, 30, 4, 6]),
   makeCase('PixelConvHead', 'empty output (5-tap window on 3, taps from the head)', [3], 5, { kernel_shape: [5], group: 1 }),
 ];
 
@@ -117,6 +142,7 @@ test('the grid covers every op, both ranks, transpose, stride 2, dilation 2, gro
   t.true(CASES.some((c) => c.shapes[0].length === 3) && CASES.some((c) => c.shapes[0].length === 4));
   for (const rank of [3, 4]) t.true(CASES.some((c) => c.raw.kernel_norm === 1 && c.shapes[0].length === rank && (c.raw.kernel_shape as number[])[0] > 1), `kernel_norm = 1 at rank ${rank}`);
   t.true(CASES.some((c) => c.raw.kernel_norm === 1 && c.raw.upsample === 2));
+  for (const layout of [1, 2]) t.true(CASES.some((c) => c.raw.kernel_layout === layout && c.raw.kernel_norm === 1) && CASES.some((c) => c.raw.kernel_layout === layout && c.raw.kernel_norm !== 1), `kernel_layout ${layout}`);
   for (const c of CASES) t.true(Array.isArray(c.expect), `${c.name}: ${String(c.expect)}`);
   for (const c of REFUSED) t.is(typeof c.expect, 'string', c.name);
   const epi = CASES.map((c) => caseDesc(c).epilogue);
@@ -166,13 +192,58 @@ for (const [i, c] of CASES.entries()) {
   test.serial(`function body: kernel_norm = 1 is PixelConv of the taps softmaxed independently: ${c.name}`, async (t) => {
     const feeds = caseFeeds(c, 500 + i);
     const got = await runReference(withFunctionBody(c), feeds);
-    const plain: OpCase = { ...c, raw: { ...c.raw, kernel_norm: 0 } };
-    const want = await runReference(withFunctionBody(plain), { ...feeds, K: softmaxTaps(feeds.K) });
+    // a phase layout's K taken in the positions layout (the rearrangement is checked on its own below)
+    const kk = (c.raw.kernel_shape as number[]).reduce((a, b) => a * b, 1);
+    const k = c.raw.kernel_layout ? positionsOf(feeds.K, kk, c.raw.upsample as number, c.raw.kernel_layout === 2) : feeds.K;
+    const plain: OpCase = { ...c, raw: { ...c.raw, kernel_norm: 0, kernel_layout: 0 }, shapes: [c.shapes[0], k.dims, ...c.shapes.slice(2)] };
+    const want = await runReference(withFunctionBody(plain), { ...feeds, K: softmaxTaps(k) });
     t.deepEqual(got.dims, want.dims);
     t.true(relL2(got.data, want.data) <= 1e-5, `relL2 ${relL2(got.data, want.data)}`);
     // and the logits are not used as they are
-    const raw = await runReference(withFunctionBody(plain), feeds);
+    const raw = await runReference(withFunctionBody(plain), { ...feeds, K: k });
     t.true(relL2(raw.data, got.data) > 1e-2);
+  });
+}
+
+/**
+ * K in a phase layout [N, G*KK*up^r, *B] rearranged to the positions layout [N, G, KK, *B*up], in plain arithmetic:
+ * the reference for kernel_layout 1 (channel (g*KK + j)*P + ph) and 2 (ph*G*KK + g*KK + j), ph = row-major(o % up).
+ */
+function positionsOf(k: { dims: number[]; data: Float32Array }, kk: number, up: number, outer: boolean): { dims: number[]; data: Float32Array } {
+  const [n, ch, ...base] = k.dims;
+  const r = base.length, P = up ** r, G = ch / (kk * P);
+  const O = base.map((b) => b * up);
+  const bp = base.reduce((a, b) => a * b, 1), op = bp * P;
+  const out = new Float32Array(k.data.length);
+  for (let s = 0; s < n; s++)
+    for (let g = 0; g < G; g++)
+      for (let j = 0; j < kk; j++)
+        for (let o = 0; o < op; o++) {
+          let rest = o, bflat = 0, ph = 0, bstride = 1, pstride = 1;
+          for (let ax = r - 1; ax >= 0; ax--) {
+            const v = rest % O[ax];
+            rest = Math.floor(rest / O[ax]);
+            bflat += Math.floor(v / up) * bstride;
+            ph += (v % up) * pstride;
+            bstride *= base[ax];
+            pstride *= up;
+          }
+          const c = outer ? ph * G * kk + g * kk + j : (g * kk + j) * P + ph;
+          out[((s * G + g) * kk + j) * op + o] = k.data[(s * ch + c) * bp + bflat];
+        }
+  return { dims: [n, G, kk, ...O], data: out };
+}
+
+for (const [i, c] of CASES.entries()) {
+  if (!c.raw.kernel_layout) continue;
+  test.serial(`function body: a phase kernel_layout is PixelConv of K rearranged independently: ${c.name}`, async (t) => {
+    const feeds = caseFeeds(c, 500 + i);
+    const got = await runReference(withFunctionBody(c), feeds);
+    const kk = (c.raw.kernel_shape as number[]).reduce((a, b) => a * b, 1);
+    const plain: OpCase = { ...c, raw: { ...c.raw, kernel_layout: 0 }, shapes: [c.shapes[0], positionsOf(feeds.K, kk, c.raw.upsample as number, c.raw.kernel_layout === 2).dims, ...c.shapes.slice(2)] };
+    const want = await runReference(withFunctionBody(plain), { ...feeds, K: positionsOf(feeds.K, kk, c.raw.upsample as number, c.raw.kernel_layout === 2) });
+    t.deepEqual(got.dims, want.dims);
+    t.true(relL2(got.data, want.data) <= 1e-5, `relL2 ${relL2(got.data, want.data)}`);
   });
 }
 

@@ -561,6 +561,10 @@ export function pixelKernel(desc: OpDesc, v: PixelVariant, dtype: DType, channel
   // kernel_norm = softmax: K holds logits. A first pass over the taps finds each output's maximum; the main loop
   // takes e = exp(logit - max), accumulates e * x and the sum of e, and the stores divide by that sum.
   const softmax = !head && desc.kernelNorm === 'softmax';
+  // kernel_layout phases: K [N, G*KK*PH, *B] (PH = UP^r, B = O / UP): tap j of output o at base o / UP, phase
+  // row-major(o % UP), channel (g*KK + j)*PH + ph (phases) or ph*G*KK + g*KK + j (phases-outer). K index =
+  // (kb + j) * TS + the row's offset + the lane's (o_last % UP) * PSX + o_last / UP.
+  const layout = head ? 'positions' : desc.kernelLayout ?? 'positions';
   const KK = ks.reduce((x, y) => x * y, 1);
   if (channelsLast && !head) throw new Error(`internal: ${desc.op} has no channels-last kernel`);
   const yb = (head ? 5 : 3) + epilogueBindings(desc.epilogue).length;
@@ -589,16 +593,31 @@ const UP = ${up}u;
   for (let j = 0; j < rn; j++) L.push(`  let op${j} = min(ox0 + ${j}u, u.O${l} - 1u);`);
   const oOuter = Array.from({ length: r - 1 }, (_, i) => `o${i} * u.OS${i}`).join(' + ') || '0u';
   L.push(`  let pOuter = ${oOuter};`);
+  // The K index of tap j: (kb + j) * kTS + kRow + kl<lane> (positions: kTS = P, kRow = pOuter, kl = op).
+  let kTS = 'u.P', kRow = 'pOuter', kLane = (j: number) => `op${j}`;
+  if (layout !== 'positions') {
+    const base = (ax: number) => `(u.O${ax} / UP)`;
+    L.push(`  let BP = ${Array.from({ length: r }, (_, ax) => base(ax)).join(' * ')};`);
+    L.push(`  let PSX = ${layout === 'phases' ? 'BP' : `u.G * ${KK}u * BP`};`);
+    const phOuter = Array.from({ length: r - 1 }, (_, ax) => `(o${ax} % UP) * ${up ** (r - 1 - ax)}u`).join(' + ') || '0u';
+    const bOuter = Array.from({ length: r - 1 }, (_, ax) => `(o${ax} / UP) * ${Array.from({ length: r - 1 - ax }, (_, b) => base(ax + 1 + b)).join(' * ')}`).join(' + ') || '0u';
+    L.push(`  let kRow = (${phOuter}) * PSX + ${bOuter};`);
+    for (let j = 0; j < rn; j++) L.push(`  let kl${j} = (op${j} % UP) * PSX + op${j} / UP;`);
+    kTS = layout === 'phases' ? `(${up ** r}u * BP)` : 'BP';
+    kRow = 'kRow';
+    kLane = (j) => `kl${j}`;
+  }
   for (let cc = 0; cc < rc; cc++) {
     L.push(`  let ch${cc} = g * u.Cg + min(cb * RC + ${cc}u, u.Cg - 1u);`);
     L.push(`  let xc${cc} = (n * u.C + ch${cc}) * u.DIN + ib0;`);
   }
-  L.push(`  let kb = (${head ? 'g' : 'n * u.G + g'}) * ${ks.reduce((x, y) => x * y, 1)}u;`);
+  const kbGroups = head ? 'g' : layout === 'phases-outer' ? `(n * ${up ** r}u * u.G + g)` : '(n * u.G + g)';
+  L.push(`  let kb = ${kbGroups} * ${KK}u;`);
   for (let cc = 0; cc < rc; cc++) for (let h = 0; h < nh; h++) L.push(`  var a${cc}_${h} = vec4<f32>(0.0);`);
-  const kLoad = (h: number) => `vec4<f32>(${[0, 1, 2, 3].map((q) => `f32(Kp[kq + op${h * 4 + q}])`).join(', ')})`;
+  const kLoad = (h: number) => `vec4<f32>(${[0, 1, 2, 3].map((q) => `f32(Kp[kq + ${kLane(h * 4 + q)}])`).join(', ')})`;
   if (softmax) {
     for (let h = 0; h < nh; h++) L.push(`  var mx${h} = vec4<f32>(-3.4028234e38);\n  var sm${h} = vec4<f32>(0.0);`);
-    L.push(`  for (var j = 0u; j < ${KK}u; j++) {\n    let kq = (kb + j) * u.P + pOuter;`);
+    L.push(`  for (var j = 0u; j < ${KK}u; j++) {\n    let kq = (kb + j) * ${kTS} + ${kRow};`);
     for (let h = 0; h < nh; h++) L.push(`    mx${h} = max(mx${h}, ${kLoad(h)});`);
     L.push('  }');
   }
@@ -626,7 +645,7 @@ const UP = ${up}u;
     }
     L.push(`${indent}}`);
   } else {
-    L.push(`${indent}let kq = (kb + ${tapExpr}) * u.P + pOuter;`);
+    L.push(`${indent}let kq = (kb + ${tapExpr}) * ${kTS} + ${kRow};`);
     for (let h = 0; h < nh; h++) {
       if (softmax) L.push(`${indent}let kv${h} = exp(${kLoad(h)} - mx${h});\n${indent}sm${h} += kv${h};`);
       else L.push(`${indent}let kv${h} = ${kLoad(h)};`);

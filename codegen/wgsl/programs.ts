@@ -93,7 +93,7 @@ export function programsFor(desc: OpDesc, channelsLast = false): WgslProgram[] {
     for (const rc of [1, 4] as const)
       for (const rn of [4, 8] as const)
         ps.push(
-          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ...epiBind, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : desc.kernelNorm === 'softmax' ? 'softmax-taps' : 'taps', ...epiKey, ...cl], (dt) => pixelKernel(desc, { rc, rn }, dt, channelsLast),
+          program(`pixel_rc${rc}_rn${rn}`, [['u', 'uniform'], ['X', 'read'], ...srcs, ...epiBind, ['Y', 'read_write']], [...window, 'k', desc.kernelShape!, 'up', desc.upsample ?? 1, head ? 'head' : desc.kernelNorm === 'softmax' ? 'softmax-taps' : 'taps', ...(!head && desc.kernelLayout && desc.kernelLayout !== 'positions' ? [desc.kernelLayout] : []), ...epiKey, ...cl], (dt) => pixelKernel(desc, { rc, rn }, dt, channelsLast),
             `${rc === 4 ? 'C/G >= 4' : 'C/G < 4'} and ${rn === 4 ? 'O_last <= 4' : 'O_last > 4'}`,
             `${TILED}; ST = prod(O[:-1]) * ceil(O_last / ${rn}), rows = N * G * ceil((C/G) / ${rc})`),
         );

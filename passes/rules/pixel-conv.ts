@@ -16,6 +16,7 @@ import { exclusiveGenerator } from '../match.js';
 import { narrowedRoot } from '../narrowed-root.js';
 import { channelSharedTerms } from '../pixel-shared.js';
 import { kernelHead, rewritePixelHead, type KernelHead } from '../pixel-head.js';
+import { phaseSource, type PhaseKernel } from '../pixel-phases.js';
 import { softmaxOverTaps, type SoftmaxKernel } from '../pixel-softmax.js';
 import { contractionTerms, inferPixel, inverse, LAYOUTS, MAX_TRACE_STEPS, type LayoutFailure, type PixelParams, type Terms } from '../pixel-layout.js';
 import { isMovement, movementRoot, ProbeBudgetExceeded, Tracer, unravel, ZERO, type ProbeBudget } from '../provenance.js';
@@ -97,6 +98,8 @@ export interface PixelData {
   node: Node; xRoot: Value; xPerm: number[]; kRoot: Value; p: PixelParams; sizes: Sizes; replaced: Value; yPerm: number[]; head?: KernelHead;
   /** The kernel root is a Softmax over each position's taps: the op reads its logits (kernel_norm = softmax). */
   norm?: SoftmaxKernel;
+  /** The kernel (or its logits) read where the up-sampling phases lie in a channel axis (kernel_layout 1, 2). */
+  phases?: PhaseKernel;
   /** A kernel shared over the input channels: X is summed over its channels and repeated for the output channels. */
   sumChannels?: { channels: number; opset: number };
 }
@@ -209,7 +212,13 @@ export function matchTerms(node: Node, terms: Terms, [rootA, rootB]: [Value, Val
           facts.bodyAttrs = { ...facts.bodyAttrs, kernel_norm: 1 };
           notes.push(`the kernel's Softmax ${JSON.stringify(norm.softmax.name)} over each position's taps is computed in the op (kernel_norm = softmax): it reads the logits`);
         } else if (typeof softmax === 'string') notes.push(softmax);
-        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head, norm }, notes.length ? notes : undefined);
+        // CARAFE's logits before its PixelShuffle: the op reads the phases where the encoder conv put them.
+        const phases = head ? undefined : phaseSource(norm ? norm.source.value : kr, norm ? norm.source.kStrides : p.kStrides, p, a);
+        if (phases) {
+          facts.bodyAttrs = { ...facts.bodyAttrs, kernel_layout: phases.layout };
+          notes.push(`the kernel is read at the low resolution, its ${p.upsample}x up-sampling phases in the channels of ${JSON.stringify(phases.value.name)} (kernel_layout = ${phases.layout === 1 ? 'phases' : 'phases-outer'}): no PixelShuffle runs`);
+        }
+        return matched(facts, { node, xRoot: xr, xPerm, kRoot: kr, p, sizes, replaced: yValue, yPerm, head, norm, phases }, notes.length ? notes : undefined);
       }
     }
   }
@@ -248,7 +257,7 @@ function buildKernel(b: RewriteBuilder, kRoot: Value, xRoot: Value, p: PixelPara
   return reshape(k2, target());
 }
 
-export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels, norm }: PixelData, b: RewriteBuilder): Node {
+export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yPerm, head, sumChannels, norm, phases }: PixelData, b: RewriteBuilder): Node {
   if (head) return rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm }, b);
   const identity = (perm: number[]) => perm.every((q, i) => q === i);
   let x = identity(xPerm) ? xRoot : b.op('Transpose', [xRoot], { perm: xPerm });
@@ -258,13 +267,14 @@ export function rewritePixel({ node, xRoot, xPerm, kRoot, p, sizes, replaced, yP
     x = b.op('Expand', [sum, b.ints([1, sumChannels.channels, ...p.kernel.map(() => 1)], 'dynconv_channel_repeat')], undefined, `${xRoot.name}_channel_sum_repeated`);
   }
   // With kernel_norm, K is built from the logits (or the value they permute), whose layout the rule found.
-  const k = norm ? buildKernel(b, norm.source.value, xRoot, { ...p, kStrides: norm.source.kStrides }, sizes) : buildKernel(b, kRoot, xRoot, p, sizes);
+  // With a phase layout the op reads that value as it is.
+  const k = phases ? phases.value : norm ? buildKernel(b, norm.source.value, xRoot, { ...p, kStrides: norm.source.kStrides }, sizes) : buildKernel(b, kRoot, xRoot, p, sizes);
   const fused = b.node('PixelConv', [x, k], {
     domain: b.domain,
     name: 'dynconv_PixelConv',
     outputBase: `${replaced.name}_fused`,
     docString: `dynconv: per-pixel site fused by rule ${b.rule}; replaces the contraction ${JSON.stringify(node.name)} and its unfold`,
-    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample, ...(norm ? { kernel_norm: 1 } : {}) },
+    attrs: { kernel_shape: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations, upsample: p.upsample, ...(norm ? { kernel_norm: 1 } : {}), ...(phases ? { kernel_layout: phases.layout } : {}) },
   });
   let out = fused.outputs[0];
   if (!identity(yPerm)) out = b.op('Transpose', [out], { perm: inverse(yPerm) });

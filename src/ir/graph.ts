@@ -165,6 +165,8 @@ export class Graph {
   outputs: Value[] = [];
   /** Initializers in file order. */
   initializers: Value[] = [];
+  /** Values whose type a pass declared (declareType): written as value_info. */
+  private readonly declared = new Set<Value>();
   constructor(
     readonly proto: GraphProto,
     readonly model: Model,
@@ -343,6 +345,15 @@ export class Graph {
     return undefined;
   }
 
+  /**
+   * Declares v's type as the analyses infer it (a fused op's output): kept on the value and written as its
+   * value_info. What they compute does not change, so cached analyses stay valid (no edit is recorded).
+   */
+  declareType(v: Value, t: ValueType): void {
+    v.type = t;
+    this.declared.add(v);
+  }
+
   /** Every node in this graph and its subgraphs, depth first. */
   *allNodes(): Generator<Node> {
     for (const n of this.nodes) {
@@ -380,7 +391,10 @@ export class Graph {
       info.name = v.name;
       return info;
     });
-    g.valueInfo = (g.valueInfo ?? []).filter((vi) => names.has(vi.name ?? ''));
+    const declared = [...this.declared].filter((v) => v.type && this.values.get(v.name) === v);
+    const redeclared = new Set(declared.map((v) => v.name));
+    g.valueInfo = (g.valueInfo ?? []).filter((vi) => names.has(vi.name ?? '') && !redeclared.has(vi.name ?? ''));
+    for (const v of declared) g.valueInfo.push(valueInfo(v.name, v.type!));
     return g;
   }
 

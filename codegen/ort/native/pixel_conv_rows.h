@@ -53,13 +53,22 @@ static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry
 }
 
 // One output row of CB channels, 8 columns at a time (the last chunk overlaps the previous one instead of a
-// remainder loop; Ox >= 8). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
+// remainder loop; Ox >= 4, rows under 8 in chunks of 4). 8-float chunks: the CB accumulators and the tap vector stay in the 16 registers of
 // AVX2 (16-float chunks of 8 channels spilled: GCC splits them through the stack; 2x slower).
 template <int CB>
 static inline __attribute__((always_inline)) void PixelBlock(const PixelGeometry& p, const float* xc0,
                                                              const float* kbase, int64_t kstride, float* y0,
                                                              int64_t bz, int64_t by) {
   const int64_t Ox = p.O[2];
+  if (Ox < 8) {
+    // Rows of 4 to 7 (RedNet's 7x7 stage): 4 columns at a time, the second chunk overlapping the first.
+    for (int64_t x0 = 0;; x0 += 4) {
+      const int64_t xs = x0 + 4 <= Ox ? x0 : Ox - 4;
+      PixelChunk<V4, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
+      if (x0 + 4 >= Ox) break;
+    }
+    return;
+  }
   for (int64_t x0 = 0;; x0 += 8) {
     const int64_t xs = x0 + 8 <= Ox ? x0 : Ox - 8;
     PixelChunk<V8, CB>(p, xc0, kbase, y0, kstride, bz, by, xs);
@@ -269,3 +278,86 @@ void PixelRow(const PixelGeometry& p, const float* __restrict X, const float* kb
   }
 }
 
+
+typedef int32_t I8Mask __attribute__((vector_size(32)));
+typedef int32_t I4Mask __attribute__((vector_size(16)));
+
+// Stores the two x phases of W base columns interleaved: y[2b + px] = a_px[b].
+static inline __attribute__((always_inline)) void StorePhases(float* y, V8 a0, V8 a1) {
+  StoreV<V8>(y, __builtin_shuffle(a0, a1, I8Mask{0, 8, 1, 9, 2, 10, 3, 11}));
+  StoreV<V8>(y + 8, __builtin_shuffle(a0, a1, I8Mask{4, 12, 5, 13, 6, 14, 7, 15}));
+}
+static inline __attribute__((always_inline)) void StorePhases(float* y, V4 a0, V4 a1) {
+  StoreV<V4>(y, __builtin_shuffle(a0, a1, I4Mask{0, 4, 1, 5}));
+  StoreV<V4>(y + 4, __builtin_shuffle(a0, a1, I4Mask{2, 6, 3, 7}));
+}
+
+// The up-sampling-by-2 path: W (the width of V) base columns [b0, b0 + W) of CB channels of one output row, both
+// x phases (output columns 2 * b + px), all taps; taps[px * KK * Bx + j * Bx + b]. One X load feeds both phases'
+// accumulators (kept in a register: GCC would fold it into both multiply-adds, loading it twice).
+template <typename V, int CB>
+static inline __attribute__((always_inline)) void PixelChunkUp2(const PixelGeometry& p, const float* __restrict xc0,
+                                                                const float* __restrict taps, int64_t Bx,
+                                                                float* __restrict y0, int64_t bz, int64_t by,
+                                                                int64_t b0) {
+  const int64_t Dy = p.D[1], Dxp = p.Dxp;
+  const int64_t plane_xp = p.D[0] * Dy * Dxp, plane_o = p.O[0] * p.O[1] * p.O[2];
+  const int64_t kx = p.k[2], dx = p.d[2], phase = p.KK * Bx;
+  V a0[CB], a1[CB];
+  for (int c = 0; c < CB; ++c) a0[c] = a1[c] = V{};
+  ForEachTapRow(p, bz, by, [&](int64_t iz, int64_t iy, int64_t t) __attribute__((always_inline)) {
+    const float* xr = xc0 + (iz * Dy + iy) * Dxp + b0;
+    const float* kr = taps + (t * kx) * Bx + b0;
+    for (int64_t tx = 0; tx < kx; ++tx, kr += Bx, xr += dx) {
+      const V k0 = LoadV<V>(kr), k1 = LoadV<V>(kr + phase);
+      for (int c = 0; c < CB; ++c) {
+        V xv = LoadV<V>(xr + c * plane_xp);
+#if defined(__x86_64__) && defined(__AVX__)
+        __asm__("" : "+x"(xv));  // AVX registers hold V8 (the baseline splits it: no pin there)
+#endif
+        a0[c] += k0 * xv;
+        a1[c] += k1 * xv;
+      }
+    }
+  });
+  for (int c = 0; c < CB; ++c) StorePhases(y0 + c * plane_o + 2 * b0, a0[c], a1[c]);
+}
+
+template <int CB>
+static inline __attribute__((always_inline)) void PixelBlockUp2(const PixelGeometry& p, const float* xc0,
+                                                                const float* taps, int64_t Bx, float* y0,
+                                                                int64_t bz, int64_t by) {
+  int64_t b0 = 0;
+  for (; b0 + 8 <= Bx; b0 += 8) PixelChunkUp2<V8, CB>(p, xc0, taps, Bx, y0, bz, by, b0);
+  // The rest (Bx >= 8): 4 columns when that covers it, else 8 overlapping the previous chunk.
+  if (b0 < Bx) {
+    if (Bx - b0 <= 4) PixelChunkUp2<V4, CB>(p, xc0, taps, Bx, y0, bz, by, Bx - 4);
+    else PixelChunkUp2<V8, CB>(p, xc0, taps, Bx, y0, bz, by, Bx - 8);
+  }
+}
+
+// One output row oy of a task on the up-sampling-by-2 path (X padded, not repeated: p.xp, p.Dxp, xoff unused:
+// tap tx reads base column b + tx * dx). 6 channels at a time: 12 accumulators, 2 tap vectors and the X vector
+// in the 16 registers of AVX2.
+void PixelRowUp2(const PixelGeometry& p, const float* taps, int64_t Bx, float* __restrict Y, const PixelTask& tk,
+                 int64_t oy) {
+  const int64_t Oz = p.O[0], Oy = p.O[1], Ox = p.O[2];
+  const int64_t n = tk.n, g = tk.g, oz = tk.oz;
+  const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
+  const int64_t row_o = (oz * Oy + oy) * Ox;
+  const int64_t bz = (oz / 2) * p.s[0] - p.pb[0], by = (oy / 2) * p.s[1] - p.pb[1];
+  int64_t c = g * p.Cg;
+  const int64_t ce = (g + 1) * p.Cg;
+  for (; c + 6 <= ce; c += 6)
+    PixelBlockUp2<6>(p, p.xp + (n * p.C + c) * plane_xp, taps, Bx, Y + (n * p.C + c) * plane_o + row_o, bz, by);
+  const float* xc = p.xp + (n * p.C + c) * plane_xp;
+  float* yc = Y + (n * p.C + c) * plane_o + row_o;
+  switch (ce - c) {
+    case 5: PixelBlockUp2<5>(p, xc, taps, Bx, yc, bz, by); break;
+    case 4: PixelBlockUp2<4>(p, xc, taps, Bx, yc, bz, by); break;
+    case 3: PixelBlockUp2<3>(p, xc, taps, Bx, yc, bz, by); break;
+    case 2: PixelBlockUp2<2>(p, xc, taps, Bx, yc, bz, by); break;
+    case 1: PixelBlockUp2<1>(p, xc, taps, Bx, yc, bz, by); break;
+    default: break;
+  }
+}

@@ -68,13 +68,17 @@ export function computeSizes(plan: NodePlan, dims: Record<string, number[]>): Si
     const Kd = dims.K;
     const ks = plan.kernelShape!;
     const up = plan.upsample ?? 1;
-    chk('K', Kd.length === r + 3 && Kd[0] === N && Kd[2] === prod(ks), `expected [N, G, ${prod(ks)}, *O]`);
-    const G = Kd[1];
+    // kernel_layout 1, 2: K [N, G * KK * up^r, *O / up], the up-sampling phases in its channel axis
+    const phases = !!plan.values.kernel_layout;
+    const per = prod(ks) * up ** r;
+    if (phases) chk('K', Kd.length === r + 2 && Kd[0] === N && Kd[1] >= 1 && Kd[1] % per === 0, `expected [N, G * ${per}, *O / ${up}]`);
+    else chk('K', Kd.length === r + 3 && Kd[0] === N && Kd[2] === prod(ks), `expected [N, G, ${prod(ks)}, *O]`);
+    const G = phases ? Kd[1] / per : Kd[1];
     chk('K', G >= 1 && C % G === 0, 'G must divide C');
     // K's own positions left out: the op's shape function gives the positions it must have
-    const O = opOutput(plan, dims, [X, [N, G, prod(ks), ...D.map(() => undefined)]]).slice(2);
+    const O = opOutput(plan, dims, [X, phases ? [N, Kd[1], ...D.map(() => undefined)] : [N, G, prod(ks), ...D.map(() => undefined)]]).slice(2);
     const Ob = O.map((o) => o / up);
-    chk('K', eqDims(Kd.slice(3), O), `spatial size must be [${O}]`);
+    chk('K', eqDims(phases ? Kd.slice(2) : Kd.slice(3), phases ? Ob : O), `spatial size must be [${phases ? Ob : O}]`);
     return { N, C, M: C, G, Cg: C / G, Mg: C / G, E: 1, D, O, K: ks, Ob, biasPerSample: false, outDims: [N, C, ...O] };
   }
   const Wd = dims.W;
