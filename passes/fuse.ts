@@ -11,6 +11,7 @@ import { MIN_FUNCTION_OPSET } from './function-bodies.js';
 import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { declareFusedShapesPass } from './fused-shapes.js';
 import { runPasses, sortPass, sweepPass, type Pass } from './pipeline.js';
+import { routingPoolPass } from './routing-pool.js';
 import { isFusable, type Site } from './site.js';
 
 export interface FuseResult {
@@ -32,7 +33,8 @@ export interface FuseOptions {
 
 /**
  * The fuse pipeline, in place: the model canonicalised, the sites rewritten with their function bodies, then (when
- * anything was fused) dead nodes swept, the result cleaned up and the nodes sorted. A model with nothing to
+ * anything was fused) the fused ops' routing pools made ReduceMeans (passes/routing-pool.ts), dead nodes swept, the
+ * result cleaned up, the nodes sorted and the fused outputs' shapes declared. A model with nothing to
  * canonicalise and nothing fused is left exactly as it was.
  */
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
@@ -45,7 +47,7 @@ export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
     const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
     const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
     // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
-    runPasses(model, [epilogues, sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass, declareFusedShapesPass], opts);
+    runPasses(model, [epilogues, routingPoolPass(() => result.fusedNodes), sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass, declareFusedShapesPass], opts);
   }
   const { fusedNodes: _nodes, ...out } = result;
   return { ...out, changed: result.changed || canonical.changed };

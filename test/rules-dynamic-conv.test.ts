@@ -75,7 +75,7 @@ test('dynamic-conv: per-sample weights and bias from kernel heads become one Dyn
   // The heads stay: their outputs are re-viewed per sample ([N, M, C/g, *K] and [N, M]).
   t.is(run.after, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
-    %pooled = GlobalAveragePool(%x)
+    %pooled = ReduceMean(%x) {axes=[2,3], keepdims=1}
     %flat = Flatten(%pooled)
     %w_flat = Gemm(%flat, @head_w:f32[216,4], @head_b:f32[216]) {transB=1}
     %b_flat = Gemm(%flat, @bias_w:f32[6,4]) {transB=1}
@@ -193,7 +193,7 @@ test('dynamic-conv: a KernelWarehouse mixture of cells (an attention per kernel 
   // The attention and the aggregation of the cells stay (the generator); the conv and its re-views go.
   t.is(run.after, text(`
     graph(%x: f32[2,4,5,5]) -> (%y)
-    %pooled = GlobalAveragePool(%x)
+    %pooled = ReduceMean(%x) {axes=[2,3], keepdims=1}
     %flat = Flatten(%pooled)
     %logits = Gemm(%flat, @head_w:f32[12,4]) {transB=1}
     %raw = Reshape(%logits, @att_shape=[8,3])

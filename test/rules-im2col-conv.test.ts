@@ -70,7 +70,7 @@ test('im2col-conv: a per-sample weight times the im2col of the input becomes one
   // The unfold and the MatMul go; the weight head stays, re-viewed per sample as [N, M, C, k, k].
   t.is(run.after, text(`
     graph(%x: f32[2,3,5,5]) -> (%y)
-    %pooled = GlobalAveragePool(%x)
+    %pooled = ReduceMean(%x) {axes=[2,3], keepdims=1}
     %flat = Flatten(%pooled)
     %w_flat = Gemm(%flat, @head_w:f32[108,3], @head_b:f32[108]) {transB=1}
     %w_reshaped = Reshape(%w_flat, @dynconv_shape=[-1,4,3,3,3])

@@ -30,7 +30,7 @@ test('mixture-conv: a grouped-trick CondConv becomes one MixtureConv with the ro
   // The generator's mixture, the weight re-views and the grouped trick are gone; the routing stays.
   t.is(run.after, text(`
     graph(%x: f32[2,4,6,6]) -> (%y)
-    %pooled = GlobalAveragePool(%x)
+    %pooled = ReduceMean(%x) {axes=[2,3], keepdims=1}
     %flat = Flatten(%pooled)
     %logits = Gemm(%flat, @route_w:f32[3,4], @route_b:f32[3]) {transB=1}
     %r = Sigmoid(%logits)
