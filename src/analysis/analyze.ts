@@ -61,6 +61,14 @@ export class Analysis {
    * constants alone, so no size changes them, and a second analysis need not infer and fold them again.
    */
   private readonly base: Analysis | undefined;
+  /**
+   * With a base at other sizes: the size each input symbol is bound to here (NaN for a symbol bound to two
+   * sizes). A value whose base facts are sizes in these symbols gets them substituted (see `derived`), rather
+   * than being inferred again from its producers. Undefined when the inputs' numeric dims differ from the base's.
+   */
+  private symbolSizes: Map<string, number> | undefined;
+  /** How many nodes got their facts from the base by substitution (test/analysis-derived.test.ts). */
+  derivedNodes = 0;
   constructor(
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
@@ -78,8 +86,10 @@ export class Analysis {
     this.version = model.version;
     this.base = opts.base && opts.base.model === model && opts.base.version === model.version ? opts.base : undefined;
     Analysis.onBuilt?.(this, model.version);
-    if (opts.lazy && lazyFits(model.graph)) this.labelGraph(model.graph);
-    else this.analyzeGraph(model.graph);
+    if (opts.lazy && lazyFits(model.graph)) {
+      this.labelGraph(model.graph);
+      if (this.base && (bind || inputShapes)) this.symbolSizes = this.bindings();
+    } else this.analyzeGraph(model.graph);
   }
 
   factsOf(v: Value): ValueFacts {
@@ -166,6 +176,59 @@ export class Analysis {
     }
   }
 
+  /** The sizes the top-level inputs bind their symbols to (after seedGraph), or undefined when other dims change too. */
+  private bindings(): Map<string, number> | undefined {
+    const sizes = new Map<string, number>();
+    for (const v of this.model.graph.inputs) {
+      if (v.initializer) continue;
+      const declared = v.type?.shape, seeded = this.facts.get(v)?.type?.shape;
+      if (!declared || !seeded) { if (declared !== seeded) return undefined; continue; }
+      if (declared.length !== seeded.length) return undefined;
+      for (let i = 0; i < declared.length; i++) {
+        const d = declared[i], x = seeded[i];
+        if (typeof d === 'string' && typeof x === 'number') sizes.set(d, sizes.has(d) && sizes.get(d) !== x ? NaN : x);
+        else if (d !== x) return undefined;
+      }
+    }
+    return sizes.size ? sizes : undefined;
+  }
+
+  /** A dim of the base with its symbols substituted, or undefined when one of them is not bound here. */
+  private substituted(d: Dim): number | undefined {
+    if (typeof d === 'number') return d;
+    if (d === undefined) return undefined;
+    let p = 1;
+    for (const f of d.split('*')) {
+      if (/^-?\d+$/.test(f)) { p *= Number(f); continue; }
+      const x = this.symbolSizes!.get(f);
+      if (x === undefined || Number.isNaN(x)) return undefined;
+      p *= x;
+    }
+    return Number.isSafeInteger(p) ? p : undefined;
+  }
+
+  /**
+   * The facts of n's outputs (activations) from the base's, where those are sizes in bound symbols: what inferring n again
+   * at these sizes computes, without first inferring everything n reads. Undefined where any output's facts are
+   * not of that form, or its declared shape names a symbol (the base may have kept the declared name), or the
+   * base has not inferred n yet (it is not made to: what a lazy analysis has inferred stays as its readers left it).
+   */
+  private derived(n: Node): ValueFacts[] | undefined {
+    const out: ValueFacts[] = [];
+    for (const v of n.outputs) {
+      if (v.type?.shape?.some((d) => typeof d === 'string') || this.base!.pending.has(n)) return undefined;
+      const f = this.base!.factsOf(v);
+      const shape = f.type?.shape;
+      if (!f.type || !shape) return undefined;
+      const dims: Dim[] = [];
+      for (const d of shape) { const x = this.substituted(d); if (x === undefined) return undefined; dims.push(x); }
+      // Only activations: a shape or index computation may hold sizes here that the base could not tell.
+      if (f.label !== 'data' || this.facts.get(v)?.label !== 'data' || f.shapeValue) return undefined;
+      out.push({ label: 'data', type: { elemType: f.type.elemType, shape: dims } });
+    }
+    return out;
+  }
+
   private smallIntShapeValue(v: Value): Dim[] | undefined {
     const t = v.type;
     if (!t || (t.elemType !== DataType.INT64 && t.elemType !== DataType.INT32) || !t.shape || t.shape.length > 1) return undefined;
@@ -194,6 +257,14 @@ export class Analysis {
         stack.pop();
         this.pending.delete(top);
         for (const out of top.outputs) this.facts.set(out, this.base.factsOf(out));
+        continue;
+      }
+      const derived = this.symbolSizes && this.derived(top);
+      if (derived) {
+        stack.pop();
+        this.pending.delete(top);
+        top.outputs.forEach((out, i) => this.facts.set(out, derived[i]));
+        this.derivedNodes++;
         continue;
       }
       let waits = false;
