@@ -8,6 +8,7 @@ import { scanModel } from '../passes/scan.js';
 import { Analysis } from '../src/analysis/analyze.js';
 import { buildModel } from '../src/ir/build.js';
 import { loadModel, saveModel } from '../src/onnx/io.js';
+import { onnx, type FunctionProto } from '../src/onnx/proto.js';
 import { validateModels } from '../src/validate/validate.js';
 import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
 import { runCli } from './helpers/cli.js';
@@ -96,5 +97,35 @@ test('opset 11: the custom-op library runs the nodes of every specialised domain
   const fused = path.join(path.dirname(original), 'fused.onnx');
   saveModel(loaded, fused);
   const report = await validateModels(original, fused, { kernels: 'ort' });
+  t.true(report.ok, JSON.stringify(report.outputs));
+});
+
+test('function bodies are built once per signature and shared by the models of a process, frozen: a second model gets the same bodies, saved as what they hold, and it runs', async (t) => {
+  const fuseOne = () => {
+    const original = writeSpec(threeSites(), 'original.onnx');
+    t.teardown(() => fs.rmSync(path.dirname(original), { recursive: true, force: true }));
+    const loaded = loadModel(original);
+    const model = buildModel(loaded);
+    t.is(fuseModel(model).fused.length, 3);
+    return { original, loaded, model };
+  };
+  const a = fuseOne(), b = fuseOne();
+  const key = (f: FunctionProto) => `${f.domain}.${f.name}`;
+  t.deepEqual(b.model.functions.map(key).sort(), ['com.dynconv.MixtureConv', 'com.dynconv.f1.MixtureConv']);
+  for (const f of b.model.functions) t.is(a.model.functions.find((g) => key(g) === key(f)), f, `${key(f)} is shared`);
+  // No model can change a body another model calls.
+  const body = b.model.functions[0];
+  t.throws(() => { body.docString = 'edited'; }, { instanceOf: TypeError });
+  t.throws(() => { body.node!.pop(); }, { instanceOf: TypeError });
+  t.throws(() => { body.node![0].input![0] = 'elsewhere'; }, { instanceOf: TypeError });
+  b.model.toProto();
+  const fused = path.join(path.dirname(b.original), 'fused.onnx');
+  saveModel(b.loaded, fused);
+  // The bytes written for a body (encoded once, when it was built) decode to what the body holds.
+  const saved = loadModel(fused).proto.functions ?? [];
+  const plain = (f: FunctionProto) => onnx.FunctionProto.toObject(f as onnx.FunctionProto, { longs: String, bytes: String, defaults: false });
+  t.is(saved.length, 2);
+  for (const f of saved) t.deepEqual(plain(f), plain(b.model.functions.find((g) => key(g) === key(f))!));
+  const report = await validateModels(b.original, fused);
   t.true(report.ok, JSON.stringify(report.outputs));
 });
