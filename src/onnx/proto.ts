@@ -8,7 +8,8 @@
 // does not.
 //
 // A message that is frozen with its encoding (frozenWithBytes: dynconv's own function bodies, built once per
-// process and shared by every model that calls them) is written as those bytes without being encoded again.
+// process and shared by every model that calls them) is written as those bytes without being encoded again;
+// ownCopy gives a copy to edit.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import onnxProto from 'onnx-proto';
@@ -121,6 +122,18 @@ export function frozenWithBytes<T extends object>(type: { encode(m: T): { finish
   Object.defineProperty(message, ENCODED, { value: bytes });
   deepFreeze(message);
   return message;
+}
+
+/** Whether the message was frozen with its bytes (frozenWithBytes). */
+export function isShared(message: object): boolean {
+  return (message as WithBytes)[ENCODED] !== undefined;
+}
+
+/** A copy of a frozen message that can be edited (decoded from its bytes). */
+export function ownCopy<T extends object>(type: { decode(bytes: Uint8Array): T }, message: T): T {
+  const bytes = (message as WithBytes)[ENCODED];
+  if (!bytes) throw new Error('internal: ownCopy of a message that was not frozen with its bytes');
+  return type.decode(bytes);
 }
 
 export function decodeModel(bytes: Uint8Array): onnxProto.onnx.ModelProto {
