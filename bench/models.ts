@@ -56,14 +56,20 @@ export interface RealNet extends BenchModel {
   batch: number;
 }
 
+// DYNCONV_BENCH_NET_SIZE=64: the same networks at 64x64 (DYNCONV_NET_SIZE=64 fixtures/export_nets.py, in
+// .cache/bench-nets-64): the real structure, cuts included, in a fraction of the time (SwiftShader).
+const NET_SIZE = process.env.DYNCONV_BENCH_NET_SIZE ?? '224';
+if (!/^\d+$/.test(NET_SIZE)) throw new Error(`DYNCONV_BENCH_NET_SIZE must be a number of pixels, not ${JSON.stringify(NET_SIZE)}`);
+const NET_DIR = NET_SIZE === '224' ? '.cache/bench-nets' : `.cache/bench-nets-${NET_SIZE}`;
+
 /** Issue #14's goals, the same on every back end. */
 const real = (base: string, title: string, goal: (b: number) => string) =>
-  [1, 8].map((b): RealNet => ({ name: `${title} b${b}`, base, batch: b, model: `.cache/bench-nets/${base}.b${b}.onnx`, floor: `.cache/bench-nets/${base}.floor.onnx`, sizes: { batch: b }, goals: { cpu: goal(b), web: goal(b) } }));
+  [1, 8].map((b): RealNet => ({ name: `${title} ${NET_SIZE} b${b}`, base, batch: b, model: `${NET_DIR}/${base}.b${b}.onnx`, floor: `${NET_DIR}/${base}.floor.onnx`, sizes: { batch: b }, goals: { cpu: goal(b), web: goal(b) } }));
 
 export const REAL_NETS: RealNet[] = [
-  ...real('efficientnet_cc_b0_4e', 'EfficientNet-B0 CondConv E4 224', () => '>= 1.25x; <= 1.1x floor'),
-  ...real('rednet26', 'RedNet-26 224', () => '>= 5x; <= 1.3x floor'),
-  ...real('od_mobilenetv2_4x', 'ODConv MobileNetV2 4x 224', (b) => (b === 1 ? '>= 1.0x' : 'faster')),
+  ...real('efficientnet_cc_b0_4e', 'EfficientNet-B0 CondConv E4', () => '>= 1.25x; <= 1.1x floor'),
+  ...real('rednet26', 'RedNet-26', () => '>= 5x; <= 1.3x floor'),
+  ...real('od_mobilenetv2_4x', 'ODConv MobileNetV2 4x', (b) => (b === 1 ? '>= 1.0x' : 'faster')),
 ];
 
 /** Throws with the command that makes them when a real-size network's files are missing. */

@@ -11,7 +11,7 @@ import { loadModel } from '../src/onnx/io.js';
 import { randomFeeds, readFeedsFromDir, type Feeds } from '../src/validate/feeds.js';
 import { runOrt } from '../src/validate/ort.js';
 import { fixturePath, FIXTURES, tempDir } from './helpers/paths.js';
-import { CHROMIUM, compareOutputs, emitWebFixture, openWebPage, runInPage, toPage, type WebPage } from './helpers/web.js';
+import { betweenStandardOps, CHROMIUM, compareOutputs, emitWebFixture, openWebPage, runInPage, toPage, type WebPage } from './helpers/web.js';
 
 // Each family: mixture (CondConv, depthwise at batch 1, DY-CNN), direct (incl. one in a Loop), modulated
 // (transposed, upsampling), per-pixel (involution: the dynamic test below, CARAFE, fairseq 1-D), and the two
@@ -63,6 +63,25 @@ for (const name of FIXTURE_SET) {
     t.deepEqual([...got.outputNames].sort(), Object.keys(want).sort(), 'the original model’s output names');
     for (const a of compareOutputs(r.outputs!, want)) t.true(a.ok, `${a.name}: rel-L2 ${a.relL2}`);
     t.true((r.mapReads ?? 0) >= 1, 'CPU outputs are read back (and the page counts reads)');
+  });
+}
+
+// Single layers between standard ops (betweenStandardOps): their fused nodes read and write the values between
+// segments NHWC, which onnxruntime-web's WebGPU EP makes and takes in its own layout (depthwise k5 at batch 1,
+// stride 2, DynamicConv depthwise).
+for (const name of ['condconv_dw_op13_k5_b1', 'condconv_same_s2_op13', 'odconv_dw_k4_op11']) {
+  test.serial(`${name} between standard ops: channels-last kernels at the cuts, and the outputs match onnxruntime on the original`, async (t) => {
+    if (skip) return t.pass('skipped');
+    const original = betweenStandardOps(fixturePath(name), path.join(tmp, `${name}.wrapped.onnx`));
+    const dir = path.join(tmp, `${name}.wrapped`);
+    await emitWebFixture(original, dir);
+    const plan = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(path.join(dir, 'index.js'), 'utf8'))![1]) as { channelsLast?: string[] };
+    t.true((plan.channelsLast?.length ?? 0) > 0, 'values held NHWC at the cuts');
+    const feeds = realFeeds(name);
+    const got = await runInPage(web!, `${web!.mount(dir)}/index.js`, [toPage(feeds)]);
+    const r = got.results[0];
+    t.falsy(r.error, `${r.error} | ${web!.logs.slice(-5).join(' | ')}`);
+    for (const a of compareOutputs(r.outputs!, await runOrt(original, feeds))) t.true(a.ok, `${a.name}: rel-L2 ${a.relL2}`);
   });
 }
 

@@ -12,7 +12,7 @@ import { loadModel, saveModel } from '../src/onnx/io.js';
 import { randomFeeds, readFeedsFromDir, type Feeds } from '../src/validate/feeds.js';
 import { runOrt } from '../src/validate/ort.js';
 import { fixturePath, FIXTURES, ROOT, tempDir } from './helpers/paths.js';
-import { compareOutputs, emitWebFixture, toPage, type PageRun, type PageTensor } from './helpers/web.js';
+import { betweenStandardOps, compareOutputs, emitWebFixture, toPage, type PageRun, type PageTensor } from './helpers/web.js';
 
 const run = promisify(execFile);
 const CHILD = path.join(ROOT, 'dist', 'test', 'helpers', 'web-node-child.js');
@@ -94,37 +94,57 @@ test.serial('hostile model names reach index.js only as JSON data, and run keyed
   for (const a of compareOutputs(got.results![0].outputs!, want)) t.true(a.ok, `rel-L2 ${a.relL2}`);
 });
 
-test.serial('channels-last cuts: PixelConvHead kernels and the segments pass NHWC tensors between them, and the outputs match onnxruntime on the original', async (t) => {
-  const name = 'net_rednet_op17';
-  const index = await emitted(name);
-  const dir = path.dirname(index);
-  const plan = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(index, 'utf8'))![1]) as { channelsLast?: string[]; steps: { segment?: string; kernel?: string; inputs: string[]; outputs: string[] }[] };
-  const last = new Set(plan.channelsLast ?? []);
-  t.true(last.size > 0, 'RedNet has channels-last values at its cuts');
-  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'kernels', 'manifest.json'), 'utf8')) as { nodes: { id: string; op: string; layout?: string }[] };
-  const lastKernels = manifest.nodes.filter((n) => n.layout);
-  t.true(lastKernels.length > 0 && lastKernels.every((n) => n.op === 'PixelConvHead'));
-  // Each segment reads and writes its channels-last values through a Transpose to / from NCHW.
-  for (const st of plan.steps) {
-    if (!st.segment) continue;
-    const g = buildModel(loadModel(path.join(dir, st.segment))).graph;
-    for (const v of [...st.inputs, ...st.outputs].filter((n) => last.has(n))) {
-      const val = g.values.get(v)!;
-      const transposes = [val.producer, ...val.uses.map((u) => u.node)].filter((n) => n?.opType === 'Transpose');
-      t.is(transposes.length, 1, `${st.segment}: ${v} crosses through one Transpose`);
+// Fixtures whose fused nodes read and write values between segments, and the ops of their channels-last kernels:
+// the two networks, and single layers between standard ops (betweenStandardOps): depthwise k5 at batch 1,
+// stride 2, DynamicConv depthwise (weights read as they are), ModulatedConv.
+const CHANNELS_LAST_CASES: { name: string; wrap?: boolean; ops: string[] }[] = [
+  { name: 'net_rednet_op17', ops: ['PixelConvHead'] },
+  { name: 'net_condconv_dycnn_op13', ops: ['MixtureConv'] },
+  { name: 'condconv_dw_op13_k5_b1', wrap: true, ops: ['MixtureConv'] },
+  { name: 'condconv_same_s2_op13', wrap: true, ops: ['MixtureConv'] },
+  { name: 'odconv_dw_k4_op11', wrap: true, ops: ['DynamicConv'] },
+  { name: 'stylegan2_modconv_op13', wrap: true, ops: ['ModulatedConv'] },
+];
+
+for (const c of CHANNELS_LAST_CASES) {
+  test.serial(`channels-last cuts: ${c.name}${c.wrap ? ' between standard ops' : ''}: ${c.ops.join(', ')} kernels and the segments pass NHWC tensors between them, and the outputs match onnxruntime on the original`, async (t) => {
+    const original = c.wrap ? betweenStandardOps(fixturePath(c.name), path.join(tmp, `${c.name}.wrapped.onnx`)) : fixturePath(c.name);
+    const dir = path.join(tmp, `${c.name}.last`);
+    await emitWebFixture(original, dir);
+    const index = path.join(dir, 'index.js');
+    const plan = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(index, 'utf8'))![1]) as { channelsLast?: string[]; steps: { segment?: string; kernel?: string; inputs: string[]; outputs: string[] }[] };
+    const last = new Set(plan.channelsLast ?? []);
+    t.true(last.size > 0, 'channels-last values at the cuts');
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'kernels', 'manifest.json'), 'utf8')) as { nodes: { id: string; op: string; layout?: string }[] };
+    const lastKernels = manifest.nodes.filter((n) => n.layout);
+    t.deepEqual([...new Set(lastKernels.map((n) => n.op))].sort(), c.ops);
+    // Each segment reads and writes its channels-last values through a Transpose to / from NCHW.
+    for (const st of plan.steps) {
+      if (!st.segment) continue;
+      const g = buildModel(loadModel(path.join(dir, st.segment))).graph;
+      for (const v of [...st.inputs, ...st.outputs].filter((n) => last.has(n))) {
+        const val = g.values.get(v)!;
+        const transposes = [val.producer, ...val.uses.map((u) => u.node)].filter((n) => n?.opType === 'Transpose');
+        t.is(transposes.length, 1, `${st.segment}: ${v} crosses through one Transpose`);
+      }
     }
+    // Kernels of channels-last values exactly: every kernel step reading or writing one is a channels-last kernel.
+    for (const st of plan.steps) if (st.kernel) t.is([...st.inputs, ...st.outputs].some((n) => last.has(n)), lastKernels.some((k) => k.id === st.kernel), `kernel ${st.kernel}`);
+    const model = buildModel(loadModel(original));
+    const feeds = [realFeeds(c.name), randomFeeds(model, 5, {})];
+    const [got] = await inNode([{ index, runs: feeds.map(toPage) }]);
+    t.falsy(got.error, got.error);
+    for (const [k, f] of feeds.entries()) {
+      const r = got.results![k];
+      t.falsy(r.error, r.error);
+      for (const a of compareOutputs(r.outputs!, await runOrt(original, f))) t.true(a.ok, `run ${k}: ${a.name}: rel-L2 ${a.relL2}`);
+    }
+  });
+}
+
+test.serial('a kernel whose input is the graph input stays channels-first (the caller\'s tensors are NCHW)', async (t) => {
+  for (const name of ['involution_k7_op17_dynamic', 'condconv_op13']) {
+    const single = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(await emitted(name), 'utf8'))![1]) as { channelsLast?: string[] };
+    t.is(single.channelsLast, undefined, name);
   }
-  // Kernels of channels-last values exactly: every kernel step reading or writing one is a channels-last kernel.
-  for (const st of plan.steps) if (st.kernel) t.is([...st.inputs, ...st.outputs].some((n) => last.has(n)), lastKernels.some((k) => k.id === st.kernel), `kernel ${st.kernel}`);
-  const feeds = [realFeeds(name), randomFeeds(buildModel(loadModel(fixturePath(name))), 5, {})];
-  const [got] = await inNode([{ index, runs: feeds.map(toPage) }]);
-  t.falsy(got.error, got.error);
-  for (const [k, f] of feeds.entries()) {
-    const r = got.results![k];
-    t.falsy(r.error, r.error);
-    for (const a of compareOutputs(r.outputs!, await runOrt(fixturePath(name), f))) t.true(a.ok, `run ${k}: ${a.name}: rel-L2 ${a.relL2}`);
-  }
-  // A kernel whose input is the graph input stays channels-first (the caller's tensors are NCHW).
-  const single = JSON.parse(/const plan = (.*);/.exec(fs.readFileSync(await emitted('involution_k7_op17_dynamic'), 'utf8'))![1]) as { channelsLast?: string[] };
-  t.is(single.channelsLast, undefined);
 });

@@ -255,7 +255,23 @@ export function referenceModel(desc: OpDesc, shapes: Record<string, number[]>): 
     const s = g.one('ReduceSum', [prod, g.constInt([3])], { keepdims: 0 });
     y = g.one('Reshape', [s, g.constInt([N, C, ...ob.map((o) => o * up)])]);
   }
+  y = referenceEpilogue(g, desc, y);
   g.nodes[g.nodes.length - 1].outputs = ['Y'];
   g.output('Y');
   return g.build();
+}
+
+/** The epilogue (ops/epilogue.ts) in standard ops: Y = act(Y * OS[m] + OB[m] + Z), each step when asked for. */
+function referenceEpilogue(g: GraphBuilder, desc: OpDesc, y: string): string {
+  const e = desc.epilogue;
+  const perChannel = (t: string) => g.one('Reshape', [t, g.constInt([1, -1, ...new Array(desc.attrs.rank).fill(1)])]);
+  if (e.affine) y = g.one('Add', [g.one('Mul', [y, perChannel('OS')]), perChannel('OB')]);
+  if (e.residual) y = g.one('Add', [y, 'Z']);
+  const scalar = (v: number) => g.constFloat({ dims: [], data: new Float32Array([v]) });
+  if (e.activation === 'relu') y = g.one('Relu', [y]);
+  else if (e.activation === 'sigmoid') y = g.one('Sigmoid', [y]);
+  else if (e.activation === 'silu') y = g.one('Mul', [y, g.one('Sigmoid', [y])]);
+  else if (e.activation === 'clip') y = g.one('Clip', [y, scalar(e.min), scalar(e.max)]);
+  else if (e.activation === 'hardswish') y = g.one('HardSwish', [y]);
+  return y;
 }

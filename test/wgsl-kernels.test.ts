@@ -36,6 +36,7 @@ const CASES: Case[] = [
   { name: 'dyn 2d k7 dil3 stride (1,2)', op: 'DynamicConv', rank: 2, attrs: { strides: [1, 2], dilations: [3, 3], pads: [3, 9, 2, 9] }, shapes: { X: [2, 5, 14, 30], W: [2, 9, 5, 7, 7], B: [2, 9] } },
   { name: 'dyn 2d 1x1 M=3', op: 'DynamicConv', rank: 2, attrs: {}, shapes: { X: [2, 7, 5, 6], W: [2, 3, 7, 1, 1], B: [2, 3] } },
   { name: 'dyn 2d 1x1 large C', op: 'DynamicConv', rank: 2, attrs: {}, shapes: { X: [2, 96, 6, 7], W: [2, 40, 96, 1, 1], B: [2, 40] } },
+  { name: 'dyn 2d depthwise residual hardswish', op: 'DynamicConv', rank: 2, attrs: { group: 9, pads: [1, 1, 1, 1], residual: 1, activation: 5 }, shapes: { X: [2, 9, 8, 12], W: [2, 9, 1, 3, 3], B: [2, 9], Z: [2, 9, 8, 12] } },
   { name: 'dyn 2d rect kernel 2x4 small output', op: 'DynamicConv', rank: 2, attrs: { pads: [0, 1, 1, 0] }, shapes: { X: [2, 4, 4, 5], W: [2, 8, 4, 2, 4], B: [2, 8] } },
   { name: 'dyn 1d stride2 dil2', op: 'DynamicConv', rank: 1, attrs: { strides: [2], dilations: [2], pads: [1, 2] }, shapes: { X: [3, 6, 33], W: [3, 5, 6, 3], B: [3, 5] } },
   { name: 'dyn 1d k5 long', op: 'DynamicConv', rank: 1, attrs: { pads: [4, 0] }, shapes: { X: [2, 16, 200], W: [2, 16, 16, 5], B: [2, 16] } },
@@ -57,6 +58,8 @@ const CASES: Case[] = [
   { name: 'mix 2d 1x1 E8', op: 'MixtureConv', rank: 2, attrs: {}, shapes: { X: [2, 16, 7, 7], R: [2, 8], W: [8, 24, 16, 1, 1], B: [8, 24] } },
   { name: 'mix 1d dil3', op: 'MixtureConv', rank: 1, attrs: { dilations: [3], pads: [3, 3] }, shapes: { X: [2, 6, 40], R: [2, 2], W: [2, 10, 6, 3], B: [2, 10] } },
   { name: 'mix T 2d s2', op: 'MixtureConv', rank: 2, attrs: { transpose: 1, strides: [2, 2], pads: [1, 1, 1, 1], output_padding: [1, 1] }, shapes: { X: [2, 6, 5, 6], R: [2, 3], W: [3, 6, 4, 3, 3], B: [3, 4] } },
+  { name: 'mix 2d 1x1 affine residual silu', op: 'MixtureConv', rank: 2, attrs: { affine: 1, residual: 1, activation: 3 }, shapes: { X: [2, 12, 6, 9], R: [2, 4], W: [4, 20, 12, 1, 1], B: [4, 20], OS: [20], OB: [20], Z: [2, 20, 6, 9] } },
+  { name: 'mix 2d depthwise k5 stride2 residual relu', op: 'MixtureConv', rank: 2, attrs: { group: 10, strides: [2, 2], pads: [2, 2, 2, 2], residual: 1, activation: 1 }, shapes: { X: [2, 10, 13, 11], R: [2, 4], W: [4, 10, 1, 5, 5], B: [4, 10], Z: [2, 10, 7, 6] } },
   { name: 'mix chunked samples', op: 'MixtureConv', rank: 2, attrs: { pads: [1, 1, 1, 1] }, shapes: { X: [3, 8, 6, 7], R: [3, 2], W: [2, 8, 8, 3, 3], B: [2, 8] }, maxScratchBytes: 8 * 8 * 9 * 4 },
   // ModulatedConv
   { name: 'mod 2d demod', op: 'ModulatedConv', rank: 2, attrs: { pads: [1, 1, 1, 1] }, shapes: { X: [2, 8, 9, 10], S: [2, 8], W: [16, 8, 3, 3], B: [16] } },
@@ -79,6 +82,32 @@ const CASES: Case[] = [
   { name: 'pix 3d', op: 'PixelConv', rank: 3, attrs: { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }, shapes: { X: [1, 4, 4, 5, 6], K: [1, 2, 27, 4, 5, 6] } },
 ];
 
+// Run again with X, Y (and Z) channels-last ([N, spatial..., C]), as the web target runs them at its cuts:
+// dense, grouped, depthwise (DynamicConv's direct weights too), stride 2, no padding (X read as it is), 1-D, 3-D,
+// transposed, sample chunks and the epilogue's residual.
+const CHANNELS_LAST = [
+  'dyn 2d pad1', 'dyn 2d group2 stride2 dil2 asym pads, bias [M]', 'dyn 2d depthwise', 'dyn 2d depthwise x2 multiplier stride2 k5', 'dyn 2d k7 dil3 stride (1,2)',
+  'dyn 2d 1x1 M=3', 'dyn 2d 1x1 large C', 'dyn 2d depthwise residual hardswish', 'dyn 1d stride2 dil2', 'dyn 1d k5 long', 'dyn 3d', 'dyn T 2d s2 op1', 'dyn T 2d k4 s2',
+  'dyn T 2d depthwise s2', 'dyn T 1d s3', 'dyn chunked samples',
+  'mix 2d group2', 'mix 2d depthwise stride2', 'mix 2d 1x1 E8', 'mix 1d dil3', 'mix T 2d s2', 'mix 2d 1x1 affine residual silu', 'mix 2d depthwise k5 stride2 residual relu', 'mix chunked samples',
+  'mod 2d demod', 'mod 2d no demod 1x1', 'mod 2d depthwise', 'mod T 2d s2 demod group2',
+];
+
+/** [N, C, spatial...] data reordered to [N, spatial..., C] (dims kept), or back with `back`. */
+function channelsLast(t: Tensor, back = false): Tensor {
+  const [N, C] = t.dims;
+  const P = t.dims.slice(2).reduce((a, b) => a * b, 1);
+  const out = new Float32Array(t.data.length);
+  for (let n = 0; n < N; n++)
+    for (let c = 0; c < C; c++)
+      for (let p = 0; p < P; p++) {
+        const first = (n * C + c) * P + p, last = (n * P + p) * C + c;
+        if (back) out[first] = t.data[last];
+        else out[last] = t.data[first];
+      }
+  return { dims: [...t.dims], data: out };
+}
+
 function feedsFor(c: Case, shapes: Record<string, number[]>, seed: number): Record<string, Tensor> {
   const r = rng(seed);
   const desc = describeOp(c.op, c.rank, c.attrs);
@@ -93,6 +122,7 @@ function feedsFor(c: Case, shapes: Record<string, number[]>, seed: number): Reco
 
 interface Run {
   c: Case;
+  channelsLast: boolean;
   shapes: Record<string, number[]>;
   feeds: Record<string, Tensor>;
   job: number;
@@ -108,16 +138,18 @@ test.before(async () => {
   const jobs: WgslRunOptions[] = [];
   CASES.forEach((c, i) => {
     const desc = describeOp(c.op, c.rank, c.attrs);
-    const id = `case${i}`;
     // model tensor names are data: give them awkward spellings
     const inputNames = desc.inputNames.map((n) => `${n}:in "${i}"*/`);
-    nodes.push({ id, nodeName: `node ${i} \u2028</script>`, desc, inputNames, outputNames: [`Y'${i}\n`] });
-    for (const shapes of [c.shapes, ...(c.more ?? [])]) {
-      const feeds = feedsFor(c, shapes, 1000 + runs.length);
-      const named: Record<string, Tensor> = {};
-      desc.inputNames.forEach((n, k) => (named[inputNames[k]] = feeds[n]));
-      runs.push({ c, shapes, feeds, job: jobs.length });
-      jobs.push({ moduleDir: outDir, id, feeds: named, maxScratchBytes: c.maxScratchBytes });
+    for (const last of CHANNELS_LAST.includes(c.name) ? [false, true] : [false]) {
+      const id = `${last ? 'last' : 'case'}${i}`;
+      nodes.push({ id, nodeName: `node ${i} \u2028</script>`, desc, inputNames, outputNames: [`Y'${i}\n`], ...(last ? { channelsLast: true } : {}) });
+      for (const shapes of [c.shapes, ...(c.more ?? [])]) {
+        const feeds = feedsFor(c, shapes, 1000 + runs.length);
+        const named: Record<string, Tensor> = {};
+        desc.inputNames.forEach((n, k) => (named[inputNames[k]] = last && (n === 'X' || n === 'Z') ? channelsLast(feeds[n]) : feeds[n]));
+        runs.push({ c, channelsLast: last, shapes, feeds, job: jobs.length });
+        jobs.push({ moduleDir: outDir, id, feeds: named, maxScratchBytes: c.maxScratchBytes });
+      }
     }
   });
   emitWgsl(nodes, outDir);
@@ -132,19 +164,25 @@ test.after.always(() => {
   rmSync(outDir, { recursive: true, force: true });
 });
 
-for (let ci = 0; ci < CASES.length; ci++) {
+test('the channels-last set names cases that exist, of the conv ops', (t) => {
+  for (const n of CHANNELS_LAST) t.true(CASES.some((c) => c.name === n && c.op !== 'PixelConv'), n);
+});
+
+for (let ci = 0; ci < CASES.length; ci++) for (const last of CHANNELS_LAST.includes(CASES[ci].name) ? [false, true] : [false]) {
   const c = CASES[ci];
-  test(`${c.op}: ${c.name}`, async (t) => {
+  test(`${c.op}: ${c.name}${last ? ' (channels-last)' : ''}`, async (t) => {
     if (batchError) throw batchError;
-    const mine = runs.filter((r) => r.c === c);
+    const mine = runs.filter((r) => r.c === c && r.channelsLast === last);
     t.true(mine.length > 0);
     for (const r of mine) {
       const res = results[r.job];
       if (res.error) t.fail(res.error);
       const desc = describeOp(c.op, c.rank, c.attrs);
       const ref = (await runOrt(referenceModel(desc, r.shapes), r.feeds)).outputs.Y;
-      const got = res.outputs?.[`Y'${ci}\n`];
-      t.truthy(got, 'output keyed by the node output name');
+      const out = res.outputs?.[`Y'${ci}\n`];
+      t.truthy(out, 'output keyed by the node output name');
+      // channels-last: Y comes back [N, spatial..., C] under the channels-first dims
+      const got = last ? channelsLast(out!, true) : out;
       t.deepEqual(got!.dims, ref.dims);
       const err = relL2(got!.data, ref.data);
       t.true(err <= 1e-4, `relative L2 error ${err} for shapes ${JSON.stringify(r.shapes)}`);

@@ -182,6 +182,8 @@ export async function createModelSession(plan: WebPlan, kernels: Record<string, 
   const asKernelFeed = async (h: Held, name: string): Promise<{ dims: number[]; data?: Float32Array; buffer?: GPUBuffer }> => {
     const dims = toKernelDims(name, h.dims);
     if (h.buffer) return { dims, buffer: h.buffer };
+    // Node: another kernel's output, on the CPU
+    if (h.data) return { dims, data: h.data };
     const t = h.tensor!;
     if (t.location === 'gpu-buffer' && t.gpuBuffer) return { dims, buffer: t.gpuBuffer };
     const data = (t.location === 'cpu' || t.location === undefined ? t.data : await t.getData!()) as Float32Array;

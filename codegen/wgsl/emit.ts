@@ -9,7 +9,7 @@ import type { OpDesc } from '../../ops/index.js';
 import { isPixelOp, specializationKey } from '../../ops/index.js';
 import { bundleModules } from '../bundle.js';
 import { UNIFORM_FIELDS, WG_SIZE } from './kernels.js';
-import { programsFor } from './programs.js';
+import { channelsLastRoles, programsFor } from './programs.js';
 import type { NodePlan, ShaderInfo } from './runtime.js';
 import { SPECIALISED_KW, SPECIALISED_KW_T } from './runtime.js';
 
@@ -132,7 +132,7 @@ export function emitWgsl(nodes: WgslNode[], outDir: string, options: EmitWgslOpt
       nodeName: node.nodeName,
       op: desc.op,
       specialization: specializationKey(desc),
-      ...(node.channelsLast ? { layout: 'channels-last: X, F, Z and Y are [N, spatial..., C]; dims are given channels-first' } : {}),
+      ...(node.channelsLast ? { layout: `channels-last: ${[...channelsLastRoles(desc)!.filter((r) => opInputs.includes(r)), 'Y'].join(', ')} are [N, spatial..., C]; dims are given channels-first` } : {}),
       module: `${node.id}.js`,
       typings: `${node.id}.d.ts`,
       inputs: opInputs.map((role, i) => ({ role, name: node.inputNames[i], dtype: 'float32 | float16' })),

@@ -172,8 +172,10 @@ export interface ConvVariant {
  * The direct convolution kernel (DynamicConv / MixtureConv / ModulatedConv, conv or transposed).
  * X is read zero-padded (see padKernel; XS0, XS1, DIN are the strides of the padded input) so the hot loops test
  * no bounds: conv reads padded position o*s + k*d; transpose reads (o + pb - k*d) / s + SH when divisible.
+ * `channelsLast`: X (or its padded copy), Y and the epilogue's Z are [N, spatial..., C]: a spatial step is C
+ * elements, a channel step one.
  */
-export function convKernel(desc: OpDesc, v: ConvVariant, dtype: DType): string {
+export function convKernel(desc: OpDesc, v: ConvVariant, dtype: DType, channelsLast = false): string {
   const a = desc.attrs;
   const r = a.rank;
   const l = LAST(r);
@@ -184,6 +186,10 @@ export function convKernel(desc: OpDesc, v: ConvVariant, dtype: DType): string {
   const nh = rn / 4; // vec4 accumulators per output channel
   const wvec = rm >= 4;
   const wPer = wvec ? rm / 4 : 1; // weight array elements per (tap, channel)
+  // X offsets of e elements along the last spatial axis, and the step from one channel to the next.
+  const lx = (e: string | number) => (channelsLast ? (e === 0 ? '0u' : `(${typeof e === 'number' ? `${e}u` : e}) * u.C`) : typeof e === 'number' ? `${e}u` : e);
+  const cstep = channelsLast ? '1u' : 'u.DIN';
+  const plusX = (e: number) => (e ? ` + ${lx(e)}` : '');
   const L: string[] = [];
   L.push(header(dtype));
   const epi = epilogueWgsl(desc.epilogue, 4);
@@ -214,12 +220,12 @@ const RN = ${rn}u;
     }
   }
   const oOuter = Array.from({ length: r - 1 }, (_, i) => `o${i} * u.OS${i}`).join(' + ') || '0u';
-  L.push(`  let xg = (n * u.C + g * u.Cg) * u.DIN;`);
+  L.push(channelsLast ? `  let xg = n * u.DIN * u.C + g * u.Cg;` : `  let xg = (n * u.C + g * u.Cg) * u.DIN;`);
   L.push(`  let wbase = ((nn + u.w_nb) * GROUPS + g) * u.nMB + mb;`);
   L.push(`  let wstride = u.KK * u.Cg;`);
   for (let i = 0; i < rm; i++) for (let h = 0; h < nh; h++) L.push(`  var a${i}_${h} = vec4<f32>(0.0);`);
   let indent = '  ';
-  const xoff: string[] = ['xg'];
+  const xoff: string[] = [];
   for (let ax = 0; ax < r - 1; ax++) {
     L.push(`${indent}for (var k${ax} = 0u; k${ax} < u.K${ax}; k${ax}++) {`);
     indent += '  ';
@@ -231,7 +237,7 @@ const RN = ${rn}u;
       xoff.push(`u32(t${ax} / S${ax} + i32(u.SH${ax})) * u.XS${ax}`);
     }
   }
-  L.push(`${indent}let xrow = ${xoff.join(' + ')};`);
+  L.push(`${indent}let xrow = xg${xoff.length ? ` + ${channelsLast ? `(${xoff.join(' + ')}) * u.C` : xoff.join(' + ')}` : ''};`);
   // tap index of (k0, .., k_{l-1}, 0)
   let rowTap = '0u';
   for (let ax = 0; ax < r - 1; ax++) rowTap = ax === 0 ? 'k0' : `(${rowTap}) * u.K${ax} + k${ax}`;
@@ -265,17 +271,17 @@ const RN = ${rn}u;
         const omax = Math.max(...taps.map((x) => x.off));
         const span = rn + omax - omin;
         const ind = indent + '      ';
-        L.push(`${indent}    var q = xrow + u32(i32(t * RN) + ${omin} + i32(u.SH${l}));`);
+        L.push(`${indent}    var q = xrow + ${lx(`u32(i32(t * RN) + ${omin} + i32(u.SH${l}))`)};`);
         L.push(`${indent}    var wi = wr;`);
         L.push(`${indent}    for (var c = 0u; c < u.Cg; c++) {`);
-        for (let e = 0; e < span; e++) L.push(`${ind}let s${e} = f32(X[q${e ? ` + ${e}u` : ''}]);`);
+        for (let e = 0; e < span; e++) L.push(`${ind}let s${e} = f32(X[q${plusX(e)}]);`);
         for (const { kx, off } of taps) {
           L.push(`${ind}{`);
           const xv = (h: number) => `vec4<f32>(${[0, 1, 2, 3].map((j) => `s${h * 4 + j + off - omin}`).join(', ')})`;
           fma(ind + '  ', xv, kx ? `wi + ${kx}u * wk` : 'wi');
           L.push(`${ind}}`);
         }
-        L.push(`${ind}q += u.DIN;`);
+        L.push(`${ind}q += ${cstep};`);
         L.push(`${ind}wi += ${wPer}u;`);
         L.push(`${indent}    }`);
       }
@@ -286,19 +292,19 @@ const RN = ${rn}u;
   } else if (kw) {
     // one span of input per (row, channel), shared by the kw taps of the row
     const span = (rn - 1) * sl + (kw - 1) * dl + 1;
-    L.push(`${indent}var q = xrow + ixb;`);
+    L.push(`${indent}var q = xrow + ${lx('ixb')};`);
     L.push(`${indent}var wi = (wbase * wstride + (${rowTap}) * u.Cg) * ${wPer}u;`);
     L.push(`${indent}let wk = u.Cg * ${wPer}u;`);
     L.push(`${indent}for (var c = 0u; c < u.Cg; c++) {`);
     const ind = indent + '  ';
-    for (let e = 0; e < span; e++) L.push(`${ind}let s${e} = f32(X[q${e ? ` + ${e}u` : ''}]);`);
+    for (let e = 0; e < span; e++) L.push(`${ind}let s${e} = f32(X[q${plusX(e)}]);`);
     for (let kx = 0; kx < kw; kx++) {
       L.push(`${ind}{`);
       const xv = (h: number) => `vec4<f32>(${[0, 1, 2, 3].map((j) => `s${(h * 4 + j) * sl + kx * dl}`).join(', ')})`;
       fma(ind + '  ', xv, kx ? `wi + ${kx}u * wk` : 'wi');
       L.push(`${ind}}`);
     }
-    L.push(`${ind}q += u.DIN;`);
+    L.push(`${ind}q += ${cstep};`);
     L.push(`${ind}wi += ${wPer}u;`);
     L.push(`${indent}}`);
   } else {
@@ -306,24 +312,24 @@ const RN = ${rn}u;
     indent += '  ';
     let xstep: number;
     if (!tr) {
-      L.push(`${indent}var q = xrow + ixb + k${l} * ${dl}u;`);
+      L.push(`${indent}var q = xrow + ${lx(`ixb + k${l} * ${dl}u`)};`);
       xstep = sl;
     } else {
       L.push(`${indent}let num = i32(ph) + PB${l} - i32(k${l}) * DL${l};`);
       if (sl > 1) L.push(`${indent}if (num % S${l} != 0) { continue; }`);
-      L.push(`${indent}var q = xrow + u32(i32(t * RN) + num / S${l} + i32(u.SH${l}));`);
+      L.push(`${indent}var q = xrow + ${lx(`u32(i32(t * RN) + num / S${l} + i32(u.SH${l}))`)};`);
       xstep = 1;
     }
     L.push(`${indent}var wi = (wbase * wstride + (${rowTap} + k${l}) * u.Cg) * ${wPer}u;`);
     L.push(`${indent}for (var c = 0u; c < u.Cg; c++) {`);
     const ind = indent + '  ';
     for (let h = 0; h < nh; h++) {
-      const xs = [0, 1, 2, 3].map((j) => `f32(X[q${h * 4 + j ? ` + ${(h * 4 + j) * xstep}u` : ''}])`).join(', ');
+      const xs = [0, 1, 2, 3].map((j) => `f32(X[q${plusX((h * 4 + j) * xstep)}])`).join(', ');
       L.push(`${ind}let x${h} = vec4<f32>(${xs});`);
     }
     fma(ind, (h) => `x${h}`, 'wi');
     L.push(`${ind}wi += ${wPer}u;`);
-    L.push(`${ind}q += u.DIN;`);
+    L.push(`${ind}q += ${cstep};`);
     L.push(`${indent}}`);
     indent = indent.slice(2);
     L.push(`${indent}}`);
@@ -340,13 +346,15 @@ const RN = ${rn}u;
     L.push(`    if (m < u.Mg) {`);
     L.push(`      let gm = g * u.Mg + m;`);
     L.push(`      let bias = f32(Bs[(nn + u.b_nb) * u.b_stride + gm]);`);
-    L.push(`      let yb = (n * u.M + gm) * u.P + ybase;`);
+    // Y[n][gm][p] channels-first, Y[n][p][gm] channels-last (p: the output's spatial index)
+    L.push(channelsLast ? `      let yb = (n * u.P + ybase) * u.M + gm;` : `      let yb = (n * u.M + gm) * u.P + ybase;`);
+    const yAt = (ox: string) => (channelsLast ? `yb + (${ox}) * u.M` : `yb + ${ox}`);
     for (let j = 0; j < rn; j++) {
       const comp = `a${i}_${j >> 2}.${'xyzw'[j & 3]}`;
       if (!tr) {
-        L.push(`      if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, `yb + ox0 + ${j}u`, `${comp} + bias`, 'gm')} }`);
+        L.push(`      if (ox0 + ${j}u < u.O${l}) { ${storeY(desc.epilogue, yAt(`ox0 + ${j}u`), `${comp} + bias`, 'gm')} }`);
       } else {
-        L.push(`      { let ox = ph + ${sl}u * (t * RN + ${j}u); if (ox < u.O${l}) { ${storeY(desc.epilogue, 'yb + ox', `${comp} + bias`, 'gm')} } }`);
+        L.push(`      { let ox = ph + ${sl}u * (t * RN + ${j}u); if (ox < u.O${l}) { ${storeY(desc.epilogue, yAt('ox'), `${comp} + bias`, 'gm')} } }`);
       }
     }
     L.push(`    }`);
@@ -359,16 +367,42 @@ const RN = ${rn}u;
 export const PAD_SEG = 8;
 
 /**
+ * How the pad pass lays out its copy: 'channels-first' from channels-first X; 'to-channels-first' from
+ * channels-last X (PixelConvHead's kernel reads channels-first); 'channels-last' from and to channels-last.
+ */
+export type PadLayout = 'channels-first' | 'to-channels-first' | 'channels-last';
+
+/**
  * Zero-padded copy of X: Xp[n][c][p'] = X[n][c][p' - SH] (per axis), 0 outside; padded sizes XP0..XP2.
  * Each invocation writes PAD_SEG consecutive elements of a row. u.total = N * C * prod(XP[:-1]) * PSEG.
+ * Channels-last: Xp[n][p'][c] = X[n][p' - SH][c], a row being the C channels of one padded position:
+ * u.total = N * prod(XP) * PSEG.
  */
-export function padKernel(rank: number, dtype: DType, channelsLast = false): string {
+export function padKernel(rank: number, dtype: DType, layout: PadLayout = 'channels-first'): string {
   const l = rank - 1;
   const L: string[] = [header(dtype)];
   L.push(`@group(0) @binding(1) var<storage, read> X: array<T>;
 @group(0) @binding(2) var<storage, read_write> Xp: array<T>;
 `);
   L.push(linearPrologue());
+  if (layout === 'channels-last') {
+    L.push(`  let seg = id % u.PSEG;\n  var rest = id / u.PSEG;\n  let c0 = seg * ${PAD_SEG}u;\n  let dst = rest * u.C + c0;\n  var src = 0u;\n  var inb = true;\n  var stride = 1u;`);
+    for (let ax = l; ax >= 0; ax--) {
+      L.push(`  { let p = i32(rest % u.XP${ax}) - i32(u.SH${ax}); rest = rest / u.XP${ax};`);
+      L.push(`    inb = inb && p >= 0 && p < i32(u.D${ax}); src += u32(max(p, 0)) * stride; stride *= u.D${ax}; }`);
+    }
+    // rest = n
+    L.push(`  src = (rest * stride + src) * u.C + c0;`);
+    L.push(`  for (var e = 0u; e < ${PAD_SEG}u; e++) {`);
+    L.push(`    if (c0 + e >= u.C) { break; }`);
+    L.push(`    var v = T(0.0);`);
+    L.push(`    if (inb) { v = X[src + e]; }`);
+    L.push(`    Xp[dst + e] = v;`);
+    L.push(`  }`);
+    L.push('}');
+    return L.join('\n') + '\n';
+  }
+  const channelsLast = layout === 'to-channels-first';
   L.push(`  let seg = id % u.PSEG;\n  var rest = id / u.PSEG;\n  let dst = rest * u.XP${l} + seg * ${PAD_SEG}u;\n  var src = 0u;\n  var inb = true;\n  var stride = u.D${l};`);
   for (let ax = l - 1; ax >= 0; ax--) {
     L.push(`  { let p = i32(rest % u.XP${ax}) - i32(u.SH${ax}); rest = rest / u.XP${ax};`);

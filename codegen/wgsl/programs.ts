@@ -52,23 +52,33 @@ function program(name: string, bindings: [string, Access][], key: (string | numb
 
 /**
  * The op inputs (by role) a node's programs can read channels-last ([N, spatial..., C]), its output then written
- * so too: PixelConvHead's activations X, F and the epilogue's Z. Undefined: channels-first only.
+ * so too: PixelConvHead's activations X, F and the epilogue's Z; the convs' X and Z (their weights, routing and
+ * styles keep their layouts). Undefined: channels-first only.
  */
 export function channelsLastRoles(desc: OpDesc): string[] | undefined {
-  return desc.op === 'PixelConvHead' ? ['X', 'F', 'Z'] : undefined;
+  if (desc.op === 'PixelConvHead') return ['X', 'F', 'Z'];
+  return isPixelOp(desc.op) ? undefined : ['X', 'Z'];
 }
 
 /**
  * Every program a node may run (the runtime picks among the variants by the sizes). `channelsLast`: its
- * activations (channelsLastRoles) and output are channels-last; the pad pass then always runs.
+ * activations (channelsLastRoles) and output are channels-last. The convs then read X so (their pad pass, when
+ * it runs, keeps the layout); PixelConvHead's pad pass always runs and makes the channels-first copy it reads.
  */
 export function programsFor(desc: OpDesc, channelsLast = false): WgslProgram[] {
   const a = desc.attrs;
   const r = a.rank;
   if (channelsLast && !channelsLastRoles(desc)) throw new Error(`internal: ${desc.op} has no channels-last programs`);
   const cl = channelsLast ? ['channels-last'] : [];
+  const padLayout = !channelsLast ? 'channels-first' : isPixelOp(desc.op) ? 'to-channels-first' : 'channels-last';
+  const padWhen = {
+    'channels-first': 'first, unless X can be read as is (no padding and no tile overshoot)',
+    'to-channels-first': 'first (X channels-last: always, it makes the channels-first copy the kernel reads)',
+    'channels-last': 'first, unless X can be read as is (no padding and no tile overshoot); X and its padded copy are channels-last',
+  }[padLayout];
   const ps: WgslProgram[] = [
-    program('pad', [['u', 'uniform'], ['X', 'read'], ['Xp', 'read_write']], [`r${r}`, ...cl], (dt) => padKernel(r, dt, channelsLast), channelsLast ? 'first (X channels-last: always, it makes the channels-first copy the kernel reads)' : 'first, unless X can be read as is (no padding and no tile overshoot)', 'x * y = ceil(N * C * prod(XP) / 64) (x <= 65535)'),
+    program('pad', [['u', 'uniform'], ['X', 'read'], ['Xp', 'read_write']], [`r${r}`, ...(channelsLast ? [padLayout] : [])], (dt) => padKernel(r, dt, padLayout), padWhen,
+      padLayout === 'channels-last' ? 'x * y = ceil(N * prod(XP) * ceil(C / 8) / 64) (x <= 65535)' : 'x * y = ceil(N * C * prod(XP) / 64) (x <= 65535)'),
   ];
   // The baked attributes of the spatial loops.
   const window = [`r${r}`, 's', a.strides, 'd', a.dilations, 'p', a.pads];
@@ -99,7 +109,7 @@ export function programsFor(desc: OpDesc, channelsLast = false): WgslProgram[] {
           ? `ST = prod(strides) * prod(ceil(O[:-1] / strides[:-1])) * ceil(ceil(O_last / s_last) / ${rn}) (output phases slowest)`
           : `ST = prod(O[:-1]) * ceil(O_last / ${rn})`;
         ps.push(
-          program(convShaderName(rm, rn, kw), [['u', 'uniform'], ['X', 'read'], ...srcs.map((s): [string, Access] => [s, 'read']), ...epiBind, ['Y', 'read_write']], [...window, a.transpose ? 'transpose' : 'conv', 'g', a.group, ...epiKey], (dt) => convKernel(desc, { rm, rn, kw }, dt),
+          program(convShaderName(rm, rn, kw), [['u', 'uniform'], ['X', 'read'], ...srcs.map((s): [string, Access] => [s, 'read']), ...epiBind, ['Y', 'read_write']], [...window, a.transpose ? 'transpose' : 'conv', 'g', a.group, ...epiKey, ...cl], (dt) => convKernel(desc, { rm, rn, kw }, dt, channelsLast),
             `${rm === 1 ? 'C/group == 1' : rm === 4 ? 'C/group > 1 and M/group <= 4' : 'C/group > 1 and M/group > 4'}, ` +
               `${rn === 4 ? 'outputs per phase on the last axis <= 4' : 'more than 4'}${kw ? `, kernel width ${kw}` : rn === 8 ? `, kernel width not in ${kws}` : ''}`,
             `${TILED}; ${st}, rows = n_chunk * group * ceil((M/group) / ${rm})`),

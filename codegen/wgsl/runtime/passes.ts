@@ -57,8 +57,9 @@ export function inputPadding(plan: NodePlan, s: Sizes, lastTiles: number, rn: nu
       XP.push(sh + Math.floor((oMax + pb) / st) + 1);
     }
   }
-  // A channels-last X is always copied: the pad pass makes the channels-first copy the kernel reads.
-  const need = !!plan.channelsLast || SH.some((x) => x !== 0) || XP.some((x, i) => x > s.D[i]);
+  // A channels-last X of the pixel kernel is always copied: the pad pass makes the channels-first copy it reads
+  // (the convs read channels-last X as it is, and their padded copy is channels-last too).
+  const need = (!!plan.channelsLast && isPixel(plan.op)) || SH.some((x) => x !== 0) || XP.some((x, i) => x > s.D[i]);
   return { need, XP: need ? XP : [...s.D], SH: need ? SH : s.D.map(() => 0) };
 }
 
@@ -114,8 +115,10 @@ function withPadding(plan: NodePlan, s: Sizes, base: Record<string, number>, las
   const bytes = s.N * s.C * base.DIN * elemBytes;
   if (bytes > limits.maxBinding) throw new Error(`dynconv: the padded input (${bytes} bytes) exceeds the device's storage binding limit`);
   const u = { ...base };
-  u.PSEG = cdiv(p.XP[r - 1], PAD_SEG);
-  const d = linearDispatch(u, s.N * s.C * prod(p.XP.slice(0, r - 1)) * u.PSEG, wg);
+  // Channels-last convs: a row is the C channels of one padded position (kernels.ts padKernel).
+  const keepsLast = !!plan.channelsLast && !isPixel(plan.op);
+  u.PSEG = cdiv(keepsLast ? s.C : p.XP[r - 1], PAD_SEG);
+  const d = linearDispatch(u, keepsLast ? s.N * prod(p.XP) * u.PSEG : s.N * s.C * prod(p.XP.slice(0, r - 1)) * u.PSEG, wg);
   return { pass: { shader: 'pad', alias: {}, uniforms: u, dispatch: d }, bytes };
 }
 

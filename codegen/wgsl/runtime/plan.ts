@@ -40,6 +40,7 @@ export interface NodePlan {
   outputNames: string[];
   workgroupSize: number;
   shaders: Record<string, ShaderInfo>;
-  /** Activations and output channels-last (codegen/wgsl/programs.ts channelsLastRoles); the pad pass always runs. */
+  /** Activations and output channels-last (codegen/wgsl/programs.ts channelsLastRoles); the pixel kernel's pad
+   *  pass then always runs (it makes a channels-first copy), the convs' keeps the layout. */
   channelsLast?: boolean;
 }
