@@ -5,11 +5,11 @@
 // kernel.
 import { DYNCONV_DOMAIN, DYNCONV_DOMAINS, DYNCONV_OPSET_VERSION, EPILOGUE_ATTRIBUTES, isDynconvDomain, isFusedOpType, type FusedOpType } from '../ops/index.js';
 import type { Model } from '../src/ir/graph.js';
-import { BAKED_ATTRIBUTES, BODY_FORM_ATTRIBUTES, functionFor } from './function-bodies.js';
+import { BAKED_ATTRIBUTES, BODY_FORM_ATTRIBUTES, cachedFunctionFor } from './function-bodies.js';
 
 type Body = { key: string; rank: number; literals?: Record<string, number | number[]>; domain: string };
 
-/** Baked at every opset: the epilogue's attributes and the ones that choose the body's form (functionFor). */
+/** Baked at every opset: the epilogue's attributes and the ones that choose the body's form (cachedFunctionFor). */
 const ALWAYS_BAKED = new Set([...EPILOGUE_ATTRIBUTES.map((a) => a.name), ...BODY_FORM_ATTRIBUTES]);
 
 export class BodyRegistry {
@@ -51,7 +51,7 @@ export class BodyRegistry {
     for (const [op, list] of this.bodies) {
       for (const body of list) {
         if (body.rank < 0 || this.model.hasFunction(body.domain, op) || !used.has(`${body.domain}\u0000${op}`)) continue;
-        this.model.addFunction(functionFor(op, this.opset, body.rank, body.literals, body.domain));
+        this.model.addFunction(cachedFunctionFor(op, this.opset, body.rank, body.literals, body.domain));
         this.model.opsets.set(body.domain, DYNCONV_OPSET_VERSION);
       }
     }

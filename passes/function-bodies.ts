@@ -4,7 +4,7 @@
 // Bodies are written for the model's own default-domain opset (Unsqueeze/ReduceSum changed form at 13).
 import { DYNCONV_DOMAIN, EPILOGUE_INPUT_NAMES, F32_MAX, epilogueOf, OP_DEFINITIONS, OP_INPUTS, SPECIALIZING_ATTRIBUTES, type Epilogue, type FusedOpType } from '../ops/index.js';
 import { typeToProto } from '../src/ir/graph.js';
-import { AttrType, DataType, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
+import { AttrType, DataType, frozenWithBytes, onnx, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto } from '../src/onnx/proto.js';
 
 type AttrSpec = { ref: string; type: number } | number | number[] | string | { float: number } | { tensor: { dtype: number; dims: number[]; values: number[] } };
 
@@ -328,4 +328,24 @@ export function functionFor(op: FusedOpType, opset: number, rank: number, litera
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: opset })],
     docString: `dynconv fallback for ${DYNCONV_DOMAIN}.${op}${domain === DYNCONV_DOMAIN ? '' : ` (one of its specialised bodies, in ${domain})`}; see docs/ops.md`,
   });
+}
+
+/** Bodies by signature (op, opset, rank, domain, baked literals); a few dozen at most in practice. */
+const bodyCache = new Map<string, FunctionProto>();
+const BODY_CACHE_LIMIT = 64;
+
+/**
+ * functionFor's body, built and encoded once per signature in this process and shared by every model that calls
+ * it: deeply frozen (no model can change another's body), and saved as the bytes it was encoded to
+ * (src/onnx/proto.ts frozenWithBytes).
+ */
+export function cachedFunctionFor(op: FusedOpType, opset: number, rank: number, literals?: Record<string, number | number[]>, domain = DYNCONV_DOMAIN): FunctionProto {
+  const key = JSON.stringify([op, opset, rank, domain, Object.entries(literals ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+  let body = bodyCache.get(key);
+  if (!body) {
+    body = frozenWithBytes(onnx.FunctionProto, functionFor(op, opset, rank, literals, domain));
+    if (bodyCache.size >= BODY_CACHE_LIMIT) bodyCache.delete(bodyCache.keys().next().value!);
+    bodyCache.set(key, body);
+  }
+  return body;
 }

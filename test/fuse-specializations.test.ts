@@ -7,7 +7,9 @@ import { fuseModel } from '../passes/fuse.js';
 import { scanModel } from '../passes/scan.js';
 import { Analysis } from '../src/analysis/analyze.js';
 import { buildModel } from '../src/ir/build.js';
-import { loadModel, saveModel } from '../src/onnx/io.js';
+import { loadModel, loadModelFromBytes, saveModel, saveModelToBytes } from '../src/onnx/io.js';
+import { onnx, type FunctionProto } from '../src/onnx/proto.js';
+import { isExternal } from '../src/onnx/external-data.js';
 import { validateModels } from '../src/validate/validate.js';
 import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
 import { runCli } from './helpers/cli.js';
@@ -97,4 +99,48 @@ test('opset 11: the custom-op library runs the nodes of every specialised domain
   saveModel(loaded, fused);
   const report = await validateModels(original, fused, { kernels: 'ort' });
   t.true(report.ok, JSON.stringify(report.outputs));
+});
+
+test('function bodies are built once per signature and shared by the models of a process, frozen: a second model gets the same bodies, saved as what they hold, and it runs', async (t) => {
+  const fuseOne = () => {
+    const original = writeSpec(threeSites(), 'original.onnx');
+    t.teardown(() => fs.rmSync(path.dirname(original), { recursive: true, force: true }));
+    const loaded = loadModel(original);
+    const model = buildModel(loaded);
+    t.is(fuseModel(model).fused.length, 3);
+    return { original, loaded, model };
+  };
+  const a = fuseOne(), b = fuseOne();
+  const key = (f: FunctionProto) => `${f.domain}.${f.name}`;
+  t.deepEqual(b.model.functions.map(key).sort(), ['com.dynconv.MixtureConv', 'com.dynconv.f1.MixtureConv']);
+  for (const f of b.model.functions) t.is(a.model.functions.find((g) => key(g) === key(f)), f, `${key(f)} is shared`);
+  // No model can change a body another model calls.
+  const body = b.model.functions[0];
+  t.throws(() => { body.docString = 'edited'; }, { instanceOf: TypeError });
+  t.throws(() => { body.node!.pop(); }, { instanceOf: TypeError });
+  t.throws(() => { body.node![0].input![0] = 'elsewhere'; }, { instanceOf: TypeError });
+  b.model.toProto();
+  const fused = path.join(path.dirname(b.original), 'fused.onnx');
+  saveModel(b.loaded, fused);
+  // The bytes written for a body (encoded once, when it was built) decode to what the body holds.
+  const saved = loadModel(fused).proto.functions ?? [];
+  const plain = (f: FunctionProto) => onnx.FunctionProto.toObject(f as onnx.FunctionProto, { longs: String, bytes: String, defaults: false });
+  t.is(saved.length, 2);
+  for (const f of saved) t.deepEqual(plain(f), plain(b.model.functions.find((g) => key(g) === key(f))!));
+  const report = await validateModels(b.original, fused);
+  t.true(report.ok, JSON.stringify(report.outputs));
+  // Saving with every tensor in external data moves the bodies' constants too (the model saves copies of its
+  // own), and leaves the shared bodies as they were.
+  const shared = [...b.model.functions];
+  const external = path.join(path.dirname(b.original), 'external.onnx');
+  saveModel(b.loaded, external, { externalData: { kind: 'external', threshold: 0, location: 'external.data' } });
+  t.deepEqual(b.model.functions, shared);
+  t.true(b.model.functions.every((f) => Object.isFrozen(f)));
+  const constants = (loadModel(external).proto.functions ?? []).flatMap((f) => (f.node ?? []).flatMap((n) => (n.attribute ?? []).flatMap((at) => (at.t ? [at.t] : []))));
+  t.true(constants.length > 0 && constants.every((c) => isExternal(c)), 'every constant of the bodies is in external data');
+  // (ONNX Runtime cannot read shape constants from external data: the bodies are compared with their data read in)
+  const inlined = loadModelFromBytes(saveModelToBytes(loadModel(external))).proto.functions ?? [];
+  // (reading data in writes data_location DEFAULT, which is what an absent one means)
+  const located = (f: FunctionProto) => JSON.parse(JSON.stringify(plain(f), (k, v) => (k === 'dataLocation' && v === 0 ? undefined : v)));
+  t.deepEqual(inlined.map(located), saved.map(located));
 });

@@ -51,19 +51,28 @@ export const foldKnownValues: Pass = {
   ensures: ['known-values-folded'],
   run(model) {
     const a = analysisOf(model);
-    let changed = false;
-    const renames: [Value, string][] = [];
-    for (const n of [...model.graph.nodes]) {
+    // Which nodes fold is decided first: a value read only by nodes that fold too goes with them, and is never
+    // written as a literal (the index chains of an unfold have a dozen such steps).
+    const folds = new Map<Node, (Tensor | undefined)[]>();
+    for (const n of model.graph.nodes) {
       const folded = foldedOutputs(n, a);
-      if (!folded) continue;
+      if (folded) folds.set(n, folded);
+    }
+    const changed = folds.size > 0;
+    const renames: [Value, string][] = [];
+    for (const [n, folded] of folds) {
       n.outputs.forEach((o, i) => {
         const t = folded[i];
         if (!t) return;
+        if (o.uses.every((u) => folds.has(u.node))) {
+          // the name its literal would have had is taken all the same, so that later names do not depend on this
+          model.graph.uniqueName(o.name);
+          return;
+        }
         const init = model.graph.addInitializer(o.name, t);
         o.replaceAllUsesWith(init);
         renames.push([init, o.name]);
       });
-      changed = true;
     }
     if (changed) model.graph.sweepDeadNodes();
     // the literal takes the name of the value it replaces, once that value is gone

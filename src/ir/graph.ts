@@ -510,7 +510,8 @@ export class Model {
     this.proto.graph = this.graph.toProto();
     this.proto.opsetImport = [...this.opsets].map(([domain, version]) => {
       const existing = (this.proto.opsetImport ?? []).find((o) => (o.domain ?? '') === domain);
-      if (existing) { existing.version = version; return existing; }
+      // (assigned only when it differs: a version read from the file is a Long, and an unchanged entry is saved as it was read)
+      if (existing) { if (toNumber(existing.version) !== version) existing.version = version; return existing; }
       return onnx.OperatorSetIdProto.create({ domain, version });
     });
     return this.proto;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { badInput, DynconvError, quoteName } from '../errors.js';
 import { writeFilesAtomically, type PendingFile } from '../util/atomic-write.js';
 import { elementBytes, externalRef, isExternal, readExternal, resolveLocation, tensorElementCount } from './external-data.js';
-import { decodeModel, encodeModel, modelWriter, onnx, writeModelTo, type ModelWriter, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
+import { decodeModel, encodeModel, isShared, modelWriter, onnx, ownCopy, writeModelTo, type ModelWriter, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
 
 export interface LoadedModel {
   proto: ModelProto;
@@ -14,8 +14,11 @@ export interface LoadedModel {
   dir: string;
 }
 
-/** Calls fn on every TensorProto in the model: initializers, constants in attributes, subgraphs, functions. */
-export function forEachTensor(model: ModelProto, fn: (t: TensorProto) => void): void {
+/**
+ * Calls fn on every TensorProto in the model: initializers, constants in attributes, subgraphs, functions.
+ * `skipShared`: not in the function bodies dynconv shares between models (built in memory: no external data).
+ */
+export function forEachTensor(model: ModelProto, fn: (t: TensorProto) => void, opts: { skipShared?: boolean } = {}): void {
   const visitNodes = (nodes: NodeProto[] | null | undefined) => {
     for (const n of nodes ?? []) {
       for (const a of n.attribute ?? []) {
@@ -34,7 +37,7 @@ export function forEachTensor(model: ModelProto, fn: (t: TensorProto) => void): 
     visitNodes(g.node);
   };
   if (model.graph) visitGraph(model.graph);
-  for (const f of model.functions ?? []) visitNodes(f.node);
+  for (const f of model.functions ?? []) if (!(opts.skipShared && isShared(f))) visitNodes(f.node);
 }
 
 function describeDecodeFailure(e: unknown): string {
@@ -145,9 +148,9 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
   const outDir = path.dirname(path.resolve(file));
   let mode = options.externalData ?? { kind: 'keep' };
   const tensors: TensorProto[] = [];
-  forEachTensor(model.proto, (t) => tensors.push(t));
   let saved: TensorState[] = [];
   const pending: PendingFile[] = [];
+  const functions = model.proto.functions;
   // The model is encoded once (the writer knows its length before any byte is copied); only a keep-layout
   // model found to be over 2 GiB is encoded again, after its tensors moved out.
   let writer: ModelWriter | undefined;
@@ -161,11 +164,18 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
         mode = { kind: 'external', threshold: 1024, location };
       }
     }
-    // Only the modes that rewrite tensors need them put back afterwards.
-    if (mode.kind !== 'keep') saved = tensors.map(snapshot);
+    if (mode.kind !== 'keep') {
+      // The modes that rewrite tensors (and put them back afterwards) rewrite those of shared function bodies
+      // too: for this save the model calls copies of its own.
+      if (functions?.some(isShared)) model.proto.functions = functions.map((f) => (isShared(f) ? ownCopy(onnx.FunctionProto, f) : f));
+      forEachTensor(model.proto, (t) => tensors.push(t));
+      saved = tensors.map(snapshot);
+    } else {
+      forEachTensor(model.proto, (t) => { if (isExternal(t)) tensors.push(t); }, { skipShared: true });
+    }
     if (mode.kind === 'keep') {
       const locations = new Set<string>();
-      for (const t of tensors) if (isExternal(t)) locations.add(externalRef(t).location);
+      for (const t of tensors) locations.add(externalRef(t).location);
       // (the folders are compared only when there are side files to copy: resolving them costs a stat per path part)
       const sameDir = locations.size === 0 || (fs.existsSync(outDir) && fs.realpathSync(outDir) === fs.realpathSync(model.dir));
       if (!sameDir) {
@@ -226,6 +236,7 @@ export function saveModel(model: LoadedModel, file: string, options: SaveOptions
     return pending.map((f) => f.target);
   } finally {
     for (const s of saved) restoreTensor(s);
+    if (model.proto.functions !== functions) model.proto.functions = functions;
   }
 }
 
@@ -238,7 +249,7 @@ export function saveModelToBytes(model: LoadedModel): Uint8Array {
     t.rawData = readExternal(model.dir, t, model.path);
     t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
     t.externalData = [];
-  });
+  }, { skipShared: true });
   try {
     return encodeModel(model.proto);
   } finally {

@@ -6,6 +6,10 @@
 // encode so that skipped fields are kept, as raw bytes, on the message (`$unknown`) and written back
 // verbatim after the known fields. Field order inside a message may change on a round trip; the content
 // does not.
+//
+// A message that is frozen with its encoding (frozenWithBytes: dynconv's own function bodies, built once per
+// process and shared by every model that calls them) is written as those bytes without being encoded again;
+// ownCopy gives a copy to edit.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import onnxProto from 'onnx-proto';
@@ -75,7 +79,14 @@ function installUnknownFieldHooks(): void {
           collecting = outer;
         }
       };
-      type.encode = function (message: WithUnknown, writer?: unknown) {
+      type.encode = function (message: WithUnknown & WithBytes, writer?: unknown) {
+        const bytes = message[ENCODED];
+        if (bytes) {
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any
+          const w: any = writer ?? protobuf.Writer.create();
+          if (bytes.length) w._push(writeRaw, bytes.length, bytes);
+          return w;
+        }
         const w = encode.call(this, message, writer);
         const extra = message.$unknown;
         if (extra) for (const chunk of extra) w._push(writeRaw, chunk.length, chunk);
@@ -87,6 +98,43 @@ function installUnknownFieldHooks(): void {
   visit(onnx);
 }
 installUnknownFieldHooks();
+
+/** The encoding of a message frozen by frozenWithBytes (deeply: it cannot change, so neither can its bytes). */
+const ENCODED = Symbol('dynconv.encoded');
+interface WithBytes {
+  [ENCODED]?: Uint8Array;
+}
+
+function deepFreeze(v: unknown): void {
+  // byte arrays cannot be frozen; nothing writes into a tensor's bytes
+  if (typeof v !== 'object' || v === null || ArrayBuffer.isView(v) || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const x of Object.values(v)) deepFreeze(x);
+}
+
+/**
+ * The message deeply frozen, with its encoding: every later encode writes those bytes as they are. For a message
+ * shared by many models (a function body); the message itself is returned.
+ */
+export function frozenWithBytes<T extends object>(type: { encode(m: T): { finish(): Uint8Array } }, message: T): T {
+  const bytes = type.encode(message).finish();
+  // not enumerable: the bytes are no field, and copies ({ ...message }) and deep comparisons must not see them
+  Object.defineProperty(message, ENCODED, { value: bytes });
+  deepFreeze(message);
+  return message;
+}
+
+/** Whether the message was frozen with its bytes (frozenWithBytes). */
+export function isShared(message: object): boolean {
+  return (message as WithBytes)[ENCODED] !== undefined;
+}
+
+/** A copy of a frozen message that can be edited (decoded from its bytes). */
+export function ownCopy<T extends object>(type: { decode(bytes: Uint8Array): T }, message: T): T {
+  const bytes = (message as WithBytes)[ENCODED];
+  if (!bytes) throw new Error('internal: ownCopy of a message that was not frozen with its bytes');
+  return type.decode(bytes);
+}
 
 export function decodeModel(bytes: Uint8Array): onnxProto.onnx.ModelProto {
   return onnx.ModelProto.decode(bytes);
@@ -133,6 +181,7 @@ export function writeModelTo(writer: ModelWriter, fd: number, chunkSize = 1 << 2
     writeAll(fd, writer.finish()); // not the protobufjs writer this was written for: the plain way
     return;
   }
+  chunkSize = Math.max(1, Math.min(chunkSize, writer.len)); // a small model needs no 1 MiB buffer
   const chunk: Uint8Array = protobuf.util.Buffer ? protobuf.util.Buffer.allocUnsafe(chunkSize) : new Uint8Array(chunkSize);
   let pos = 0;
   let written = 0;
