@@ -8,7 +8,7 @@ import { isStatic } from '../src/analysis/dims.js';
 import type { Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
-import { isMovement, Tracer, unravel } from './provenance.js';
+import { isMovement, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
 
 /** Where the op reads the kernel: V, and the order of its channels (ops/pixel-conv.ts KERNEL_LAYOUT). */
 export interface PhaseKernel {
@@ -63,8 +63,9 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
         every = at(c) === expected(c, layout);
       }
       if (every) return { value: v, layout };
-    } catch {
-      // past the trace budget: not taken
+    } catch (e) {
+      // past the trace budget: not taken (anything else is a bug, and is not hidden)
+      if (!(e instanceof ProbeBudgetExceeded)) throw e;
     }
   }
 }
