@@ -8,7 +8,7 @@ import { isStatic } from '../src/analysis/dims.js';
 import type { Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
-import { isMovement, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
+import { movementSources, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
 
 /** Where the op reads the kernel: V, and the order of its channels (ops/pixel-conv.ts KERNEL_LAYOUT). */
 export interface PhaseKernel {
@@ -32,11 +32,7 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
   const sizes = [p.N, p.groups, ...p.kernel, ...p.O];
   const strides = [kStrides.n, kStrides.g, ...kStrides.a, ...kStrides.o];
   const total = numel(sizes);
-  for (let v = source; ; ) {
-    const prod = v.producer;
-    if (!prod || prod.domain !== '' || !isMovement(prod) || prod.opType === 'Concat' || !prod.inputs[0] || a.label(prod.inputs[0]) !== 'data') return undefined;
-    if (prod.inputs.slice(1).some((i) => i && a.label(i) === 'data')) return undefined;
-    v = prod.inputs[0];
+  for (const v of movementSources(source, a)) {
     const dims = a.shape(v);
     if (!isStatic(dims) || dims.length !== r + 2 || dims.some((d, i) => d !== want[i])) continue;
     const tracer = new Tracer(a, v, { left: MAX_TRACE_STEPS });
@@ -68,4 +64,5 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
       if (!(e instanceof ProbeBudgetExceeded)) throw e;
     }
   }
+  return undefined;
 }

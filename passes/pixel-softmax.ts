@@ -7,7 +7,7 @@ import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
-import { isMovement, Tracer, unravel } from './provenance.js';
+import { movementSources, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
 
 /** The Softmax that makes the kernel root, and the logits it normalises (same shape and element order). */
 export interface SoftmaxKernel {
@@ -64,18 +64,10 @@ export function softmaxOverTaps(kRoot: Value, p: PixelParams, a: Analysis): Soft
  * element at probe sizes; the logits themselves when nothing deeper is.
  */
 function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel['source'] {
-  const chain: Value[] = [];
-  for (let v = logits; ; ) {
-    const prod = v.producer;
-    if (!prod || prod.domain !== '' || !isMovement(prod) || prod.opType === 'Concat' || !prod.inputs[0] || a.label(prod.inputs[0]) !== 'data') break;
-    if (prod.inputs.slice(1).some((i) => i && a.label(i) === 'data')) break;
-    v = prod.inputs[0];
-    chain.push(v);
-  }
   const sizes = [p.N, p.groups, ...p.kernel, ...p.O];
   const old = [p.kStrides.n, p.kStrides.g, ...p.kStrides.a, ...p.kStrides.o];
   const total = numel(sizes);
-  for (const root of chain.reverse()) {
+  for (const root of movementSources(logits, a).reverse()) {
     const dims = a.shape(root);
     if (!isStatic(dims) || numel(dims) !== total) continue;
     const tracer = new Tracer(a, root, { left: MAX_TRACE_STEPS });
@@ -95,8 +87,10 @@ function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel
         const c = unravel(e, sizes);
         every = at(c) === c.reduce((s, v, i) => s + v * st[i], 0);
       }
-    } catch {
-      every = false; // past the trace budget: not taken
+    } catch (e) {
+      // past the trace budget: not taken (anything else is a bug, and is not hidden)
+      if (!(e instanceof ProbeBudgetExceeded)) throw e;
+      every = false;
     }
     if (!every) continue;
     const r = p.kernel.length;

@@ -11,6 +11,21 @@ export function isMovement(n: Node | null | undefined): boolean {
   return !!n && n.domain === '' && MOVEMENT.has(n.opType) && !(n.opType === 'Pad' && (n.attrString('mode') ?? 'constant') !== 'constant');
 }
 
+/**
+ * The values v is computed from through pure data movement, nearest first: each step's first input, while that
+ * step is a default-domain movement op other than Concat whose other inputs (shapes, indices) are no data.
+ */
+export function movementSources(v: Value, a: Analysis): Value[] {
+  const chain: Value[] = [];
+  for (;;) {
+    const prod = v.producer;
+    if (!prod || !isMovement(prod) || prod.opType === 'Concat' || !prod.inputs[0] || a.label(prod.inputs[0]) !== 'data') return chain;
+    if (prod.inputs.slice(1).some((i) => i && a.label(i) === 'data')) return chain;
+    v = prod.inputs[0];
+    chain.push(v);
+  }
+}
+
 export function unravel(i: number, dims: readonly number[]): number[] {
   const out = new Array(dims.length);
   for (let k = dims.length - 1; k >= 0; k--) { out[k] = i % dims[k]; i = Math.floor(i / dims[k]); }
