@@ -7,6 +7,7 @@
 // and no per-call reorder of the mixed weights is left (the reorder, a strided gather, cost as much as the
 // mixing itself on EfficientNet's 1x1 layers).
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <utility>
 
@@ -34,22 +35,69 @@ __attribute__((noinline)) DC_EPILOGUE_CLONES void MixExperts(const float* __rest
   }
 }
 
+// The same for a fixed number of experts: each output written once, its E terms summed in a register (the loop
+// above loads and stores o once per expert, which counts where the experts come from cache: the blocked path's
+// samples after the first).
+template <int E>
+__attribute__((noinline)) DC_EPILOGUE_CLONES void MixExpertsE(const float* __restrict r, const float* __restrict w,
+                                                              int64_t wsize, float* __restrict o, int64_t b,
+                                                              int64_t e) {
+  float rk[E];
+  const float* __restrict wk[E];
+  for (int k = 0; k < E; ++k) {
+    rk[k] = r[k];
+    wk[k] = w + k * wsize;
+  }
+  for (int64_t j = b; j < e; ++j) {
+    float acc = rk[0] * wk[0][j];
+    for (int k = 1; k < E; ++k) acc += rk[k] * wk[k][j];
+    o[j] = acc;
+  }
+}
+
+void Mix(const float* r, int64_t E, const float* w, int64_t wsize, float* o, int64_t b, int64_t e) {
+  switch (E) {
+    case 2: return MixExpertsE<2>(r, w, wsize, o, b, e);
+    case 3: return MixExpertsE<3>(r, w, wsize, o, b, e);
+    case 4: return MixExpertsE<4>(r, w, wsize, o, b, e);
+    case 5: return MixExpertsE<5>(r, w, wsize, o, b, e);
+    case 6: return MixExpertsE<6>(r, w, wsize, o, b, e);
+    case 8: return MixExpertsE<8>(r, w, wsize, o, b, e);
+    default: return MixExperts(r, E, w, wsize, o, b, e);
+  }
+}
+
 // Mixes `nb` samples' weights: out[i][j] = sum_k r[i][k] w[k][j] for j < wsize, over the pool when large. Split
 // over the weight index, every sample of a piece mixed in turn: the experts' piece is read from memory once for
 // the chunk and from cache for the other samples (sample by sample, the experts of a large layer were read
 // again from memory for every sample).
-OrtStatus* MixWeights(OrtKernelContext* ctx, const float* r, int64_t E, const float* w, int64_t wsize, int64_t nb,
-                      float* out) {
+// `len` floats of each expert from w (experts `wstride` apart) into out + i * len for each sample i < nb.
+OrtStatus* MixWeights(OrtKernelContext* ctx, const float* r, int64_t E, const float* w, int64_t wstride, int64_t len,
+                      int64_t nb, float* out) {
   constexpr int64_t kPiece = 2048;  // floats of each expert per piece (E * 8 KiB read: stays in L2)
   auto mix = [&](int64_t j0, int64_t j1) {
     for (int64_t b = j0; b < j1; b += kPiece) {
       const int64_t e = std::min(j1, b + kPiece);
-      for (int64_t i = 0; i < nb; ++i) MixExperts(r + i * E, E, w, wsize, out + i * wsize, b, e);
+      for (int64_t i = 0; i < nb; ++i) Mix(r + i * E, E, w, wstride, out + i * len, b, e);
     }
   };
   // cycles: about 0.5 a multiply-add (8 lanes, 2 FMAs a cycle, bound by reading the experts); small: on the
   // calling thread
-  return ParallelRange(ctx, wsize, std::max<int64_t>(kPiece, 16384 / nb), 0.5 * static_cast<double>(nb * wsize * E), mix);
+  return ParallelRange(ctx, len, std::max<int64_t>(kPiece, 16384 / nb), 0.5 * static_cast<double>(nb * len * E), mix);
+}
+
+// Whether a call with packed experts mixes them by ranges of output blocks, each just before its convolution
+// (SampleConv::RunBlocked), rather than the whole weights of a chunk first: where the experts are large.
+// $DYNCONV_ORT_MIX_BLOCKED=0 / 1 turns it off / on for every layer that can take it.
+bool MixesByBlocks(const SampleConv::Shapes& s, int64_t E) {
+  if (!SampleConv::CanRunBlocked(s)) return false;
+  static const int forced = [] {
+    const char* v = std::getenv("DYNCONV_ORT_MIX_BLOCKED");
+    return v == nullptr || v[0] == '\0' ? -1 : (v[0] == '0' ? 0 : 1);
+  }();
+  if (forced >= 0) return forced == 1;
+  constexpr int64_t kMinExpertFloats = int64_t{1} << 16;  // 256 KiB of experts
+  return E * s.packed_size >= kMinExpertFloats;
 }
 
 // The experts of a constant W in the NCHWc block layout of one call's shapes (SampleConv::PackFilter).
@@ -138,10 +186,28 @@ struct MixtureConvDef {
     // packed: the experts in the block layout, biases padded with zeros to Mp
     const float* w = pk != nullptr ? pk->w.data() : W.data;
     const int64_t wsize = pk != nullptr ? s.packed_size : s.w_size, Mb = pk != nullptr ? s.Mp : M;
+    if (pk != nullptr && MixesByBlocks(s, E)) {
+      const int64_t bf = SampleConv::BlockFloats(s), Bk = s.block;
+      return conv.RunBlocked(ctx, call, [&](int64_t n0, int64_t n1, int64_t ob0, int64_t ob1, float* wo, float* bo) -> OrtStatus* {
+        const int64_t nb = n1 - n0, mr = (ob1 - ob0) * Bk;
+        DC_TRY(MixWeights(ctx, R.data + n0 * E, E, w + ob0 * bf, wsize, (ob1 - ob0) * bf, nb, wo));
+        for (int64_t i = 0; i < nb; ++i) {
+          const float* r = R.data + (n0 + i) * E;
+          for (int64_t j = 0; j < mr; ++j) {
+            const int64_t m = ob0 * Bk + j;
+            float acc = 0.f;
+            if (m < M)
+              for (int64_t k = 0; k < E; ++k) acc += r[k] * B.data[k * M + m];
+            bo[i * mr + j] = acc;
+          }
+        }
+        return nullptr;
+      });
+    }
     const auto kind = pk != nullptr ? SampleConv::Weights::kBuiltPacked : SampleConv::Weights::kBuilt;
     return conv.Run(ctx, call, kind, [&](SampleConv::Chunk* c) -> OrtStatus* {
       const int64_t n0 = c->n0, nb = c->n1 - c->n0;
-      DC_TRY(MixWeights(ctx, R.data + n0 * E, E, w, wsize, nb, c->w_buf));
+      DC_TRY(MixWeights(ctx, R.data + n0 * E, E, w, wsize, wsize, nb, c->w_buf));
       for (int64_t i = 0; i < nb; ++i) {
         const float* r = R.data + (n0 + i) * E;
         for (int64_t m = 0; m < Mb; ++m) {

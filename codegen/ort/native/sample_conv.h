@@ -95,6 +95,23 @@ class SampleConv {
     return Run(ctx, call, builds_weights ? Weights::kBuilt : Weights::kGiven, weights);
   }
 
+  // Output blocks interleaved with their weights (RunBlocked): on the NCHWc path with a reordered input and group 1,
+  // an op that builds the block-layout weights itself can fill them one range of output-channel blocks at a time,
+  // for every sample of the chunk, right before that range's convolution. The range's weights then stay in cache
+  // between being built and being read, and are never written out whole (EfficientNet-B0's CondConv 1x1 layers:
+  // mixing the experts into the whole weights, then reading those back, was most of the gap to constant weights).
+  static bool CanRunBlocked(const Shapes& s) { return s.nchwc && s.reorder_input && s.geo.group == 1; }
+  // Floats of one output block (s.block output channels) of one sample's block-layout weights.
+  static int64_t BlockFloats(const Shapes& s) { return s.block * (s.packed_size / s.Mp); }
+  // `fill(n0, n1, ob0, ob1, w, b)` (an OrtStatus*) writes the block-layout weights of output blocks [ob0, ob1) of
+  // samples [n0, n1) to w, [n1 - n0][(ob1 - ob0) * BlockFloats(s)], and their biases to b, [n1 - n0][(ob1 - ob0) *
+  // s.block] (zero past M). Allocates Y and convolves every sample. Only where CanRunBlocked(call.s).
+  template <typename F>
+  OrtStatus* RunBlocked(OrtKernelContext* ctx, const Call& call, const F& fill) const;
+  // How many output blocks a range of RunBlocked holds for a chunk of `samples` (the range's weights for all of
+  // them: about half an L2 cache; $DYNCONV_ORT_MIX_BLOCK_FLOATS overrides the budget).
+  int64_t BlockRange(const Shapes& s, int64_t samples) const;
+
   // One weight [M, C/g, *K] (ONNX layout, `s.w_dims`) in the NCHWc block layout of `s` (s.nchwc), s.packed_size
   // floats at `d`: what a kBuiltPacked callback hands Run (a linear combination of packed weights is the packed
   // linear combination, so an op may pack its constant weights once and mix them packed).
@@ -108,6 +125,7 @@ class SampleConv {
   // Per-call scratch memory (one per Compute call; allocated on first use, reused for every chunk).
   struct Scratch {
     FloatBuffer xr, wr, br, yr;
+    FloatBuffer yb;       // RunBlocked: a range's output in block layout for the chunk's samples
     int64_t samples = 0;  // how many samples the buffers hold
   };
 
@@ -127,6 +145,19 @@ class SampleConv {
   OrtStatus* RunChunk(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
                       const float* w, int64_t w_stride, const float* b, int64_t b_stride, bool packed, float* y,
                       Scratch* scratch, const Epilogue& epi) const;
+
+  // RunBlocked's chunk: `fill` is the op's callback behind a plain function pointer.
+  using FillBlocks = OrtStatus* (*)(const void* fill, int64_t n0, int64_t n1, int64_t ob0, int64_t ob1, float* w,
+                                    float* b);
+  OrtStatus* RunChunkBlocked(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
+                             FillBlocks fill_fn, const void* fill, float* y, Scratch* scratch,
+                             const Epilogue& epi) const;
+  // The NCHWc path's steps around the conv: the chunk's input in block layout (returns where it is), and the
+  // block-layout output (scratch->yr) back to NCHW in Y with the epilogue.
+  OrtStatus* ReorderChunkInput(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, const float* x,
+                               Scratch* scratch, const float** xin) const;
+  OrtStatus* ReorderChunkOutput(OrtKernelContext* ctx, const Shapes& s, int64_t n0, int64_t n1, float* y,
+                                Scratch* scratch, const Epilogue& epi) const;
 
   OrtStatus* Invoke(OrtKernelContext* ctx, const OrtOp* op, const float* const* in,
                     const std::vector<int64_t>* in_dims, int n_in, float* out,
@@ -153,6 +184,11 @@ class SampleConv {
   // cache, so that a sample's reordered input and output are still cached when the next step reads them
   // (measured: whole-batch chunks are up to 1.8x slower on memory-bound depthwise layers).
   int64_t chunk_floats_ = int64_t{1} << 18;
+  // RunBlocked's budget for a range's weights (all the chunk's samples), in floats: 512 KiB ($DYNCONV_ORT_MIX_BLOCK_FLOATS).
+  int64_t block_floats_ = int64_t{1} << 17;
+  // RunBlocked's budget of a chunk's input in block layout, in floats: 4 MiB ($DYNCONV_ORT_BLOCKED_CHUNK_FLOATS).
+  // Larger than chunk_floats_: the experts are read once per chunk, and each range reads the whole input.
+  int64_t blocked_chunk_floats_ = int64_t{1} << 20;
   bool trace_ = false;  // $DYNCONV_ORT_TRACE: print the path of every call on stderr
 };
 
@@ -233,6 +269,26 @@ OrtStatus* SampleConv::Run(OrtKernelContext* ctx, const Call& call, Weights kind
     DC_TRY(RunChunk(ctx, s, c.n0, c.n1, call.in[0].data, c.w, c.w_stride, c.b, c.b_stride, packed, Y.data,
                     &scratch, epi));
   }
+  return nullptr;
+}
+
+template <typename F>
+OrtStatus* SampleConv::RunBlocked(OrtKernelContext* ctx, const Call& call, const F& fill) const {
+  const Shapes& s = call.s;
+  if (!CanRunBlocked(s)) return Error("internal: output blocks interleaved off the NCHWc path");
+  Epilogue epi;
+  DC_TRY(epilogue_.Bind(ctx, op_->n_inputs, s.y_dims, &epi));
+  Tensor Y;
+  DC_TRY(OutputTensor(ctx, 0, s.y_dims, &Y));
+  if (s.N == 0) return nullptr;
+  const int64_t per = s.x_sample;
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(s.N, blocked_chunk_floats_ / per));
+  FillBlocks fn = [](const void* f, int64_t n0, int64_t n1, int64_t ob0, int64_t ob1, float* w, float* b) {
+    return (*static_cast<const F*>(f))(n0, n1, ob0, ob1, w, b);
+  };
+  Scratch scratch;
+  for (int64_t n0 = 0; n0 < s.N; n0 += chunk)
+    DC_TRY(RunChunkBlocked(ctx, s, n0, std::min(s.N, n0 + chunk), call.in[0].data, fn, &fill, Y.data, &scratch, epi));
   return nullptr;
 }
 
