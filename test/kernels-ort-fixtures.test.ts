@@ -51,7 +51,9 @@ test.serial('a fused model with a computed-shape Reshape pair validates with --k
 
 // The fixture CondConv/DY-CNN network with its epilogues absorbed (BatchNormalization + SiLU, residual Add, ReLU in
 // the MixtureConv nodes), at batch 2 and at batch 1 (fixtures/bench: the same network exported at batch 1), run by
-// the library's kernels against the unfused model: the epilogue's activations on the AVX2 path and the baseline one.
+// the library's kernels against the unfused model: the epilogue's activations on the AVX2 path and the baseline one,
+// and with every layer that can mixed by ranges of output blocks (DYNCONV_ORT_MIX_BLOCKED=1: the epilogue applied
+// as each range's output goes back to NCHW; this network's layers are below the size that takes it by itself).
 for (const [label, original] of [
   ['batch 2', path.join(FIXTURES, 'net_condconv_dycnn_op13', 'model.onnx')],
   ['batch 1', path.join(ROOT, 'fixtures', 'bench', 'net_condconv_dycnn_b1.onnx')],
@@ -65,16 +67,19 @@ for (const [label, original] of [
     const activations = ops.map((n) => n.attrInt('activation', 0));
     t.true(activations.includes(3) && activations.includes(1), `SiLU and ReLU absorbed (activations ${activations})`);
     t.true(ops.some((n) => n.attrInt('residual', 0) === 1) && ops.every((n) => n.attrInt('affine', 0) === 1), 'every BatchNormalization and a residual absorbed');
-    const before = process.env.DYNCONV_ORT_SIMD;
+    const before = { simd: process.env.DYNCONV_ORT_SIMD, blocked: process.env.DYNCONV_ORT_MIX_BLOCKED };
     try {
-      for (const simd of ['avx512', 'baseline']) {
+      for (const [simd, blocked] of [['avx512', ''], ['baseline', ''], ['avx512', '1'], ['baseline', '1']]) {
         process.env.DYNCONV_ORT_SIMD = simd; // read by the library in the runner process (common.cc HostSimd)
+        process.env.DYNCONV_ORT_MIX_BLOCKED = blocked; // (mixture_conv.cc MixesByBlocks; empty: by size)
         const report = await validateModels(original, fused, { kernels: 'ort', seed: 3 });
-        for (const o of report.outputs) t.true(o.ok && o.relL2 <= 1e-5, `${simd} ${o.name}: rel-L2 ${o.relL2} (reference: ${report.reference})`);
+        for (const o of report.outputs) t.true(o.ok && o.relL2 <= 1e-5, `${simd}${blocked ? ' by output blocks' : ''} ${o.name}: rel-L2 ${o.relL2} (reference: ${report.reference})`);
       }
     } finally {
-      if (before === undefined) delete process.env.DYNCONV_ORT_SIMD;
-      else process.env.DYNCONV_ORT_SIMD = before;
+      for (const [k, v] of [['DYNCONV_ORT_SIMD', before.simd], ['DYNCONV_ORT_MIX_BLOCKED', before.blocked]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   });
 }

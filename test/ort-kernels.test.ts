@@ -150,6 +150,9 @@ const CONSTANT_EXPERT_CASES: OpCase[] = [
   { name: 'mix const nchwc depthwise k5 C32, E4, b2', op: 'MixtureConv', raw: { group: 32, pads: [2, 2, 2, 2] }, shapes: [[2, 32, 7, 7], [2, 4], [4, 32, 1, 5, 5], [4, 32]] },
   { name: 'mix const nchwc NCHW input C3 M16, E2', op: 'MixtureConv', raw: { pads: [1, 1, 1, 1] }, shapes: [[2, 3, 6, 6], [2, 2], [2, 16, 3, 3, 3], [2, 16]] },
   { name: 'mix const plain 1d (no NCHWc), E4', op: 'MixtureConv', raw: { pads: [1, 1] }, shapes: [[2, 5, 9], [2, 4], [4, 6, 5, 3], [4, 6]] },
+  // experts large enough (>= 64K floats) to be mixed by ranges of output blocks, each just before its conv
+  { name: 'mix const nchwc 1x1 C64 M260 (padded M), E4, b3: by output blocks', op: 'MixtureConv', raw: {}, shapes: [[3, 64, 7, 7], [3, 4], [4, 260, 64, 1, 1], [4, 260]] },
+  { name: 'mix const nchwc 3x3 C32 M72 stride2, E4, b2: by output blocks', op: 'MixtureConv', raw: { strides: [2, 2], pads: [1, 1, 1, 1] }, shapes: [[2, 32, 9, 9], [2, 4], [4, 72, 32, 3, 3], [4, 72]] },
 ];
 let constLibPromise: Promise<string> | undefined;
 CONSTANT_EXPERT_CASES.forEach((c, i) => {
@@ -177,7 +180,19 @@ CONSTANT_EXPERT_CASES.forEach((c, i) => {
 // is reordered, ONNX's Conv / ConvTranspose otherwise; a one-sample chunk and the NCHWc path's NCHW input run
 // sample by sample. A scratch budget (DYNCONV_ORT_CHUNK_FLOATS) of two samples' splits a batch of 3 into chunks
 // of 2 and 1, so both forms run in one call; the trace (DYNCONV_ORT_TRACE) says which ran.
-const CHUNKED: Array<{ name: string; constants?: boolean; chunkFloats?: number; want: RegExp[] }> = [
+// Large packed experts are mixed by ranges of output blocks (SampleConv::RunBlocked): the range for every sample
+// of a chunk, then its conv; budgets (DYNCONV_ORT_MIX_BLOCK_FLOATS, DYNCONV_ORT_BLOCKED_CHUNK_FLOATS) small enough
+// to split M260 (33 blocks of 8; ranges of at least 4 blocks, in fours) into several ranges and the batch of 3 into
+// chunks of 2 and 1, whose last one takes longer ranges.
+const CHUNKED: Array<{ name: string; constants?: boolean; chunkFloats?: number; env?: Record<string, string>; want: RegExp[] }> = [
+  { name: 'mix const nchwc 1x1 C64 M260 (padded M), E4, b3: by output blocks', constants: true, want: [/samples 0\.\.3: NCHWc conv by output blocks, 33 of 33 blocks a range/] },
+  {
+    name: 'mix const nchwc 1x1 C64 M260 (padded M), E4, b3: by output blocks',
+    constants: true,
+    env: { DYNCONV_ORT_MIX_BLOCK_FLOATS: '5000', DYNCONV_ORT_BLOCKED_CHUNK_FLOATS: String(2 * 64 * 49) },
+    want: [/samples 0\.\.2: NCHWc conv by output blocks, 4 of 33 blocks a range/, /samples 2\.\.3: NCHWc conv by output blocks, 8 of 33 blocks a range/],
+  },
+  { name: 'mix const nchwc 3x3 C32 M72 stride2, E4, b2: by output blocks', constants: true, want: [/samples 0\.\.2: NCHWc conv by output blocks, 9 of 9 blocks a range/] },
   { name: 'mix nchwc C16 M48', chunkFloats: 40000, want: [/samples 0\.\.2: one NCHWc conv, group 2\b/, /samples 2\.\.3: NCHWc conv per sample/] },
   { name: 'mix const nchwc 3x3 C16 M48 stride2, E3, b3', constants: true, chunkFloats: 5000, want: [/samples 0\.\.2: one NCHWc conv, group 2\b/, /samples 2\.\.3: NCHWc conv per sample/] },
   { name: 'mix const nchwc depthwise k5 C32, E4, b2', constants: true, want: [/samples 0\.\.2: one NCHWc conv, group 64\b/] },
@@ -188,11 +203,13 @@ const CHUNKED: Array<{ name: string; constants?: boolean; chunkFloats?: number; 
   { name: 'dyn 1d stride2', want: [/samples 0\.\.3: one conv, group 3\b/] },
 ];
 CHUNKED.forEach((k, i) => {
-  test.serial(`SampleConv, a chunk of samples as one grouped conv: ${k.name}`, async (t) => {
+  const envNote = k.env ? ` (${Object.entries(k.env).map(([a, b]) => `${a}=${b}`).join(', ')})` : '';
+  test.serial(`SampleConv, a chunk of samples as one grouped conv: ${k.name}${envNote}`, async (t) => {
     const c = [...CASES, ...CONSTANT_EXPERT_CASES].find((x) => x.name === k.name)!;
     const feeds = caseFeeds(c, 3000 + i);
     const env: Record<string, string> = { DYNCONV_ORT_TRACE: '1' };
     if (k.chunkFloats) env.DYNCONV_ORT_CHUNK_FLOATS = String(k.chunkFloats);
+    Object.assign(env, k.env);
     let lib: string, model: string, runFeeds = feeds;
     if (k.constants) {
       lib = await (constLibPromise ??= (async () => {
