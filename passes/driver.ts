@@ -108,6 +108,10 @@ export function runRules(model: Model, analysis: Analysis, opts: RunOptions = {}
   const nodes: Node[] = [];
   const forwarded = new Map<Value, Value>();
   if (!opts.rewrite) return { sites, rewritten, nodes, forwarded };
+  // The rewrites edit the graph this lazy analysis reads: what is still to infer is inferred first, so that its
+  // facts (read by the rewrites, the epilogue pass and the declared shapes) are those of the graph as matched,
+  // never of a half-rewritten one, whatever the rules happened to ask while matching.
+  if (sites.some(isFusable)) analysis.resolveAll();
   for (const s of sites) {
     if (!isFusable(s)) continue;
     const verdict = opts.admit?.(s);

@@ -9,6 +9,7 @@ import { FloatAttr, type AttrValue, type Model, type Node, type Value } from '..
 import { makeTensor, numel } from '../src/ir/tensor.js';
 import { AttrType, DataType, toNumber } from '../src/onnx/proto.js';
 import type { BodyRegistry } from './body-registry.js';
+import { Facts, factsOfFused, type FusedNodes } from './fused-facts.js';
 import type { Pass } from './pipeline.js';
 
 /** An epilogue found after a fused node: what it computes and the nodes it replaces. */
@@ -121,27 +122,6 @@ function isDataPreservingView(n: Node, v: Value, f: Facts): boolean {
 
 function sameShape(x: readonly unknown[] | undefined, y: readonly unknown[] | undefined): boolean {
   return !!x && !!y && x.length === y.length && x.every((d, i) => d !== undefined && d === y[i]);
-}
-
-/**
- * The shapes and types of values as the analysis of the model before the rewrites saw them: a value a rewrite made
- * has those of the value it replaced (every fused op's output has the shape of what it stands for).
- */
-export class Facts {
-  private readonly origin = new Map<Value, Value>();
-  constructor(readonly a: Analysis, forwarded: ReadonlyMap<Value, Value>) {
-    for (const [old, v] of forwarded) this.origin.set(v, old);
-  }
-  private known(v: Value): Value {
-    for (let i = 0; i < 1024 && !this.a.factsOf(v).type && this.origin.has(v); i++) v = this.origin.get(v)!;
-    return v;
-  }
-  shape(v: Value | null | undefined): readonly (number | string | undefined)[] | undefined {
-    return v ? this.a.shape(this.known(v)) : undefined;
-  }
-  elemType(v: Value): number | undefined {
-    return this.a.factsOf(this.known(v)).type?.elemType;
-  }
 }
 
 /** The shape of a fused node's output: its own, or that of its only reader's output (elementwise on it, a bias Add). */
@@ -274,16 +254,10 @@ function describe(e: Epilogue): string {
 }
 
 /**
- * The pass over the fused nodes of this run (`nodes`): each whose output a recognised chain reads takes the chain
- * in (with the function body of its new form from `bodies`); the chain's nodes are left dead for the sweep.
+ * The pass over the fused nodes of this run: each whose output a recognised chain reads takes the chain in (with
+ * the function body of its new form from `bodies`); the chain's nodes are left dead for the sweep. The values the
+ * chains' ends stood for are added to the run's `forwarded`.
  */
-/** The fused nodes of a fuse run, the analysis its rules matched with, and the values its rewrites replaced. */
-export interface FusedNodes {
-  nodes: readonly Node[];
-  analysis: Analysis;
-  forwarded: ReadonlyMap<Value, Value>;
-}
-
 export function epiloguePass(bodies: BodyRegistry, fused: () => FusedNodes, enabled = true): Pass {
   return {
     name: 'absorb-epilogues',
@@ -293,10 +267,10 @@ export function epiloguePass(bodies: BodyRegistry, fused: () => FusedNodes, enab
     run(model) {
       if (!enabled) return { changed: false };
       // The analysis of the model before the rewrites: everything the chains read was there (no new analysis).
-      const { nodes, analysis, forwarded: replaced } = fused();
-      const facts = new Facts(analysis, replaced);
+      const run = fused();
+      const facts = factsOfFused(run);
       const found: { match: EpilogueMatch; domain: string }[] = [];
-      for (const n of nodes) {
+      for (const n of run.nodes) {
         if (!isDynconvDomain(n.domain) || !isFusedOpType(n.opType) || n.outputs.length !== 1) continue;
         const match = matchEpilogue(n, facts);
         if (!match) continue;
@@ -307,8 +281,7 @@ export function epiloguePass(bodies: BodyRegistry, fused: () => FusedNodes, enab
         if ('leave' in verdict) continue; // too many function bodies: the chain stays in the graph
         found.push({ match, domain: verdict.domain });
       }
-      const forwarded = new Map<Value, Value>();
-      for (const f of found) absorb(model, f.match, f.domain, forwarded);
+      for (const f of found) absorb(model, f.match, f.domain, run.forwarded);
       return { changed: found.length > 0 };
     },
   };

@@ -6,7 +6,8 @@ import type { Model } from '../src/ir/graph.js';
 import { runRules } from './driver.js';
 import type { Rule } from './rules/rule.js';
 import { BodyRegistry } from './body-registry.js';
-import { epiloguePass, type FusedNodes } from './epilogue.js';
+import { epiloguePass } from './epilogue.js';
+import type { FusedNodes } from './fused-facts.js';
 import { MIN_FUNCTION_OPSET } from './function-bodies.js';
 import { canonicalize, CANONICAL_PASSES, POST_FUSION_PASSES } from './canonicalize/index.js';
 import { declareFusedShapesPass } from './fused-shapes.js';
@@ -32,10 +33,10 @@ export interface FuseOptions {
 }
 
 /**
- * The fuse pipeline, in place: the model canonicalised, the sites rewritten with their function bodies, then (when
- * anything was fused) the fused ops' routing pools made ReduceMeans (passes/routing-pool.ts), dead nodes swept, the
- * result cleaned up, the nodes sorted and the fused outputs' shapes declared. A model with nothing to
- * canonicalise and nothing fused is left exactly as it was.
+ * The fuse pipeline, in place: the model canonicalised, the sites rewritten, then (when anything was fused) the
+ * epilogues absorbed (passes/epilogue.ts), the fused ops' routing pools made ReduceMeans (passes/routing-pool.ts),
+ * dead nodes swept, the function bodies written, the result cleaned up, the nodes sorted and the fused outputs'
+ * shapes declared. A model with nothing to canonicalise and nothing fused is left exactly as it was.
  */
 export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   let result!: FuseResult & { fusedNodes: FusedNodes };
@@ -46,8 +47,10 @@ export function fuseModel(model: Model, opts: FuseOptions = {}): FuseResult {
   if (result.changed) {
     const epilogues = epiloguePass(bodies, () => result.fusedNodes, opts.epilogues !== false);
     const bodiesPass: Pass = { name: 'function-bodies', inPlace: true, requires: [], ensures: [], run: () => (bodies.write(), { changed: true }) };
-    // the clean-up's passes read an analysis, which needs the graph in order: sorted before it and after it
-    runPasses(model, [epilogues, routingPoolPass(() => result.fusedNodes), sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass, declareFusedShapesPass], opts);
+    // the clean-up's passes read an analysis, which needs the graph in order: sorted before it (and after it, the
+    // model's order; nodes already in order cost one walk)
+    const fusedNodes = () => result.fusedNodes;
+    runPasses(model, [epilogues, routingPoolPass(fusedNodes), sweepPass, bodiesPass, sortPass, cleanUpPass(opts), sortPass, declareFusedShapesPass(opts)], opts);
   }
   const { fusedNodes: _nodes, ...out } = result;
   return { ...out, changed: result.changed || canonical.changed };

@@ -9,7 +9,7 @@ import { isDynconvDomain } from '../ops/index.js';
 import type { Model, Node, Value } from '../src/ir/graph.js';
 import { makeTensor } from '../src/ir/tensor.js';
 import { DataType } from '../src/onnx/proto.js';
-import type { FusedNodes } from './epilogue.js';
+import { factsOfFused, type FusedNodes } from './fused-facts.js';
 import type { Pass } from './pipeline.js';
 
 /** Whether a com.dynconv node computes v or reads it. */
@@ -22,13 +22,12 @@ function touchedByFusedOp(v: Value): boolean {
 function routingPools(model: Model, fused: FusedNodes): { pool: Node; rank: number }[] {
   // The rank comes from the analysis of the model before the rewrites (a forwarded value has its original's
   // facts) or from the value's declared type: no new analysis is built for this.
-  const origin = new Map<Value, Value>();
-  for (const [old, v] of fused.forwarded) origin.set(v, old);
+  const facts = factsOfFused(fused);
   const out: { pool: Node; rank: number }[] = [];
   for (const n of model.graph.nodes) {
     const x = n.inputs[0];
     if (n.opType !== 'GlobalAveragePool' || n.domain !== '' || !x || n.outputs.length !== 1) continue;
-    const rank = (fused.analysis.shape(origin.get(x) ?? x) ?? x.type?.shape)?.length;
+    const rank = (facts.shape(x) ?? x.type?.shape)?.length;
     if (rank !== undefined && rank >= 3 && touchedByFusedOp(x)) out.push({ pool: n, rank });
   }
   return out;

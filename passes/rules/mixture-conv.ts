@@ -84,7 +84,9 @@ export const mixtureConv: Rule<MixtureData> = {
     const fused = convFusedNode(b, conv, u, 'MixtureConv', 'mixture', generator, inputs);
     let out = fused.outputs[0];
     if (u.bias.kind === 'const') {
-      const bias = b.reshape(b.initializer('dynconv_bias', u.bias.values), [1, u.m, ...new Array(u.params.rank).fill(1)]);
+      // a literal of the broadcast shape (not a Reshape for the clean-up to fold): the epilogue pass, which runs
+      // before the clean-up, sees a per-channel constant and takes the Add in
+      const bias = b.initializer('dynconv_bias', { ...u.bias.values, dims: [1, u.m, ...new Array(u.params.rank).fill(1)] });
       out = b.op('Add', [out, bias], undefined, `${u.replaced.name}_biased`);
     }
     replaceConvOutput(b, u, out);

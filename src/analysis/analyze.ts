@@ -69,6 +69,18 @@ export class Analysis {
   private symbolSizes: Map<string, number> | undefined;
   /** How many nodes got their facts from the base by substitution (test/analysis-derived.test.ts). */
   derivedNodes = 0;
+  /**
+   * An analysis of an earlier state of the same model (symbolic, like this one): a node it inferred whose inputs
+   * are the same values with the same facts here is not inferred again, its facts are taken (`priorFacts`). The
+   * facts are then exactly those inferring would give, at the cost of a comparison: after a fuse, only what the
+   * edits made and what reads it are inferred. At most PRIOR_DEPTH states are kept.
+   */
+  private prior: Analysis | undefined;
+  /** Nodes this analysis inferred after the model had been edited: the graph they read was not its own. */
+  private readonly lateNodes = new Set<Node>();
+  /** How many nodes took their facts from a prior, and how many were inferred lazily (test/analysis-prior.test.ts). */
+  reusedNodes = 0;
+  inferredNodes = 0;
   constructor(
     readonly model: Model,
     /** Sizes for symbolic input dims: shapes (and everything computed from them) become concrete. */
@@ -80,13 +92,20 @@ export class Analysis {
      * read: the rules look at a few subgraphs). Taken only for a topologically sorted model without subgraphs,
      * where computing a node after its producers is what the eager walk does; other models are analysed eagerly.
      */
-    opts: { lazy?: boolean; base?: Analysis } = {},
+    opts: { lazy?: boolean; base?: Analysis; prior?: Analysis } = {},
   ) {
     this.opset = model.opsets.get('') ?? 1;
     this.version = model.version;
     this.base = opts.base && opts.base.model === model && opts.base.version === model.version ? opts.base : undefined;
     Analysis.onBuilt?.(this, model.version);
     if (opts.lazy && lazyFits(model.graph)) {
+      const p = opts.prior;
+      if (p && p.model === model && p.version < model.version && !bind && !inputShapes && !p.bind && !p.inputShapes && p.opset === this.opset) {
+        this.prior = p;
+        let last = p;
+        for (let d = 1; d < PRIOR_DEPTH && last.prior; d++) last = last.prior;
+        last.prior = undefined;
+      }
       this.labelGraph(model.graph);
       if (this.base && (bind || inputShapes)) this.symbolSizes = this.bindings();
     } else this.analyzeGraph(model.graph);
@@ -247,6 +266,14 @@ export class Analysis {
     }
   }
 
+  /**
+   * Infers every type still pending (lazy mode): afterwards no fact depends on the graph as it is when asked.
+   * Called before the first edit of the model an analysis describes, by whoever reads its facts after edits.
+   */
+  resolveAll(): void {
+    for (const n of this.pending) this.resolve(n);
+  }
+
   /** Lazy mode: infers the types of `n` and of the pending nodes it reads from, producers first (no recursion). */
   private resolve(n: Node): void {
     const stack = [n];
@@ -275,8 +302,54 @@ export class Analysis {
       if (waits) continue;
       stack.pop();
       this.pending.delete(top);
+      const known = this.prior && this.priorFacts(top);
+      if (known) {
+        top.outputs.forEach((out, i) => this.facts.set(out, known[i]));
+        this.reusedNodes++;
+        continue;
+      }
+      if (this.model.version !== this.version) this.lateNodes.add(top);
+      this.inferredNodes++;
       this.inferTypes(top, this.facts.get(top.outputs[0])?.label ?? 'data');
+      if (this.prior) this.adoptSameFacts(top);
     }
+  }
+
+  /**
+   * After n was inferred again (a rewrite gave it a new input that computes the same): where its outputs' facts
+   * equal a prior's, the prior's objects are kept instead, so that n's readers can take theirs (`priorFacts`)
+   * rather than every node downstream of a rewrite being inferred again.
+   */
+  private adoptSameFacts(n: Node): void {
+    let p = this.prior;
+    while (p && p.pending.has(n)) p = p.prior;
+    if (!p) return;
+    for (const out of n.outputs) {
+      const mine = this.facts.get(out), theirs = p.facts.get(out);
+      if (mine && theirs && mine !== theirs && sameFacts(mine, theirs)) this.facts.set(out, theirs);
+    }
+  }
+
+  /**
+   * The facts of n's outputs as a prior inferred them (its very objects), when inferring n now would give the same:
+   * n's inputs are the values they were in that prior's graph (nodes are never edited but by their inputs), and
+   * each has the facts here that it had there (the same objects: taken from that prior in turn, or equal ones kept
+   * by `adoptSameFacts`; equal seeded facts), and n has the same label. Otherwise (n is new, or something it reads changed) undefined.
+   */
+  private priorFacts(n: Node): ValueFacts[] | undefined {
+    if (!n.outputs.length) return undefined;
+    let p = this.prior;
+    while (p && p.pending.has(n)) p = p.prior;
+    if (!p || !p.facts.has(n.outputs[0]) || p.lateNodes.has(n) || n.inputsChangedAt > p.version) return undefined;
+    const facts = n.outputs.map((o) => p.facts.get(o));
+    if (facts.some((f) => !f) || facts[0]!.label !== this.facts.get(n.outputs[0])?.label) return undefined;
+    for (const i of n.inputs) {
+      if (!i) continue;
+      const mine = this.facts.get(i), theirs = p.facts.get(i);
+      if (mine === theirs) continue;
+      if (!mine || !theirs || i.producer || !sameFacts(mine, theirs)) return undefined;
+    }
+    return facts as ValueFacts[];
   }
 
   private analyzeNode(n: Node): void {
@@ -327,6 +400,18 @@ export class Analysis {
 }
 
 const DATA: ValueFacts = { label: 'data' };
+
+function sameDims(x: readonly Dim[] | undefined, y: readonly Dim[] | undefined): boolean {
+  return x === y || (!!x && !!y && x.length === y.length && x.every((d, i) => d === y[i]));
+}
+
+/** Whether two facts say the same (label, element type, shape, shape value). */
+function sameFacts(a: ValueFacts, b: ValueFacts): boolean {
+  const [s, t] = [a.type, b.type];
+  return a.label === b.label && sameDims(a.shapeValue, b.shapeValue) && (s === t || (!!s && !!t && s.elemType === t.elemType && sameDims(s.shape, t.shape)));
+}
+/** How many earlier states an analysis keeps (each is one fuse stage's analysis: canonical, rules, clean-up). */
+const PRIOR_DEPTH = 3;
 
 /** Whether a graph can be analysed lazily: no subgraphs, and every node after the producers of its inputs. */
 function lazyFits(g: Graph): boolean {

@@ -82,6 +82,8 @@ export class Node {
   subgraphs: Graph[] = [];
   /** Values of enclosing scopes read from inside the subgraphs. */
   outerUses: Value[] = [];
+  /** The model version of the last change of `inputs` (the only edit a node takes): analyses of older states describe other inputs. */
+  inputsChangedAt = 0;
   constructor(
     readonly proto: NodeProto,
     public graph: Graph,
@@ -109,6 +111,7 @@ export class Node {
 
   setInput(i: number, v: Value | null): void {
     this.graph.model.edited();
+    this.inputsChangedAt = this.graph.model.version;
     const old = this.inputs[i];
     if (old) {
       const k = old.uses.findIndex((u) => u.node === this && u.index === i);
@@ -278,6 +281,7 @@ export class Graph {
 
   /** Sorts nodes topologically, keeping the current order wherever the dependencies allow. */
   topoSort(): void {
+    if (this.inOrder()) return; // the common case after a pass that kept the order: no heap, no new array
     const index = new Map(this.nodes.map((n, i) => [n, i]));
     const pending = new Map<Node, number>();
     const users = new Map<Node, Node[]>();
@@ -337,6 +341,17 @@ export class Graph {
       throw badInput(this.model.source, `${this.where} has a cycle through ${stuck.label}`);
     }
     this.nodes = order;
+  }
+
+  /** Whether every node comes after the producers of what it reads (this graph's own values). */
+  private inOrder(): boolean {
+    const seen = new Set<Node>();
+    for (const n of this.nodes) {
+      for (const v of n.inputs) if (v && v.graph === this && v.producer && !seen.has(v.producer)) return false;
+      for (const v of n.outerUses) if (v.graph === this && v.producer && !seen.has(v.producer)) return false;
+      seen.add(n);
+    }
+    return true;
   }
 
   /** The node of this graph that produces v, following subgraph owners for values of inner scopes. */
