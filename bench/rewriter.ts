@@ -4,8 +4,9 @@
 // does) and are timed doing everything their command does after that: scan analyses the model, finds
 // the sites and reports them; fuse fuses (canonicalisation, matching, rewriting, clean-up), writes the
 // model file and reports the sites. Models: every fixture network, the per-pixel layer at real size
-// (8x64x56x56, k7 involution) and the largest per-pixel fixtures. Goals: (scan + fuse) <= 2x inspect;
-// per-pixel matching <= 50 ms a site.
+// (8x64x56x56, k7 involution), the largest per-pixel fixtures, and the real-size networks at batch 1 when they
+// have been made (bench/models.ts REAL_NETS; fewer repetitions). Goals: (scan + fuse) <= 2x inspect; per-pixel
+// matching <= 50 ms a site.
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
@@ -14,13 +15,17 @@ import { analysisOf } from '../src/analysis/cache.js';
 import { inspectModel } from '../src/cli/inspect.js';
 import { siteJson } from '../src/cli/site-report.js';
 import { fuse, openModel, save } from '../src/pipeline.js';
+import { REAL_NETS } from './models.js';
 import { formatTable, type Cell } from './table.js';
 import { interleave, median, timeMs } from './timing.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 const REPS = 25;
 
-interface Entry { name: string; file: string }
+interface Entry { name: string; file: string; reps?: number }
+
+/** Repetitions of a real-size network (each inspect reads tens of MB). */
+const REAL_NET_REPS = 7;
 
 function models(): Entry[] {
   const manifest: { name: string; families: string[]; inputs: Record<string, number[]> }[] = JSON.parse(fs.readFileSync(path.join(ROOT, 'fixtures', 'manifest.json'), 'utf8'));
@@ -28,14 +33,15 @@ function models(): Entry[] {
   const size = (m: (typeof manifest)[number]) => Object.values(m.inputs).reduce((s, d) => s + d.reduce((p, x) => p * x, 1), 0);
   const nets = manifest.filter((m) => m.name.startsWith('net_')).map((m) => fixture(m.name));
   const pixel = manifest.filter((m) => !m.name.startsWith('net_') && m.families.includes('per-pixel')).sort((x, y) => size(y) - size(x)).slice(0, 3).map((m) => fixture(m.name));
-  return [...nets, { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') }, ...pixel];
+  const real = REAL_NETS.filter((n) => n.batch === 1).map((n) => ({ name: n.name, file: path.join(ROOT, n.model), reps: REAL_NET_REPS })).filter((e) => fs.existsSync(e.file));
+  return [...nets, { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') }, ...pixel, ...real];
 }
 
 export async function runRewriterBench(reps = REPS): Promise<string> {
   const rows: Cell[][] = [];
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dynconv-bench-rewriter-'));
   try {
-    for (const m of models()) rows.push(await benchModel(m, reps, outDir));
+    for (const m of models()) rows.push(await benchModel(m, Math.min(reps, m.reps ?? reps), outDir));
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
   }

@@ -68,11 +68,6 @@ export function producerIs(v: Value | null | undefined, ...ops: string[]): Node 
   return p && p.domain === '' && ops.includes(p.opType) ? p : undefined;
 }
 
-/**
- * The generator of a site: the nodes that compute `starts` (the weight, bias or kernel tensors) from
- * activations and feed nothing else. A node whose output is also used elsewhere (a routing vector shared
- * by several convs, the backbone) is not part of it: fusing must leave it in place.
- */
 /** Each node's position in its graph's node list, built once per list and model state (every site asks). */
 const orders = new WeakMap<Node[], { version: number; length: number; order: Map<Node, number> }>();
 function nodeOrder(anchor: Node): Map<Node, number> {
@@ -84,22 +79,37 @@ function nodeOrder(anchor: Node): Map<Node, number> {
   return order;
 }
 
+/**
+ * The generator of a site: the nodes that compute `starts` (the weight, bias or kernel tensors) from
+ * activations and feed nothing else. A node whose output is also used elsewhere (a routing vector shared
+ * by several convs, the backbone) is not part of it: fusing must leave it in place.
+ */
 export function exclusiveGenerator(anchor: Node, starts: Value[], a: Analysis, limit = 512): Node[] {
   const order = nodeOrder(anchor);
-  const candidates = new Set<Node>();
-  const stack = [...starts];
-  while (stack.length && candidates.size < limit) {
-    const p = stack.pop()!.producer;
-    if (!p || candidates.has(p) || p.graph !== anchor.graph) continue;
-    candidates.add(p);
-    for (const i of p.inputs) if (i && a.label(i) === 'data') stack.push(i);
-  }
+  const position = (n: Node) => order.get(n) ?? 0;
   const inGenerator = new Set<Node>([anchor]);
-  const sorted = [...candidates].sort((x, y) => (order.get(y) ?? 0) - (order.get(x) ?? 0));
-  for (const n of sorted) {
+  const offered = new Set<Node>();
+  const frontier: Node[] = [];
+  const offer = (v: Value) => {
+    const p = v.producer;
+    if (p && p.graph === anchor.graph && !offered.has(p) && offered.size < limit) { offered.add(p); frontier.push(p); }
+  };
+  for (const v of starts) offer(v);
+  // Latest node first: every reader of a node's outputs comes after it, so whether those readers are in the
+  // generator is decided before the node is. Only the inputs of a node taken in are offered: the walk stops at the
+  // first node something else reads (the backbone), instead of going through it.
+  const generator: Node[] = [];
+  while (frontier.length) {
+    let k = 0;
+    for (let i = 1; i < frontier.length; i++) if (position(frontier[i]) > position(frontier[k])) k = i;
+    const n = frontier[k];
+    frontier[k] = frontier[frontier.length - 1];
+    frontier.pop();
     const usedOnlyHere = n.outputs.every((o) => !o.isGraphOutput && o.uses.length > 0 && o.uses.every((u) => inGenerator.has(u.node)));
-    if (usedOnlyHere) inGenerator.add(n);
+    if (!usedOnlyHere) continue;
+    inGenerator.add(n);
+    generator.push(n);
+    for (const i of n.inputs) if (i && a.label(i) === 'data') offer(i);
   }
-  inGenerator.delete(anchor);
-  return sorted.filter((n) => inGenerator.has(n));
+  return generator;
 }

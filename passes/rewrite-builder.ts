@@ -45,6 +45,11 @@ export class RewriteBuilder {
     return this.graph.addInitializer(base, t);
   }
 
+  /** An initializer of `source`'s elements in the shape `dims`, its bytes shared when they can be (Graph.addInitializerView), else `t()`'s. */
+  initializerOf(base: string, source: Value | undefined, dims: number[], t: () => Tensor): Value {
+    return (source && this.graph.addInitializerView(base, source, dims)) ?? this.graph.addInitializer(base, { ...t(), dims });
+  }
+
   ints(values: number[], base = 'dynconv_ints'): Value {
     return this.initializer(base, makeTensor(DataType.INT64, [values.length], values));
   }

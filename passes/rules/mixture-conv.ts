@@ -3,7 +3,7 @@
 // routing over a bank of expert biases. Becomes MixtureConv(X, R, E, Eb).
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { formatShape } from '../../src/analysis/dims.js';
-import { mulTensors, transpose as transposeTensor } from '../../src/analysis/evaluate.js';
+import { broadcastShape, MAX_FOLD_ELEMENTS, mulTensors, transpose as transposeTensor } from '../../src/analysis/evaluate.js';
 import type { Node, Value } from '../../src/ir/graph.js';
 import { makeTensor, numel, type Tensor } from '../../src/ir/tensor.js';
 import { DataType } from '../../src/onnx/proto.js';
@@ -14,7 +14,37 @@ import type { Unbatched } from '../unbatch.js';
 import { isDynamicConv } from '../unbatch.js';
 import { fail, matched, type Failure, type Rule } from './rule.js';
 
-export interface MixtureMatch { ok: true; routing: Value; experts: Tensor; e: number; node: Node }
+export interface MixtureMatch {
+  ok: true;
+  routing: Value;
+  /** The expert bank [e, per sample], computed when the rewrite asks for it (a scan only needs to know it can be). */
+  experts: () => Tensor;
+  /** The initializer whose elements are the bank, in order, when it is one (the rewrite then shares its bytes). */
+  source?: Value;
+  e: number;
+  node: Node;
+}
+
+/** A constant the rule reads: its dims now, its elements when asked for, and the initializer holding them if one does. */
+interface ReadableConstant { dims: number[]; value: () => Tensor; source?: Value }
+
+/**
+ * A float constant's dims without reading its elements when it is an initializer (an expert bank is tens of MB, and a
+ * scan never needs them); any other constant is folded. Undefined when it cannot be read (too large, not float).
+ */
+function readableConstant(v: Value, a: Analysis): ReadableConstant | undefined {
+  const layout = a.model.initializerLayout(v);
+  // (raw data of another length is malformed: folding it says so)
+  if (layout?.dtype === DataType.FLOAT && layout.wholeRawData && numel(layout.dims) <= MAX_FOLD_ELEMENTS) return { dims: layout.dims, value: once(() => a.constValue(v)!), source: v };
+  const value = a.constValue(v);
+  return value ? { dims: value.dims, value: () => value } : undefined;
+}
+
+/** f's result, computed once, when first asked for. */
+function once<T>(f: () => T): () => T {
+  let v: { value: T } | undefined;
+  return () => (v ??= { value: f() }).value;
+}
 
 /** wsrc = R @ E (MatMul, Gemm or a ReduceSum over the expert axis of R * E) with E constant. */
 export function matchMixture(wsrc: Value, a: Analysis, perSample: number, anchor: Node): MixtureMatch | Failure {
@@ -24,13 +54,14 @@ export function matchMixture(wsrc: Value, a: Analysis, perSample: number, anchor
     if (!R || !E || a.label(R) !== 'data' || a.label(E) !== 'constant') return fail(`${mm.label} does not multiply data-dependent routing by constant experts`, mm, 1);
     if (C) return fail(`${mm.label} adds a term C to the mixture`, mm, 2);
     if (mm.opType === 'Gemm' && (mm.attrInt('transA', 0) !== 0 || mm.attrFloat('alpha', 1) !== 1)) return fail(`${mm.label} has transA or alpha other than 1`, mm, 2);
-    let t = a.constValue(E);
+    const bank = readableConstant(E, a);
     const rs = a.shape(R);
-    if (!t) return fail('the expert bank could not be read', mm, 2);
-    if (!rs || rs.length !== 2 || t.dims.length !== 2) return fail(`routing ${formatShape(rs)} and experts ${formatShape(t.dims)} are not both 2-D`, mm, 3);
-    if (mm.opType === 'Gemm' && mm.attrInt('transB', 0) === 1) t = transposeTensor(t, [1, 0]);
-    if (t.dims[1] !== perSample) return fail(`each expert has ${t.dims[1]} values, a sample's weight ${perSample}`, mm, 4);
-    return { ok: true, routing: R, experts: t, e: t.dims[0], node: mm };
+    if (!bank) return fail('the expert bank could not be read', mm, 2);
+    if (!rs || rs.length !== 2 || bank.dims.length !== 2) return fail(`routing ${formatShape(rs)} and experts ${formatShape(bank.dims)} are not both 2-D`, mm, 3);
+    const transB = mm.opType === 'Gemm' && mm.attrInt('transB', 0) === 1;
+    const [e, each] = transB ? [bank.dims[1], bank.dims[0]] : bank.dims;
+    if (each !== perSample) return fail(`each expert has ${each} values, a sample's weight ${perSample}`, mm, 4);
+    return { ok: true, routing: R, experts: once(() => (transB ? transposeTensor(bank.value(), [1, 0]) : bank.value())), source: transB ? undefined : bank.source, e, node: mm };
   }
   const rsum = producerIs(wsrc, 'ReduceSum');
   if (rsum) {
@@ -45,11 +76,15 @@ export function matchMixture(wsrc: Value, a: Analysis, perSample: number, anchor
     const ds = a.shape(data[0]);
     const e = inShape[1];
     if (!ds || typeof e !== 'number' || ds.length !== inShape.length || !ds.slice(2).every((d) => d === 1) || ds[1] !== e) return fail(`the routing factor ${formatShape(ds)} does not vary over the batch and ${formatShape([e])} experts only`, rsum, 3);
-    let t: Tensor | undefined = a.constValue(consts[0]);
-    for (const c of consts.slice(1)) t = t && a.constValue(c) ? mulTensors(t, a.constValue(c)!) : undefined;
-    if (!t) return fail('the expert bank could not be read', rsum, 3);
-    if (numel(t.dims) !== e * perSample) return fail(`the expert bank has ${numel(t.dims)} values, not ${e} experts of ${perSample}`, rsum, 4);
-    return { ok: true, routing: data[0], experts: { ...t, dims: [e, perSample] }, e, node: rsum };
+    const factorsRead = consts.map((c) => readableConstant(c, a));
+    if (!factorsRead.every((x) => x)) return fail('the expert bank could not be read', rsum, 3);
+    const read = factorsRead as ReadableConstant[];
+    const dims = read.slice(1).reduce<number[] | undefined>((d, x) => d && broadcastShape(d, x.dims), read[0].dims);
+    if (!dims) return fail('the expert bank could not be read', rsum, 3);
+    if (numel(dims) !== e * perSample) return fail(`the expert bank has ${numel(dims)} values, not ${e} experts of ${perSample}`, rsum, 4);
+    if (numel(dims) > MAX_FOLD_ELEMENTS) return fail(`the expert bank has ${numel(dims)} values, more than a product is folded for (${MAX_FOLD_ELEMENTS})`, rsum, 4);
+    const bank = (): Tensor => read.slice(1).reduce<Tensor>((p, x) => mulTensors(p, x.value())!, read[0].value());
+    return { ok: true, routing: data[0], experts: once(() => ({ ...bank(), dims: [e, perSample] })), source: read.length === 1 ? read[0].source : undefined, e, node: rsum };
   }
   return fail(`the per-sample weight comes from ${wsrc.producer?.label ?? 'a graph input'}, not a MatMul, Gemm or ReduceSum of routing and experts`, wsrc.producer ?? anchor, 0);
 }
@@ -77,9 +112,10 @@ export const mixtureConv: Rule<MixtureData> = {
     return matched(facts, { conv, generator: facts.generator, u, mix, biasMix }, u.bias.kind === 'const' ? ['the constant bias is added after the fused op'] : []);
   },
   rewrite({ conv, generator, u, mix, biasMix }, b) {
-    const experts = b.initializer('dynconv_experts', { ...mix.experts, dims: [mix.e, ...u.layout] });
-    const eb = biasMix ? biasMix.experts : makeTensor(DataType.FLOAT, [mix.e, u.m], new Array(mix.e * u.m).fill(0));
-    const biasE = b.initializer('dynconv_expert_bias', { ...eb, dims: [mix.e, u.m] });
+    const experts = b.initializerOf('dynconv_experts', mix.source, [mix.e, ...u.layout], mix.experts);
+    const biasE = biasMix
+      ? b.initializerOf('dynconv_expert_bias', biasMix.source, [mix.e, u.m], biasMix.experts)
+      : b.initializer('dynconv_expert_bias', makeTensor(DataType.FLOAT, [mix.e, u.m], new Array(mix.e * u.m).fill(0)));
     const inputs = [fusedInput(b, u), b.reshape(mix.routing, [-1, mix.e]), experts, biasE];
     const fused = convFusedNode(b, conv, u, 'MixtureConv', 'mixture', generator, inputs);
     let out = fused.outputs[0];

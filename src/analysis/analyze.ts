@@ -102,6 +102,10 @@ export class Analysis {
       const p = opts.prior;
       if (p && p.model === model && p.version < model.version && !bind && !inputShapes && !p.bind && !p.inputShapes && p.opset === this.opset) {
         this.prior = p;
+        // a prior is kept for its facts: its folded constants (an expert bank can be tens of MB) are let go, and
+        // folded again should anyone still ask it for one
+        p.consts.clear();
+        p.foldBudget = MAX_FOLD_TOTAL;
         let last = p;
         for (let d = 1; d < PRIOR_DEPTH && last.prior; d++) last = last.prior;
         last.prior = undefined;

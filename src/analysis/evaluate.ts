@@ -38,7 +38,8 @@ function strides(dims: readonly number[]): number[] {
   return s;
 }
 
-function broadcastShape(a: readonly number[], b: readonly number[]): number[] | undefined {
+/** The shape two shapes broadcast to (numpy rules), or undefined when they do not. */
+export function broadcastShape(a: readonly number[], b: readonly number[]): number[] | undefined {
   const r = Math.max(a.length, b.length);
   const out: number[] = [];
   for (let i = 0; i < r; i++) {
@@ -65,14 +66,59 @@ function broadcastIndexer(inDims: readonly number[], outDims: readonly number[])
   };
 }
 
+/** The strides of a broadcast input over the output's axes: 0 along an axis it broadcasts (or lacks). */
+function broadcastStrides(inDims: readonly number[], outRank: number): number[] {
+  const padded = [...new Array(outRank - inDims.length).fill(1), ...inDims];
+  return strides(padded).map((s, i) => (padded[i] === 1 ? 0 : s));
+}
+
+/**
+ * The output's axes with the inputs' strides, size-1 axes dropped and neighbours merged where both inputs step
+ * over the pair as over one axis (contiguous, or both broadcast). At least one axis is left.
+ */
+function mergedAxes(dims: readonly number[], sa: readonly number[], sb: readonly number[]): { d: number[]; sa: number[]; sb: number[] } {
+  const d: number[] = [], a: number[] = [], b: number[] = [];
+  for (let i = 0; i < dims.length; i++) {
+    if (dims[i] === 1) continue;
+    const k = d.length - 1;
+    if (k >= 0 && a[k] === sa[i] * dims[i] && b[k] === sb[i] * dims[i]) {
+      d[k] *= dims[i];
+      a[k] = sa[i];
+      b[k] = sb[i];
+    } else {
+      d.push(dims[i]);
+      a.push(sa[i]);
+      b.push(sb[i]);
+    }
+  }
+  return d.length ? { d, sa: a, sb: b } : { d: [1], sa: [0], sb: [0] };
+}
+
 function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number, outType = a.dtype): Tensor | undefined {
   const dims = broadcastShape(a.dims, b.dims);
   if (!dims) return undefined;
   const n = numel(dims);
-  const ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
   const out = alloc(outType === DataType.FLOAT ? Float32Array : Float64Array, dims);
-  const sameA = a.data.length === n, sameB = b.data.length === n;
-  for (let i = 0; i < n; i++) out[i] = f(a.data[sameA ? i : ia(i)], b.data[sameB ? i : ib(i)]);
+  const A = a.data, B = b.data, r = dims.length;
+  if (A.length === n && B.length === n) for (let i = 0; i < n; i++) out[i] = f(A[i], B[i]);
+  else if (r === 0 || n === 0) { if (n) out[0] = f(A[0], B[0]); }
+  else {
+    // rows of the last axis, the inputs' offsets carried from row to row (an odometer over the outer axes);
+    // axes both inputs walk alike are merged first, so that a scalar times a tensor is one row
+    const { d, sa, sb } = mergedAxes(dims, broadcastStrides(a.dims, r), broadcastStrides(b.dims, r));
+    const m = d.length, inner = d[m - 1], ia = sa[m - 1], ib = sb[m - 1];
+    const at = new Array<number>(m).fill(0);
+    let oa = 0, ob = 0;
+    for (let o = 0; o < n; o += inner) {
+      for (let j = 0; j < inner; j++) out[o + j] = f(A[oa + j * ia], B[ob + j * ib]);
+      for (let k = m - 2; k >= 0; k--) {
+        oa += sa[k]; ob += sb[k];
+        if (++at[k] < d[k]) break;
+        oa -= sa[k] * d[k]; ob -= sb[k] * d[k];
+        at[k] = 0;
+      }
+    }
+  }
   if (outType !== DataType.FLOAT && outType !== DataType.DOUBLE && outType !== DataType.FLOAT16) for (let i = 0; i < n; i++) out[i] = Math.trunc(out[i]);
   return { dtype: outType, dims, data: out };
 }
@@ -547,5 +593,15 @@ export function resolveReshape(inDims: readonly number[], shape: readonly number
 
 /** Element-wise product with broadcasting (used to fold constant factors of a weight). */
 export function mulTensors(a: Tensor, b: Tensor): Tensor | undefined {
+  // a scale times a bank (a constant temperature, a normalisation): one loop, no broadcasting
+  if (a.data.length === 1 || b.data.length === 1) {
+    const [s, t] = a.data.length === 1 ? [a, b] : [b, a];
+    const dims = broadcastShape(a.dims, b.dims);
+    if (dims && numel(dims) === t.data.length && (a.dtype === DataType.FLOAT || a.dtype === DataType.DOUBLE)) {
+      const k = s.data[0], src = t.data, out = alloc(a.dtype === DataType.FLOAT ? Float32Array : Float64Array, dims);
+      for (let i = 0; i < src.length; i++) out[i] = src[i] * k;
+      return { dtype: a.dtype, dims, data: out };
+    }
+  }
   return binary(a, b, (x, y) => x * y);
 }

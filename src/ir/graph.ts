@@ -3,9 +3,10 @@
 // `Model.toProto()` writes it back, keeping every field the IR does not model (doc strings, metadata,
 // unknown fields) on the original protobuf objects.
 import { badInput, quoteName } from '../errors.js';
+import { elementBytes, isExternal } from '../onnx/external-data.js';
 import { tensorRawBytes, type LoadedModel } from '../onnx/io.js';
 import { AttrType, onnx, toNumber, type AttributeProto, type FunctionProto, type GraphProto, type NodeProto, type TensorProto, type TypeProto, type ValueInfoProto } from '../onnx/proto.js';
-import { decodeTensor, encodeTensor, type Tensor } from './tensor.js';
+import { decodeTensor, encodeTensor, numel, type Tensor } from './tensor.js';
 
 /** A dimension: a known size, a symbol (`N`, or a product like `N*64`), or unknown (undefined). */
 export type Dim = number | string | undefined;
@@ -211,6 +212,22 @@ export class Graph {
     this.model.edited();
     const v = this.newValue(base, { elemType: t.dtype, shape: [...t.dims] });
     v.initializer = encodeTensor(t, v.name);
+    this.initializers.push(v);
+    return v;
+  }
+
+  /**
+   * A new initializer with the elements of `source`, in order, in the shape `dims`: its raw bytes are shared, not
+   * decoded and encoded again (an expert bank is tens of MB). Undefined, and nothing added, unless `source` holds its
+   * elements as inline raw data of exactly that many elements.
+   */
+  addInitializerView(base: string, source: Value, dims: number[]): Value | undefined {
+    const t = source.initializer;
+    const bytes = t && elementBytes(t.dataType ?? 0);
+    if (!t || !bytes || isExternal(t) || !t.rawData || t.rawData.length !== numel(dims) * bytes) return undefined;
+    this.model.edited();
+    const v = this.newValue(base, { elemType: t.dataType ?? 0, shape: [...dims] });
+    v.initializer = onnx.TensorProto.create({ name: v.name, dims, dataType: t.dataType, rawData: t.rawData });
     this.initializers.push(v);
     return v;
   }
@@ -512,6 +529,17 @@ export class Model {
   }
   reserveNodeName(name: string): void {
     if (name) this.nodeNames.add(name);
+  }
+
+  /**
+   * An initializer's element type and dims, read from its proto without decoding its data, and whether its data is
+   * inline raw bytes of exactly that many elements (what Graph.addInitializerView shares).
+   */
+  initializerLayout(v: Value): { dtype: number; dims: number[]; wholeRawData: boolean } | undefined {
+    const t = v.initializer;
+    if (!t) return undefined;
+    const dtype = t.dataType ?? 0, dims = (t.dims ?? []).map(toNumber), bytes = elementBytes(dtype);
+    return { dtype, dims, wholeRawData: !!bytes && !isExternal(t) && !!t.rawData && t.rawData.length === numel(dims) * bytes };
   }
 
   /** The constant tensor behind an initializer value, decoded (external data is read). */
