@@ -67,8 +67,7 @@ export function rewritePixelHead({ node, xRoot, xPerm, head, p, replaced, yPerm 
   if (head.shapeUses.length) {
     // Shape(kernel root) = [N, M, *O] = Shape(F) with M on axis 1, computed where the first Shape node was (its
     // readers come before the site: the graph stays in order, so the sweep removes what dies in one pass).
-    const order = new Map(b.graph.nodes.map((n, i) => [n, i]));
-    const first = head.shapeUses.reduce((x, y) => ((order.get(y) ?? 0) < (order.get(x) ?? 0) ? y : x));
+    const first = head.shapeUses.length === 1 ? head.shapeUses[0] : b.graph.nodes.find((n) => head.shapeUses.includes(n)) ?? head.shapeUses[0];
     const op = (type: string, inputs: Value[], attrs?: Record<string, number>) => b.graph.addNode(type, inputs, 1, { before: first, attrs }).outputs[0];
     const fShape = op('Shape', [head.features]);
     const part = (from: number, to: number) => op('Slice', [fShape, b.ints([from]), b.ints([to]), b.ints([0])]);

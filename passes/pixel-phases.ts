@@ -8,7 +8,7 @@ import { isStatic } from '../src/analysis/dims.js';
 import type { Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
-import { movementSources, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
+import { dot, movementSources, nextCoordinate, ProbeBudgetExceeded, Tracer } from './provenance.js';
 
 /** Where the op reads the kernel: V, and the order of its channels (ops/pixel-conv.ts KERNEL_LAYOUT). */
 export interface PhaseKernel {
@@ -37,16 +37,20 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
     if (!isStatic(dims) || dims.length !== r + 2 || dims.some((d, i) => d !== want[i])) continue;
     const tracer = new Tracer(a, v, { left: MAX_TRACE_STEPS });
     const bp = numel(B);
-    // The flat index in V of K element `c` ([n, g, kernel offsets..., o...]) in each layout.
+    // The flat index in V of K element `c` ([n, g, kernel offsets..., o...]) in each layout (called for every
+    // element: loops, nothing allocated).
     const expected = (c: number[], layout: 1 | 2): number => {
-      const j = c.slice(2, 2 + r).reduce((s, x, ax) => s * p.kernel[ax] + x, 0);
-      const o = c.slice(2 + r);
-      const ph = o.reduce((s, x) => s * up + (x % up), 0);
-      const b = o.reduce((s, x, ax) => s * B[ax] + Math.floor(x / up), 0);
+      let j = 0, ph = 0, b = 0;
+      for (let ax = 0; ax < r; ax++) j = j * p.kernel[ax] + c[2 + ax];
+      for (let ax = 0; ax < r; ax++) {
+        const x = c[2 + r + ax];
+        ph = ph * up + (x % up);
+        b = b * B[ax] + Math.floor(x / up);
+      }
       const ch = layout === 1 ? (c[1] * KK + j) * P + ph : ph * p.groups * KK + c[1] * KK + j;
       return (c[0] * p.groups * KK * P + ch) * bp + b;
     };
-    const at = (c: number[]) => tracer.traceFlat(source, c.reduce((s, x, i) => s + x * strides[i], 0));
+    const at = (c: number[]) => tracer.traceFlat(source, dot(c, strides));
     try {
       // The layout from the first element off phase 0 on every axis, then every element.
       const probe = sizes.map((s, i) => (i >= 2 + r ? Math.min(1, s - 1) : 0));
@@ -54,10 +58,8 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
       const layout = ([1, 2] as const).find((l) => expected(probe, l) === hit);
       if (layout === undefined) continue;
       let every = true;
-      for (let e = 0; e < total && every; e++) {
-        const c = unravel(e, sizes);
-        every = at(c) === expected(c, layout);
-      }
+      const c = sizes.map(() => 0);
+      for (let e = 0; e < total && every; e++, nextCoordinate(c, sizes)) every = at(c) === expected(c, layout);
       if (every) return { value: v, layout };
     } catch (e) {
       // past the trace budget: not taken (anything else is a bug, and is not hidden)

@@ -7,7 +7,7 @@ import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { MAX_TRACE_STEPS, type PixelParams } from './pixel-layout.js';
-import { movementSources, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
+import { dot, movementSources, nextCoordinate, ProbeBudgetExceeded, Tracer, unravel } from './provenance.js';
 
 /** The Softmax that makes the kernel root, and the logits it normalises (same shape and element order). */
 export interface SoftmaxKernel {
@@ -50,8 +50,9 @@ export function softmaxOverTaps(kRoot: Value, p: PixelParams, a: Analysis): Soft
   const outer = [p.N, p.groups, ...p.O];
   const outerStrides = [p.kStrides.n, p.kStrides.g, ...p.kStrides.o];
   const count = numel(outer);
-  for (let e = 0; e < count; e++) {
-    const base = unravel(e, outer).reduce((s, v, i) => s + v * outerStrides[i], 0);
+  const c = outer.map(() => 0);
+  for (let e = 0; e < count; e++, nextCoordinate(c, outer)) {
+    const base = dot(c, outerStrides);
     const g0 = groupOf(base + tapOffsets[0]);
     for (let j = 1; j < KK; j++) if (groupOf(base + tapOffsets[j]) !== g0) return refuse;
   }
@@ -71,7 +72,7 @@ function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel
     const dims = a.shape(root);
     if (!isStatic(dims) || numel(dims) !== total) continue;
     const tracer = new Tracer(a, root, { left: MAX_TRACE_STEPS });
-    const at = (coord: number[]) => tracer.traceFlat(logits, coord.reduce((s, v, i) => s + v * old[i], 0));
+    const at = (coord: number[]) => tracer.traceFlat(logits, dot(coord, old));
     if (at(sizes.map(() => 0)) !== 0) continue;
     const strides = sizes.map((size, i) => (size === 1 ? 0 : at(sizes.map((_, j) => (j === i ? 1 : 0)))));
     if (strides.some((s) => s === undefined || s < 0)) continue;
@@ -83,10 +84,8 @@ function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel
     if (!layout || expect !== total) continue;
     let every = true;
     try {
-      for (let e = 0; e < total && every; e++) {
-        const c = unravel(e, sizes);
-        every = at(c) === c.reduce((s, v, i) => s + v * st[i], 0);
-      }
+      const c = sizes.map(() => 0);
+      for (let e = 0; e < total && every; e++, nextCoordinate(c, sizes)) every = at(c) === dot(c, st);
     } catch (e) {
       // past the trace budget: not taken (anything else is a bug, and is not hidden)
       if (!(e instanceof ProbeBudgetExceeded)) throw e;

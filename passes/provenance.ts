@@ -32,6 +32,24 @@ export function unravel(i: number, dims: readonly number[]): number[] {
   return out;
 }
 
+/**
+ * Advances `c` in place to the next coordinate of `dims` in row-major order (unravel(i + 1) from unravel(i),
+ * nothing allocated): loops over every element of a large tensor walk with it.
+ */
+export function nextCoordinate(c: number[], dims: readonly number[]): void {
+  for (let k = dims.length - 1; k >= 0; k--) {
+    if (++c[k] < dims[k]) return;
+    c[k] = 0;
+  }
+}
+
+/** The dot product of a coordinate with strides (an element's flat index in a strided layout). */
+export function dot(c: readonly number[], strides: readonly number[]): number {
+  let s = 0;
+  for (let i = 0; i < c.length; i++) s += c[i] * strides[i];
+  return s;
+}
+
 export function ravel(c: readonly number[], dims: readonly number[]): number {
   let i = 0;
   for (let k = 0; k < dims.length; k++) i = i * dims[k] + c[k];

@@ -14,6 +14,9 @@ import { fail, type MatchContext, type Rule } from './rule.js';
 function candidate(node: Node, ctx: MatchContext) {
   return ctx.memo('pixel-shifted-sum', node, () => {
     if (node.domain !== '' || node.graph !== ctx.model.graph) return undefined;
+    // A sum whose output is no activation has no data-dependent summand, so no product of two (the index
+    // arithmetic of an unfold is made of such Adds): refused before the probe analysis folds its values.
+    if (ctx.analysis.label(node.outputs[0]) !== 'data') return undefined;
     const a = ctx.probe();
     if (!isSumTop(node, a)) return undefined;
     const sum = productSum(node, a);
