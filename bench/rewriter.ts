@@ -3,10 +3,10 @@
 // medians. Scan and fuse each get a freshly loaded model (file read, IR built: the loading inspect also
 // does) and are timed doing everything their command does after that: scan analyses the model, finds
 // the sites and reports them; fuse fuses (canonicalisation, matching, rewriting, clean-up), writes the
-// model file and reports the sites. Models: every fixture network, the per-pixel layer at real size
-// (8x64x56x56, k7 involution), the largest per-pixel fixtures, and the real-size networks at batch 1 when they
-// have been made (bench/models.ts REAL_NETS; fewer repetitions). Goals: (scan + fuse) <= 2x inspect; per-pixel
-// matching <= 50 ms a site.
+// model file and reports the sites. Models: every fixture network, the per-pixel layers at real size
+// (8x64x56x56 k7 involution, k5 CARAFE 8x64x28x28 -> 56x56), the largest per-pixel fixtures, and the
+// real-size networks at batch 1 when they have been made (bench/models.ts REAL_NETS; fewer repetitions).
+// Goals: (scan + fuse) <= 2x inspect; per-pixel matching <= 50 ms a site.
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
@@ -24,7 +24,7 @@ const REPS = 25;
 
 interface Entry { name: string; file: string; reps?: number }
 
-/** Repetitions of a real-size network (each inspect reads tens of MB). */
+/** Repetitions of a real-size network (each inspect reads tens of MB) or of a slow-to-match layer. */
 const REAL_NET_REPS = 7;
 
 function models(): Entry[] {
@@ -34,7 +34,11 @@ function models(): Entry[] {
   const nets = manifest.filter((m) => m.name.startsWith('net_')).map((m) => fixture(m.name));
   const pixel = manifest.filter((m) => !m.name.startsWith('net_') && m.families.includes('per-pixel')).sort((x, y) => size(y) - size(x)).slice(0, 3).map((m) => fixture(m.name));
   const real = REAL_NETS.filter((n) => n.batch === 1).map((n) => ({ name: n.name, file: path.join(ROOT, n.model), reps: REAL_NET_REPS })).filter((e) => fs.existsSync(e.file));
-  return [...nets, { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') }, ...pixel, ...real];
+  const bench = [
+    { name: 'involution k7 b8 C64 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'involution_k7_64.onnx') },
+    { name: 'CARAFE k5 up2 b8 C64 28x28 -> 56x56 (bench)', file: path.join(ROOT, 'fixtures', 'bench', 'carafe_k5_64.onnx'), reps: REAL_NET_REPS },
+  ];
+  return [...nets, ...bench, ...pixel, ...real];
 }
 
 export async function runRewriterBench(reps = REPS): Promise<string> {
