@@ -78,7 +78,10 @@ export function matchMixture(wsrc: Value, a: Analysis, perSample: number, anchor
     if (!ds || typeof e !== 'number' || ds.length !== inShape.length || !ds.slice(2).every((d) => d === 1) || ds[1] !== e) return fail(`the routing factor ${formatShape(ds)} does not vary over the batch and ${formatShape([e])} experts only`, rsum, 3);
     const factorsRead = consts.map((c) => readableConstant(c, a));
     if (!factorsRead.every((x) => x)) return fail('the expert bank could not be read', rsum, 3);
-    const read = factorsRead as ReadableConstant[];
+    // a factor of one (ODConv's filter attention of a pointwise conv is the constant 1.0) changes nothing
+    const all = factorsRead as ReadableConstant[];
+    const notOne = all.filter((x) => !(numel(x.dims) === 1 && x.value().data[0] === 1));
+    const read = notOne.length ? notOne : all.slice(0, 1);
     const dims = read.slice(1).reduce<number[] | undefined>((d, x) => d && broadcastShape(d, x.dims), read[0].dims);
     if (!dims) return fail('the expert bank could not be read', rsum, 3);
     if (numel(dims) !== e * perSample) return fail(`the expert bank has ${numel(dims)} values, not ${e} experts of ${perSample}`, rsum, 4);
