@@ -29,8 +29,9 @@ export interface MixtureMatch {
 interface ReadableConstant { dims: number[]; value: () => Tensor; source?: Value }
 
 /**
- * A float constant's dims without reading its elements when it is an initializer (an expert bank is tens of MB, and a
- * scan never needs them); any other constant is folded. Undefined when it cannot be read (too large, not float).
+ * A constant's dims, without reading its elements when it is a float initializer with whole inline raw data (an
+ * expert bank is tens of MB, and a scan never needs them); any other constant is folded now. Undefined when it
+ * cannot be read (too large, or of no type the folder reads).
  */
 function readableConstant(v: Value, a: Analysis): ReadableConstant | undefined {
   const layout = a.model.initializerLayout(v);

@@ -338,7 +338,8 @@ export class Analysis {
    * The facts of n's outputs as a prior inferred them (its very objects), when inferring n now would give the same:
    * n's inputs are the values they were in that prior's graph (nodes are never edited but by their inputs), and
    * each has the facts here that it had there (the same objects: taken from that prior in turn, or equal ones kept
-   * by `adoptSameFacts`; equal seeded facts), and n has the same label. Otherwise (n is new, or something it reads changed) undefined.
+   * by `adoptSameFacts`; equal seeded facts), and n has the same label. Otherwise (n is new, or something it reads
+   * changed) undefined.
    */
   private priorFacts(n: Node): ValueFacts[] | undefined {
     if (!n.outputs.length) return undefined;
@@ -414,6 +415,7 @@ function sameFacts(a: ValueFacts, b: ValueFacts): boolean {
   const [s, t] = [a.type, b.type];
   return a.label === b.label && sameDims(a.shapeValue, b.shapeValue) && (s === t || (!!s && !!t && s.elemType === t.elemType && sameDims(s.shape, t.shape)));
 }
+
 /** How many earlier states an analysis keeps (each is one fuse stage's analysis: canonical, rules, clean-up). */
 const PRIOR_DEPTH = 3;
 

@@ -83,7 +83,10 @@ export class Node {
   subgraphs: Graph[] = [];
   /** Values of enclosing scopes read from inside the subgraphs. */
   outerUses: Value[] = [];
-  /** The model version of the last change of `inputs` (the only edit a node takes): analyses of older states describe other inputs. */
+  /**
+   * The model version of the last change of `inputs`, the only edit a node takes: an analysis of an older state
+   * saw other inputs (src/analysis/analyze.ts, priors).
+   */
   inputsChangedAt = 0;
   constructor(
     readonly proto: NodeProto,
