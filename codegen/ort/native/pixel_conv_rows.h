@@ -30,6 +30,28 @@ static inline __attribute__((always_inline)) void ForEachTapRow(const PixelGeome
 }
 
 // W (the width of V) output columns [x0, x0 + W) of CB channels (c0 .. c0 + CB - 1) of one output row, all taps.
+// A block width known at compile time, for ForChannelBlocks' callback (`decltype(cb)::value`).
+template <int CB>
+struct ChannelBlock {
+  static constexpr int value = CB;
+};
+
+template <int CB, typename F>
+static inline __attribute__((always_inline)) void RestChannels(int64_t c, int64_t rest, const F& block) {
+  if constexpr (CB > 0) {
+    if (rest == CB) block(c, ChannelBlock<CB>{});
+    else RestChannels<CB - 1>(c, rest, block);
+  }
+}
+
+// Calls block(c, ChannelBlock<CB>{}) over the channels [c, ce): blocks of W channels, then one block of the rest,
+// so that each call has its channel count as a template argument (its accumulators stay in registers).
+template <int W, typename F>
+static inline __attribute__((always_inline)) void ForChannelBlocks(int64_t c, int64_t ce, const F& block) {
+  for (; c + W <= ce; c += W) block(c, ChannelBlock<W>{});
+  RestChannels<W - 1>(c, ce - c, block);
+}
+
 template <typename V, int CB>
 static inline __attribute__((always_inline)) void PixelChunk(const PixelGeometry& p, const float* __restrict xc0,
                                                              const float* __restrict kbase, float* __restrict y0,
@@ -194,22 +216,10 @@ void PixelRowFast(const PixelGeometry& p, const float* kbase, int64_t kst, float
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / p.up) * p.s[0] - p.pb[0], by = (oy / p.up) * p.s[1] - p.pb[1];
-  int64_t c = g * p.Cg;
-  const int64_t ce = (g + 1) * p.Cg;
-  for (; c + 8 <= ce; c += 8)
-    PixelBlock<8>(p, p.xp + (n * p.C + c) * plane_xp, kbase, kst, Y + (n * p.C + c) * plane_o + row_o, bz, by);
-  const float* xc = p.xp + (n * p.C + c) * plane_xp;
-  float* yc = Y + (n * p.C + c) * plane_o + row_o;
-  switch (ce - c) {
-    case 7: PixelBlock<7>(p, xc, kbase, kst, yc, bz, by); break;
-    case 6: PixelBlock<6>(p, xc, kbase, kst, yc, bz, by); break;
-    case 5: PixelBlock<5>(p, xc, kbase, kst, yc, bz, by); break;
-    case 4: PixelBlock<4>(p, xc, kbase, kst, yc, bz, by); break;
-    case 3: PixelBlock<3>(p, xc, kbase, kst, yc, bz, by); break;
-    case 2: PixelBlock<2>(p, xc, kbase, kst, yc, bz, by); break;
-    case 1: PixelBlock<1>(p, xc, kbase, kst, yc, bz, by); break;
-    default: break;
-  }
+  ForChannelBlocks<8>(g * p.Cg, (g + 1) * p.Cg, [&](int64_t c, auto cb) __attribute__((always_inline)) {
+    PixelBlock<decltype(cb)::value>(p, p.xp + (n * p.C + c) * plane_xp, kbase, kst,
+                                    Y + (n * p.C + c) * plane_o + row_o, bz, by);
+  });
 }
 
 // Copies rows of X into rows of length Dxp = sx * Lp: padded column j (pb zeros before X's row, zeros after)
@@ -346,18 +356,8 @@ void PixelRowUp2(const PixelGeometry& p, const float* taps, int64_t Bx, float* _
   const int64_t plane_o = Oz * Oy * Ox, plane_xp = p.D[0] * p.D[1] * p.Dxp;
   const int64_t row_o = (oz * Oy + oy) * Ox;
   const int64_t bz = (oz / 2) * p.s[0] - p.pb[0], by = (oy / 2) * p.s[1] - p.pb[1];
-  int64_t c = g * p.Cg;
-  const int64_t ce = (g + 1) * p.Cg;
-  for (; c + 6 <= ce; c += 6)
-    PixelBlockUp2<6>(p, p.xp + (n * p.C + c) * plane_xp, taps, Bx, Y + (n * p.C + c) * plane_o + row_o, bz, by);
-  const float* xc = p.xp + (n * p.C + c) * plane_xp;
-  float* yc = Y + (n * p.C + c) * plane_o + row_o;
-  switch (ce - c) {
-    case 5: PixelBlockUp2<5>(p, xc, taps, Bx, yc, bz, by); break;
-    case 4: PixelBlockUp2<4>(p, xc, taps, Bx, yc, bz, by); break;
-    case 3: PixelBlockUp2<3>(p, xc, taps, Bx, yc, bz, by); break;
-    case 2: PixelBlockUp2<2>(p, xc, taps, Bx, yc, bz, by); break;
-    case 1: PixelBlockUp2<1>(p, xc, taps, Bx, yc, bz, by); break;
-    default: break;
-  }
+  ForChannelBlocks<6>(g * p.Cg, (g + 1) * p.Cg, [&](int64_t c, auto cb) __attribute__((always_inline)) {
+    PixelBlockUp2<decltype(cb)::value>(p, p.xp + (n * p.C + c) * plane_xp, taps, Bx,
+                                       Y + (n * p.C + c) * plane_o + row_o, bz, by);
+  });
 }
