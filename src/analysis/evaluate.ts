@@ -50,26 +50,22 @@ export function broadcastShape(a: readonly number[], b: readonly number[]): numb
   return out;
 }
 
-/** Index map from an output position to the flat index of a broadcast input. */
-function broadcastIndexer(inDims: readonly number[], outDims: readonly number[]): (flat: number) => number {
-  const r = outDims.length;
-  const padded = [...new Array(r - inDims.length).fill(1), ...inDims];
-  const inStrides = strides(padded);
-  const outStrides = strides(outDims);
-  return (flat) => {
-    let idx = 0;
-    for (let i = 0; i < r; i++) {
-      const coord = Math.floor(flat / outStrides[i]) % outDims[i];
-      if (padded[i] !== 1) idx += coord * inStrides[i];
-    }
-    return idx;
-  };
-}
-
 /** The strides of a broadcast input over the output's axes: 0 along an axis it broadcasts (or lacks). */
 function broadcastStrides(inDims: readonly number[], outRank: number): number[] {
   const padded = [...new Array(outRank - inDims.length).fill(1), ...inDims];
   return strides(padded).map((s, i) => (padded[i] === 1 ? 0 : s));
+}
+
+/** Index map from an output position to the flat index of a broadcast input. */
+function broadcastIndexer(inDims: readonly number[], outDims: readonly number[]): (flat: number) => number {
+  const r = outDims.length;
+  const inStrides = broadcastStrides(inDims, r);
+  const outStrides = strides(outDims);
+  return (flat) => {
+    let idx = 0;
+    for (let i = 0; i < r; i++) idx += (Math.floor(flat / outStrides[i]) % outDims[i]) * inStrides[i];
+    return idx;
+  };
 }
 
 /**
