@@ -7,7 +7,7 @@
 import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
 import { numel, type Tensor } from '../ir/tensor.js';
-import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
+import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
 import { evaluateLoop } from './loops.js';
@@ -440,7 +440,13 @@ const MAX_RANK = 1024;
 function saneType(t: ValueType | undefined): ValueType | undefined {
   if (!t?.shape) return t;
   if (t.shape.length > MAX_RANK) return { elemType: t.elemType, shape: undefined };
-  const shape: Dim[] = Array.from(t.shape, (d) => (typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0) ? undefined : d));
+  const shape = t.shape.slice();
+  // (a loop, not Array.from with a callback: every inferred output passes here)
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    // (a hole is set too: readers' every() would skip it)
+    if (d === undefined || (typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0))) shape[i] = undefined;
+  }
   return { elemType: t.elemType, shape };
 }
 
@@ -740,19 +746,33 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
   }
 }
 
+/**
+ * The description of a fused node at spatial rank `rank`, or undefined when its attributes are invalid. Kept per node
+ * and rank: a node's attributes never change once it exists (edits replace nodes), and every analysis of every
+ * state of a fuse run infers the fused nodes again.
+ */
+const fusedDescs = new WeakMap<Node, { rank: number; desc: OpDesc | undefined }>();
+function fusedOpDesc(n: Node, op: FusedOpType, rank: number): OpDesc | undefined {
+  const memo = fusedDescs.get(n);
+  if (memo && memo.rank === rank) return memo.desc;
+  let desc: OpDesc | undefined;
+  try {
+    desc = describeOp(op, rank, n.numericAttributes());
+  } catch (e) {
+    if (!(e instanceof OpDescError)) throw e;
+  }
+  fusedDescs.set(n, { rank, desc });
+  return desc;
+}
+
 /** Output shapes of dynconv's own fused ops (their definitions in ops/), so that a fused model analyses like the original. */
 function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
   const none = { types: n.outputs.map(() => undefined), shapeValues: [] };
   if (!isDynconvDomain(n.domain) || !isFusedOpType(n.opType)) return none;
   const x = a.shape(n.inputs[0]);
   if (!x) return none;
-  let desc;
-  try {
-    desc = describeOp(n.opType, x.length - 2, n.numericAttributes());
-  } catch (e) {
-    if (e instanceof OpDescError) return none;
-    throw e;
-  }
+  const desc = fusedOpDesc(n, n.opType, x.length - 2);
+  if (!desc) return none;
   // An input of unknown shape is taken at its first allowed rank with unknown dims.
   const shapes = OP_DEFINITIONS[n.opType].inputs.map((spec, i) => a.shape(n.inputs[i]) ?? new Array<Dim>(spec.ranks(x.length - 2)[0]).fill(undefined));
   const y = outputShape(desc, shapes, mulDim);
