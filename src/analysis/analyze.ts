@@ -6,7 +6,7 @@
 //   data          depends on activation values.
 import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
+import { numel, toNumberArray, type Tensor } from '../ir/tensor.js';
 import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
@@ -176,7 +176,7 @@ export class Analysis {
     if (sv && sv.every((d) => typeof d === 'number')) return sv as number[];
     const c = this.constValue(v);
     // Shapes, axes, pads and the like have a handful of elements; a big constant read as one is not one.
-    return c && c.data.length <= MAX_INTS ? Array.from(c.data) : undefined;
+    return c && c.data.length <= MAX_INTS ? toNumberArray(c.data) : undefined;
   }
 
   private analyzeGraph(g: Graph): void {
@@ -257,7 +257,7 @@ export class Analysis {
     if (!t || (t.elemType !== DataType.INT64 && t.elemType !== DataType.INT32) || !t.shape || t.shape.length > 1) return undefined;
     if (numel(t.shape as number[]) > 64) return undefined;
     const c = this.constValue(v);
-    return c ? Array.from(c.data) : undefined;
+    return c ? toNumberArray(c.data) : undefined;
   }
 
   /** Lazy mode: the graph's values with their labels; each node's types wait in `pending`. */
@@ -393,7 +393,7 @@ export class Analysis {
       // a constant Loop's outputs have the shapes of their values
       n.outputs.forEach((out, i) => {
         const c = this.constValue(out);
-        if (c) { inferred.types[i] = { elemType: c.dtype, shape: [...c.dims] }; inferred.shapeValues[i] = c.dims.length <= 1 && c.data.length <= 64 ? Array.from(c.data) : undefined; }
+        if (c) { inferred.types[i] = { elemType: c.dtype, shape: [...c.dims] }; inferred.shapeValues[i] = c.dims.length <= 1 && c.data.length <= 64 ? toNumberArray(c.data) : undefined; }
       });
     }
     n.outputs.forEach((out, i) => {
@@ -499,8 +499,8 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
       for (let i = 1; i < n.inputs.length; i++) shape = broadcast(shape, s(i));
       const cmp = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(n.opType);
       let value: Dim[] | undefined;
-      const va = sv(0) ?? (a.constValue(n.inputs[0]) && (a.constValue(n.inputs[0])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[0])!.data) : undefined);
-      const vb = sv(1) ?? (a.constValue(n.inputs[1]) && (a.constValue(n.inputs[1])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[1])!.data) : undefined);
+      const va = sv(0) ?? (a.constValue(n.inputs[0]) && (a.constValue(n.inputs[0])!.data.length <= 64) ? toNumberArray(a.constValue(n.inputs[0])!.data) : undefined);
+      const vb = sv(1) ?? (a.constValue(n.inputs[1]) && (a.constValue(n.inputs[1])!.data.length <= 64) ? toNumberArray(a.constValue(n.inputs[1])!.data) : undefined);
       if ((sv(0) || sv(1)) && va && vb && n.inputs.length === 2) {
         const len = Math.max(va.length, vb.length);
         if ((va.length === len || va.length === 1) && (vb.length === len || vb.length === 1)) {
@@ -529,7 +529,7 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
     case 'Constant': {
       const t = a.constValue(n.outputs[0]);
       if (!t) return one(undefined, 0);
-      return one([...t.dims], t.dtype, (t.dtype === DataType.INT64 || t.dtype === DataType.INT32) && t.dims.length <= 1 && t.data.length <= 64 ? Array.from(t.data) : undefined);
+      return one([...t.dims], t.dtype, (t.dtype === DataType.INT64 || t.dtype === DataType.INT32) && t.dims.length <= 1 && t.data.length <= 64 ? toNumberArray(t.data) : undefined);
     }
     case 'ConstantOfShape': {
       const shape = sv(0) ?? a.intsOf(n.inputs[0]);
