@@ -70,3 +70,26 @@ for (const [op, cases] of [['Expand', EXPANDS], ['Tile', TILES]] as const) {
     }
   });
 }
+
+// Where: a condition, and two operands, each broadcast its own way.
+const WHERES: [number[], number[], number[]][] = [[[2, 3], [3], []], [[1, 4], [3, 1], [3, 4]], [[2, 1, 2], [2], [1, 3, 1]]];
+test('evaluate: Where with broadcasting folds to what ONNX Runtime computes', async (t) => {
+  const r = rng(13);
+  for (const [dc, da, db] of WHERES) {
+    const c: Tensor = { dtype: DataType.BOOL, dims: dc, data: Float64Array.from({ length: dc.reduce((p, d) => p * d, 1) }, () => (r() < 0.5 ? 1 : 0)) };
+    const a = random(da, r), b = random(db, r);
+    const proto = model({ nodes: [node('Where', ['c', 'a', 'b'], ['y'])], inputs: [valueInfo('c', DataType.BOOL, dc), valueInfo('a', DataType.FLOAT, da), valueInfo('b', DataType.FLOAT, db)], outputs: [valueInfo('y', DataType.FLOAT)] });
+    const bytes = encode(proto);
+    const folded = evaluateNode(buildModel(loadModelFromBytes(bytes)).graph.nodes[0], [c, a, b], 13)![0]!;
+    const session = await ort.InferenceSession.create(bytes);
+    try {
+      const feeds = { c: new ort.Tensor('bool', Uint8Array.from(c.data), dc), a: new ort.Tensor('float32', a.data as Float32Array, da), b: new ort.Tensor('float32', b.data as Float32Array, db) };
+      const got = (await session.run(feeds)).y;
+      const what = `Where ${JSON.stringify(dc)} ${JSON.stringify(da)} ${JSON.stringify(db)}`;
+      t.deepEqual(folded.dims, [...got.dims], `${what}: dims`);
+      t.deepEqual(Array.from(folded.data), Array.from(got.data as Float32Array), `${what}: elements`);
+    } finally {
+      await session.release();
+    }
+  }
+});

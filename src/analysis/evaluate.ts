@@ -357,12 +357,17 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
     case 'Where': {
       const [c, a, b] = ins;
       if (!c || !a || !b) return undefined;
-      const ab = binary(a, b, (p) => p);
-      const dims = ab && broadcastShape(c.dims, ab.dims);
+      const ab = broadcastShape(a.dims, b.dims);
+      const dims = ab && broadcastShape(c.dims, ab);
       if (!dims) return undefined;
-      const n = numel(dims), ic = broadcastIndexer(c.dims, dims), ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
-      const out = alloc(a.data, dims);
-      for (let i = 0; i < n; i++) out[i] = c.data[ic(i)] ? a.data[ia(i)] : b.data[ib(i)];
+      // each operand walked out to the output's shape (strided, no division per element), then chosen from
+      const spread = (t: Tensor) => {
+        const o = alloc(t.data, dims);
+        stridedGather(t.data, dims, broadcastStrides(t.dims, dims.length), o);
+        return o;
+      };
+      const C = spread(c), A = spread(a), B = spread(b), out = alloc(a.data, dims);
+      for (let i = 0; i < out.length; i++) out[i] = C[i] ? A[i] : B[i];
       return [{ dtype: a.dtype, dims, data: out }];
     }
     case 'Neg': return x ? [unary(x, (a) => -a)] : undefined;
