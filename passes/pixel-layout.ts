@@ -47,6 +47,19 @@ export interface Terms {
   termAt(outFlat: number, t: number): boolean;
   a: number;
   b: number;
+  /**
+   * Every term of one output element at once (what termAt gives for t = 0, 1, ...): a[t] and b[t], NaN in both
+   * where term t does not trace. Forms that have it trace each operand's terms as one batch (Tracer.traceMany).
+   */
+  allAt?(outFlat: number, a: Float64Array, b: Float64Array): void;
+}
+
+/** All terms of output element `o` into a and b (NaN in both for a term that does not trace): one batch where the form has it. */
+export function termsOf(terms: Terms, o: number, a: Float64Array, b: Float64Array): void {
+  if (terms.allAt) { terms.allAt(o, a, b); return; }
+  for (let t = 0; t < terms.count; t++) {
+    if (terms.termAt(o, t)) { a[t] = terms.a; b[t] = terms.b; } else { a[t] = NaN; b[t] = NaN; }
+  }
 }
 
 /**
@@ -71,18 +84,20 @@ function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], su
     for (let i = 0; i < rc.length; i++) { offA[t] += rc[i] * sA.sum[i]; offB[t] += rc[i] * sB.sum[i]; }
   }
   let last = -1, baseA = 0, baseB = 0;
+  const at = (o: number) => {
+    if (o === last) return;
+    const oc = unravel(o, outDims);
+    baseA = 0; baseB = 0;
+    for (let i = 0; i < oc.length; i++) { baseA += oc[i] * sA.out[i]; baseB += oc[i] * sB.out[i]; }
+    last = o;
+  };
   return {
     outDims,
     count,
     a: 0,
     b: 0,
     termAt(o, t) {
-      if (o !== last) {
-        const oc = unravel(o, outDims);
-        baseA = 0; baseB = 0;
-        for (let i = 0; i < oc.length; i++) { baseA += oc[i] * sA.out[i]; baseB += oc[i] * sB.out[i]; }
-        last = o;
-      }
+      at(o);
       const ia = tracers[0].traceFlat(operands[0], baseA + offA[t]);
       if (ia === undefined) return false;
       const ib = tracers[1].traceFlat(operands[1], baseB + offB[t]);
@@ -90,6 +105,12 @@ function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], su
       this.a = ia;
       this.b = ib;
       return true;
+    },
+    allAt(o, a, b) {
+      at(o);
+      tracers[0].traceShifted(operands[0], baseA, offA, count, a);
+      tracers[1].traceShifted(operands[1], baseB, offB, count, b);
+      for (let t = 0; t < count; t++) if (Number.isNaN(a[t]) || Number.isNaN(b[t])) { a[t] = NaN; b[t] = NaN; }
     },
   };
 }
@@ -187,51 +208,55 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     for (let i = 0; i < o.length; i++) flat += o[i] * yS[2 + i];
     return yMap(flat);
   };
-  const termOf = (src: number, t: number): Term | undefined => {
-    if (!terms.termAt(src, t)) return undefined;
-    const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
-    if (ki < 0) return undefined; // the kernel side is never zero-filled
+  // The terms of one output at a time, read as one batch: operand-0 and operand-1 root indices per term (NaN
+  // where a term does not trace), the input's and the kernel's. The last output read is kept: the inference
+  // and the checks read some outputs twice in a row.
+  const KA = new Float64Array(terms.count), KB = new Float64Array(terms.count);
+  const xOf = swap ? KB : KA, kOf = swap ? KA : KB;
+  let loaded = -1;
+  const load = (src: number) => {
+    if (src !== loaded) { termsOf(terms, src, KA, KB); loaded = src; }
+  };
+  /** Term t of the output loaded last; undefined when it does not trace or its kernel side is zero fill. */
+  const termOf = (t: number): Term | undefined => {
+    const xi = xOf[t], ki = kOf[t];
+    if (Number.isNaN(xi) || !(ki >= 0)) return undefined; // the kernel side is never zero-filled
     if (xi < 0) return { x: null, k: ki };
     const raw = unravel(xi, xDims);
     return { x: xPerm.map((p) => raw[p]), k: ki };
+  };
+  /** Whether every term of the output loaded last traces with a kernel element. */
+  const allTrace = () => {
+    for (let t = 0; t < terms.count; t++) if (Number.isNaN(xOf[t]) || !(kOf[t] >= 0)) return false;
+    return true;
   };
   /** The least kernel index the terms of an output read (undefined when one does not trace), nothing allocated. */
   const minKAt = (n: number, c: number, o: number[]): number | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined || terms.count === 0) return undefined;
+    load(src);
+    if (!allTrace()) return undefined;
     let m = Infinity;
-    for (let t = 0; t < terms.count; t++) {
-      if (!terms.termAt(src, t)) return undefined;
-      const ki = swap ? terms.a : terms.b;
-      if (ki < 0) return undefined;
-      if (ki < m) m = ki;
-    }
+    for (let t = 0; t < terms.count; t++) if (kOf[t] < m) m = kOf[t];
     return m;
   };
   /** The first term of an output that reads the input (not padding), when all its terms trace. */
   const firstInside = (n: number, c: number, o: number[]): Term | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined) return undefined;
-    let hit: Term | undefined;
-    for (let t = 0; t < terms.count; t++) {
-      if (hit) {
-        // the rest only has to trace: nothing is built for it
-        if (!terms.termAt(src, t) || (swap ? terms.a : terms.b) < 0) return undefined;
-        continue;
-      }
-      const term = termOf(src, t);
-      if (!term) return undefined;
-      if (term.x) hit = term;
-    }
-    return hit;
+    load(src);
+    if (!allTrace()) return undefined;
+    for (let t = 0; t < terms.count; t++) if (xOf[t] >= 0) return termOf(t);
+    return undefined;
   };
   /** The terms of an output of sample 0, channel 0, when each of them passes `accepts` (else undefined). */
   const termsAt = (o: number[], accepts: (e: Term) => boolean): Term[] | undefined => {
     const src = srcOf(0, 0, o);
     if (src === undefined || terms.count === 0) return undefined;
+    load(src);
     const list: Term[] = [];
     for (let t = 0; t < terms.count; t++) {
-      const e = termOf(src, t);
+      const e = termOf(t);
       if (!e || !accepts(e)) return undefined;
       list.push(e);
     }
@@ -359,9 +384,10 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride + remLo;
     for (let ax = 0; ax < r; ax++) { kb += o[ax] * oStrides[ax]; q0[ax] = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax]; }
     const base = n * sN + c * sC;
+    load(src);
     for (let t = 0; t < KK; t++) {
-      if (!terms.termAt(src, t)) return no(8, `${at()} does not have ${KK} traceable terms`);
-      const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
+      const xi = xOf[t], ki = kOf[t];
+      if (Number.isNaN(xi)) return no(8, `${at()} does not have ${KK} traceable terms`);
       const j = ki < 0 ? -1 : jOf(ki - kb);
       if (j < 0) return no(8, `${at()} reads a kernel element outside its window`);
       if (mark[j] === stamp) return no(8, `${at()} reads one kernel offset twice`);
