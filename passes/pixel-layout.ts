@@ -193,7 +193,10 @@ export interface PixelParams {
 /** Why one assignment of operands and layouts is not a per-pixel conv, and how far its inference got (0-8). */
 export interface LayoutFailure { ok: false; progress: number; reason: string }
 
-export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: (flat: number) => number | undefined, swap: boolean): PixelParams | LayoutFailure {
+export function inferPixel(terms: Terms, xDimsIn: number[], xPerm: number[], kDimsIn: number[], yDimsIn: number[], yPerm: number[], yMap: (flat: number) => number | undefined, swap: boolean): PixelParams | LayoutFailure {
+  // Shapes come as arrays of doubles or of small integers, site by site: taken as small integers, the compiled
+  // inference sees one kind of array at every call (each change of kind threw its optimised code away).
+  const xDims = smallInts(xDimsIn), kDims = smallInts(kDimsIn), yDims = smallInts(yDimsIn);
   const no = (progress: number, reason: string): LayoutFailure => ({ ok: false, progress, reason });
   const X = xPerm.map((p) => xDims[p]); // [N, C, *D]
   const Yp = yPerm.map((p) => yDims[p]); // [N, C, *O]
@@ -415,6 +418,11 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     if (bad) return bad;
   }
   return { ok: true, kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G, kStrides: { n: nStride, g: gStride, a: aStrides, o: oStrides }, N, O };
+}
+
+/** The same numbers, held as small integers where they are (V8 stores the array as one of small integers). */
+function smallInts(a: readonly number[]): number[] {
+  return a.map((x) => (Number.isInteger(x) && x >= -0x40000000 && x < 0x40000000 ? x | 0 : x));
 }
 
 type Term = { x: number[] | null; k: number };
