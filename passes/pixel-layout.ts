@@ -52,6 +52,16 @@ export interface Terms {
    * where term t does not trace. Forms that have it trace each operand's terms as one batch (Tracer.traceMany).
    */
   allAt?(outFlat: number, a: Float64Array, b: Float64Array): void;
+  /** Term t of each of n output elements (a NaN output reads no term): a[i], b[i] as allAt gives them. */
+  termAcross?(outs: ArrayLike<number>, n: number, t: number, a: Float64Array, b: Float64Array): void;
+}
+
+/** Term t of each of n output elements into a and b (NaN in both where the output is NaN or the term does not trace). */
+export function termAcross(terms: Terms, outs: ArrayLike<number>, n: number, t: number, a: Float64Array, b: Float64Array): void {
+  if (terms.termAcross) { terms.termAcross(outs, n, t, a, b); return; }
+  for (let i = 0; i < n; i++) {
+    if (outs[i] >= 0 && terms.termAt(outs[i], t)) { a[i] = terms.a; b[i] = terms.b; } else { a[i] = NaN; b[i] = NaN; }
+  }
 }
 
 /** All terms of output element `o` into a and b (NaN in both for a term that does not trace): one batch where the form has it. */
@@ -111,6 +121,20 @@ function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], su
       tracers[0].traceShifted(operands[0], baseA, offA, count, a);
       tracers[1].traceShifted(operands[1], baseB, offB, count, b);
       for (let t = 0; t < count; t++) if (Number.isNaN(a[t]) || Number.isNaN(b[t])) { a[t] = NaN; b[t] = NaN; }
+    },
+    termAcross(outs, n, t, a, b) {
+      const flatA = new Float64Array(n), flatB = new Float64Array(n), from = new Int32Array(n);
+      let m = 0;
+      for (let i = 0; i < n; i++) {
+        if (!(outs[i] >= 0)) continue;
+        at(outs[i]);
+        flatA[m] = baseA + offA[t]; flatB[m] = baseB + offB[t]; from[m] = i; m++;
+      }
+      const ta = new Float64Array(m), tb = new Float64Array(m);
+      tracers[0].traceMany(operands[0], flatA, m, ta);
+      tracers[1].traceMany(operands[1], flatB, m, tb);
+      a.fill(NaN, 0, n); b.fill(NaN, 0, n);
+      for (let j = 0; j < m; j++) if (!Number.isNaN(ta[j]) && !Number.isNaN(tb[j])) { a[from[j]] = ta[j]; b[from[j]] = tb[j]; }
     },
   };
 }
@@ -310,9 +334,14 @@ export function inferPixel(terms: Terms, xDimsIn: number[], xPerm: number[], kDi
   let G = 1;
   const groupBase: number[] = [];
   // The kernel element of one term (the first) of each channel's output at oStar: it moves where the group changes.
-  const srcStar = (c: number) => srcOf(0, c, oStar!);
-  const firstK = (src: number | undefined) => (src === undefined || !terms.termAt(src, 0) ? NaN : (swap ? terms.a : terms.b) < 0 ? NaN : swap ? terms.a : terms.b);
-  for (let c = 0; c < C; c++) groupBase.push(firstK(srcStar(c)));
+  {
+    // read for every channel as one batch: term 0 of its output at oStar
+    const srcs = new Float64Array(C), GA = new Float64Array(C), GB = new Float64Array(C);
+    for (let c = 0; c < C; c++) srcs[c] = srcOf(0, c, oStar) ?? NaN;
+    termAcross(terms, srcs, C, 0, GA, GB);
+    const kk = swap ? GA : GB;
+    for (let c = 0; c < C; c++) groupBase.push(Number.isNaN(kk[c]) || kk[c] < 0 ? NaN : kk[c]);
+  }
   for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
   if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return no(3, `the kernel does not repeat in equal channel groups (${G} changes over ${C} channels)`);
   const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;

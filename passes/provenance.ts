@@ -127,7 +127,7 @@ interface CoordPath {
   baseDigits: number[];
 }
 
-/** Elements a coordinate path takes at once. */
+/** Elements a coordinate path takes at once, at most. */
 const PATH_BATCH = 256;
 /** A batch element whose flat index lies outside its value (CoordPath.state). */
 const OUTSIDE = -3;
@@ -209,7 +209,7 @@ export class Tracer {
    */
   traceMany(v: Value, flats: ArrayLike<number>, n: number, out: Float64Array): void {
     let path = this.paths.get(v);
-    if (path === undefined) { path = this.pathOf(v); this.paths.set(v, path); }
+    if (path === undefined) { path = this.pathOf(v, n); this.paths.set(v, path); }
     if (!path) {
       for (let i = 0; i < n; i++) out[i] = this.traceFlat(v, flats[i]) ?? NaN;
       return;
@@ -242,7 +242,7 @@ export class Tracer {
    */
   traceShifted(v: Value, base: number, offsets: ArrayLike<number>, n: number, out: Float64Array): void {
     let path = this.paths.get(v);
-    if (path === undefined) { path = this.pathOf(v); this.paths.set(v, path); }
+    if (path === undefined) { path = this.pathOf(v, n); this.paths.set(v, path); }
     const digits = path && base >= 0 && Number.isInteger(base) ? this.offsetDigits(path, offsets, n) : undefined;
     if (!path || !digits) {
       for (let i = 0; i < n; i++) out[i] = this.traceFlat(v, base + offsets[i]) ?? NaN;
@@ -296,8 +296,9 @@ export class Tracer {
   }
 
   /** The coordinate path of start value v, or null where it would take no op (a re-view of the root: one step). */
-  private pathOf(v: Value): CoordPath | null {
-    const root = this.root, cap = PATH_BATCH;
+  private pathOf(v: Value, batch: number): CoordPath | null {
+    // sized for the first batch (the terms of one output, most often), larger ones taken in parts
+    const root = this.root, cap = Math.min(PATH_BATCH, Math.max(batch, 16));
     let startDims = this.dims(v);
     if (!startDims || v === root) return null;
     let step: Step | null | undefined = this.stepOf(v), u = v, lead = 0, ops = 0;
