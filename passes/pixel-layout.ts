@@ -20,6 +20,11 @@ const MAX_SPATIAL_CHECKS = 1024;
  */
 export const MAX_TRACE_STEPS = 1 << 23;
 
+/** The terms read per output element, by terms object: the layouts of one match read the same outputs. */
+const termsRead = new WeakMap<Terms, Map<number, Float64Array>>();
+/** Outputs whose terms are kept per terms object. */
+const MAX_OUTPUTS_KEPT = 4096;
+
 /** Outputs tried in order (per pattern, after the centre and the diagonal) when looking for one whose window lies inside the input. */
 const MAX_INTERIOR_SEARCH = 256;
 /** The largest upsampling factor recognised (CARAFE uses 2 to 4). */
@@ -236,13 +241,21 @@ export function inferPixel(terms: Terms, xDimsIn: number[], xPerm: number[], kDi
     return yMap(flat);
   };
   // The terms of one output at a time, read as one batch: operand-0 and operand-1 root indices per term (NaN
-  // where a term does not trace), the input's and the kernel's. The last output read is kept: the inference
-  // and the checks read some outputs twice in a row.
-  const KA = new Float64Array(terms.count), KB = new Float64Array(terms.count);
+  // where a term does not trace), the input's and the kernel's. What was read is kept, for the other layouts
+  // too: the inference and the checks read some outputs more than once (the centre, the window bases).
+  const count = terms.count;
+  const KA = new Float64Array(count), KB = new Float64Array(count);
   const xOf = swap ? KB : KA, kOf = swap ? KA : KB;
+  let read = termsRead.get(terms);
+  if (!read) termsRead.set(terms, (read = new Map()));
   let loaded = -1;
   const load = (src: number) => {
-    if (src !== loaded) { termsOf(terms, src, KA, KB); loaded = src; }
+    if (src === loaded) return;
+    loaded = src;
+    const kept = read!.get(src);
+    if (kept) { KA.set(kept.subarray(0, count)); KB.set(kept.subarray(count)); return; }
+    termsOf(terms, src, KA, KB);
+    if (read!.size < MAX_OUTPUTS_KEPT) { const both = new Float64Array(2 * count); both.set(KA); both.set(KB, count); read!.set(src, both); }
   };
   /** Term t of the output loaded last; undefined when it does not trace or its kernel side is zero fill. */
   const termOf = (t: number): Term | undefined => {
