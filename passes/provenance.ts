@@ -481,9 +481,12 @@ export class Tracer {
               return {
                 inp,
                 run: (cnt) => {
-                  // the flat index into the indices, axis by axis
-                  j.fill(0, 0, cnt);
-                  for (let i = 0; i < ir; i++) { const a = ix[i], d = tDims[i]; for (let e = 0; e < cnt; e++) j[e] = j[e] * d + a[e]; }
+                  // the flat index into the indices, axis by axis (one pass for the unfolds' 2-D index grids)
+                  if (ir === 2) { const a = ix[0], b = ix[1], d = tDims[1]; for (let e = 0; e < cnt; e++) j[e] = a[e] * d + b[e]; }
+                  else {
+                    j.fill(0, 0, cnt);
+                    for (let i = 0; i < ir; i++) { const a = ix[i], d = tDims[i]; for (let e = 0; e < cnt; e++) j[e] = j[e] * d + a[e]; }
+                  }
                   for (let e = 0; e < cnt; e++) {
                     let k = idx[j[e]];
                     if (k < 0) k += size;
