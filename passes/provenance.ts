@@ -194,10 +194,29 @@ export class Tracer {
 
   /** As trace, for the element at flat (row-major) index `flat` of v. */
   traceFlat(v: Value, flat: number): number | undefined {
+    const budget = this.budget, root = this.root;
     let step: Step | null | undefined;
     if (v === this.startValue) step = this.startStep;
-    else if (v !== this.root) { step = this.stepOf(v); this.startValue = v; this.startStep = step; }
-    return this.walk(v, step, flat, 0);
+    else if (v !== root) { step = this.stepOf(v); this.startValue = v; this.startStep = step; }
+    // walk's loop, written out here: a call per trace costs a short trace (a re-view of the root) half again
+    for (let depth = 0; depth < 256; depth++) {
+      if (budget && --budget.left < 0) throw new ProbeBudgetExceeded();
+      if (v === root) return flat;
+      if (step === undefined) step = this.stepOf(v);
+      if (!step) return undefined;
+      flat = step.map(flat);
+      if (flat === ZERO) return ZERO;
+      if (flat === FAIL) return undefined;
+      if (step.from) {
+        v = step.from;
+        // the next step, linked once (the root has none: undefined keeps it looked up)
+        step = v === root ? undefined : step.next !== undefined ? step.next : (step.next = this.stepOf(v));
+      } else {
+        v = step.picked!;
+        step = undefined;
+      }
+    }
+    return undefined;
   }
 
   /** Each start value's coordinate path (null: none; its elements are walked one by one). */
@@ -363,7 +382,7 @@ export class Tracer {
     }
   }
 
-  /** The walk of one element from v (whose step is `step`, or undefined to look it up), `depth` steps into its trace. */
+  /** The walk of one element from v (whose step is `step`, or undefined to look it up), `depth` steps into its trace (traceFlat's loop). */
   private walk(v: Value, step: Step | null | undefined, flat: number, depth: number): number | undefined {
     const budget = this.budget, root = this.root;
     for (; depth < 256; depth++) {
