@@ -20,6 +20,11 @@ const MAX_SPATIAL_CHECKS = 1024;
  */
 export const MAX_TRACE_STEPS = 1 << 23;
 
+/** The terms read per output element, by terms object: the layouts of one match read the same outputs. */
+const termsRead = new WeakMap<Terms, Map<number, Float64Array>>();
+/** Outputs whose terms are kept per terms object. */
+const MAX_OUTPUTS_KEPT = 4096;
+
 /** Outputs tried in order (per pattern, after the centre and the diagonal) when looking for one whose window lies inside the input. */
 const MAX_INTERIOR_SEARCH = 256;
 /** The largest upsampling factor recognised (CARAFE uses 2 to 4). */
@@ -47,6 +52,29 @@ export interface Terms {
   termAt(outFlat: number, t: number): boolean;
   a: number;
   b: number;
+  /**
+   * Every term of one output element at once (what termAt gives for t = 0, 1, ...): a[t] and b[t], NaN in both
+   * where term t does not trace. Forms that have it trace each operand's terms as one batch (Tracer.traceMany).
+   */
+  allAt?(outFlat: number, a: Float64Array, b: Float64Array): void;
+  /** Term t of each of n output elements (a NaN output reads no term): a[i], b[i] as allAt gives them. */
+  termAcross?(outs: ArrayLike<number>, n: number, t: number, a: Float64Array, b: Float64Array): void;
+}
+
+/** Term t of each of n output elements into a and b (NaN in both where the output is NaN or the term does not trace). */
+export function termAcross(terms: Terms, outs: ArrayLike<number>, n: number, t: number, a: Float64Array, b: Float64Array): void {
+  if (terms.termAcross) { terms.termAcross(outs, n, t, a, b); return; }
+  for (let i = 0; i < n; i++) {
+    if (outs[i] >= 0 && terms.termAt(outs[i], t)) { a[i] = terms.a; b[i] = terms.b; } else { a[i] = NaN; b[i] = NaN; }
+  }
+}
+
+/** All terms of output element `o` into a and b (NaN in both for a term that does not trace): one batch where the form has it. */
+export function termsOf(terms: Terms, o: number, a: Float64Array, b: Float64Array): void {
+  if (terms.allAt) { terms.allAt(o, a, b); return; }
+  for (let t = 0; t < terms.count; t++) {
+    if (terms.termAt(o, t)) { a[t] = terms.a; b[t] = terms.b; } else { a[t] = NaN; b[t] = NaN; }
+  }
 }
 
 /**
@@ -71,18 +99,20 @@ function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], su
     for (let i = 0; i < rc.length; i++) { offA[t] += rc[i] * sA.sum[i]; offB[t] += rc[i] * sB.sum[i]; }
   }
   let last = -1, baseA = 0, baseB = 0;
+  const at = (o: number) => {
+    if (o === last) return;
+    const oc = unravel(o, outDims);
+    baseA = 0; baseB = 0;
+    for (let i = 0; i < oc.length; i++) { baseA += oc[i] * sA.out[i]; baseB += oc[i] * sB.out[i]; }
+    last = o;
+  };
   return {
     outDims,
     count,
     a: 0,
     b: 0,
     termAt(o, t) {
-      if (o !== last) {
-        const oc = unravel(o, outDims);
-        baseA = 0; baseB = 0;
-        for (let i = 0; i < oc.length; i++) { baseA += oc[i] * sA.out[i]; baseB += oc[i] * sB.out[i]; }
-        last = o;
-      }
+      at(o);
       const ia = tracers[0].traceFlat(operands[0], baseA + offA[t]);
       if (ia === undefined) return false;
       const ib = tracers[1].traceFlat(operands[1], baseB + offB[t]);
@@ -90,6 +120,26 @@ function linearTerms(operands: Value[], tracers: Tracer[], outDims: number[], su
       this.a = ia;
       this.b = ib;
       return true;
+    },
+    allAt(o, a, b) {
+      at(o);
+      tracers[0].traceShifted(operands[0], baseA, offA, count, a);
+      tracers[1].traceShifted(operands[1], baseB, offB, count, b);
+      for (let t = 0; t < count; t++) if (Number.isNaN(a[t]) || Number.isNaN(b[t])) { a[t] = NaN; b[t] = NaN; }
+    },
+    termAcross(outs, n, t, a, b) {
+      const flatA = new Float64Array(n), flatB = new Float64Array(n), from = new Int32Array(n);
+      let m = 0;
+      for (let i = 0; i < n; i++) {
+        if (!(outs[i] >= 0)) continue;
+        at(outs[i]);
+        flatA[m] = baseA + offA[t]; flatB[m] = baseB + offB[t]; from[m] = i; m++;
+      }
+      const ta = new Float64Array(m), tb = new Float64Array(m);
+      tracers[0].traceMany(operands[0], flatA, m, ta);
+      tracers[1].traceMany(operands[1], flatB, m, tb);
+      a.fill(NaN, 0, n); b.fill(NaN, 0, n);
+      for (let j = 0; j < m; j++) if (!Number.isNaN(ta[j]) && !Number.isNaN(tb[j])) { a[from[j]] = ta[j]; b[from[j]] = tb[j]; }
     },
   };
 }
@@ -172,7 +222,10 @@ export interface PixelParams {
 /** Why one assignment of operands and layouts is not a per-pixel conv, and how far its inference got (0-8). */
 export interface LayoutFailure { ok: false; progress: number; reason: string }
 
-export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims: number[], yDims: number[], yPerm: number[], yMap: (flat: number) => number | undefined, swap: boolean): PixelParams | LayoutFailure {
+export function inferPixel(terms: Terms, xDimsIn: number[], xPerm: number[], kDimsIn: number[], yDimsIn: number[], yPerm: number[], yMap: (flat: number) => number | undefined, swap: boolean): PixelParams | LayoutFailure {
+  // Shapes come as arrays of doubles or of small integers, site by site: taken as small integers, the compiled
+  // inference sees one kind of array at every call (each change of kind threw its optimised code away).
+  const xDims = smallInts(xDimsIn), kDims = smallInts(kDimsIn), yDims = smallInts(yDimsIn);
   const no = (progress: number, reason: string): LayoutFailure => ({ ok: false, progress, reason });
   const X = xPerm.map((p) => xDims[p]); // [N, C, *D]
   const Yp = yPerm.map((p) => yDims[p]); // [N, C, *O]
@@ -187,51 +240,63 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     for (let i = 0; i < o.length; i++) flat += o[i] * yS[2 + i];
     return yMap(flat);
   };
-  const termOf = (src: number, t: number): Term | undefined => {
-    if (!terms.termAt(src, t)) return undefined;
-    const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
-    if (ki < 0) return undefined; // the kernel side is never zero-filled
+  // The terms of one output at a time, read as one batch: operand-0 and operand-1 root indices per term (NaN
+  // where a term does not trace), the input's and the kernel's. What was read is kept, for the other layouts
+  // too: the inference and the checks read some outputs more than once (the centre, the window bases).
+  const count = terms.count;
+  const KA = new Float64Array(count), KB = new Float64Array(count);
+  const xOf = swap ? KB : KA, kOf = swap ? KA : KB;
+  let read = termsRead.get(terms);
+  if (!read) termsRead.set(terms, (read = new Map()));
+  let loaded = -1;
+  const load = (src: number) => {
+    if (src === loaded) return;
+    loaded = src;
+    const kept = read!.get(src);
+    if (kept) { KA.set(kept.subarray(0, count)); KB.set(kept.subarray(count)); return; }
+    termsOf(terms, src, KA, KB);
+    if (read!.size < MAX_OUTPUTS_KEPT) { const both = new Float64Array(2 * count); both.set(KA); both.set(KB, count); read!.set(src, both); }
+  };
+  /** Term t of the output loaded last; undefined when it does not trace or its kernel side is zero fill. */
+  const termOf = (t: number): Term | undefined => {
+    const xi = xOf[t], ki = kOf[t];
+    if (Number.isNaN(xi) || !(ki >= 0)) return undefined; // the kernel side is never zero-filled
     if (xi < 0) return { x: null, k: ki };
     const raw = unravel(xi, xDims);
     return { x: xPerm.map((p) => raw[p]), k: ki };
+  };
+  /** Whether every term of the output loaded last traces with a kernel element. */
+  const allTrace = () => {
+    for (let t = 0; t < terms.count; t++) if (Number.isNaN(xOf[t]) || !(kOf[t] >= 0)) return false;
+    return true;
   };
   /** The least kernel index the terms of an output read (undefined when one does not trace), nothing allocated. */
   const minKAt = (n: number, c: number, o: number[]): number | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined || terms.count === 0) return undefined;
+    load(src);
+    if (!allTrace()) return undefined;
     let m = Infinity;
-    for (let t = 0; t < terms.count; t++) {
-      if (!terms.termAt(src, t)) return undefined;
-      const ki = swap ? terms.a : terms.b;
-      if (ki < 0) return undefined;
-      if (ki < m) m = ki;
-    }
+    for (let t = 0; t < terms.count; t++) if (kOf[t] < m) m = kOf[t];
     return m;
   };
   /** The first term of an output that reads the input (not padding), when all its terms trace. */
   const firstInside = (n: number, c: number, o: number[]): Term | undefined => {
     const src = srcOf(n, c, o);
     if (src === undefined) return undefined;
-    let hit: Term | undefined;
-    for (let t = 0; t < terms.count; t++) {
-      if (hit) {
-        // the rest only has to trace: nothing is built for it
-        if (!terms.termAt(src, t) || (swap ? terms.a : terms.b) < 0) return undefined;
-        continue;
-      }
-      const term = termOf(src, t);
-      if (!term) return undefined;
-      if (term.x) hit = term;
-    }
-    return hit;
+    load(src);
+    if (!allTrace()) return undefined;
+    for (let t = 0; t < terms.count; t++) if (xOf[t] >= 0) return termOf(t);
+    return undefined;
   };
   /** The terms of an output of sample 0, channel 0, when each of them passes `accepts` (else undefined). */
   const termsAt = (o: number[], accepts: (e: Term) => boolean): Term[] | undefined => {
     const src = srcOf(0, 0, o);
     if (src === undefined || terms.count === 0) return undefined;
+    load(src);
     const list: Term[] = [];
     for (let t = 0; t < terms.count; t++) {
-      const e = termOf(src, t);
+      const e = termOf(t);
       if (!e || !accepts(e)) return undefined;
       list.push(e);
     }
@@ -282,9 +347,14 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
   let G = 1;
   const groupBase: number[] = [];
   // The kernel element of one term (the first) of each channel's output at oStar: it moves where the group changes.
-  const srcStar = (c: number) => srcOf(0, c, oStar!);
-  const firstK = (src: number | undefined) => (src === undefined || !terms.termAt(src, 0) ? NaN : (swap ? terms.a : terms.b) < 0 ? NaN : swap ? terms.a : terms.b);
-  for (let c = 0; c < C; c++) groupBase.push(firstK(srcStar(c)));
+  {
+    // read for every channel as one batch: term 0 of its output at oStar
+    const srcs = new Float64Array(C), GA = new Float64Array(C), GB = new Float64Array(C);
+    for (let c = 0; c < C; c++) srcs[c] = srcOf(0, c, oStar) ?? NaN;
+    termAcross(terms, srcs, C, 0, GA, GB);
+    const kk = swap ? GA : GB;
+    for (let c = 0; c < C; c++) groupBase.push(Number.isNaN(kk[c]) || kk[c] < 0 ? NaN : kk[c]);
+  }
   for (let c = 1; c < C; c++) if (groupBase[c] !== groupBase[c - 1]) G++;
   if (C % G !== 0 || groupBase.some((b, c) => b !== groupBase[Math.floor(c / (C / G)) * (C / G)])) return no(3, `the kernel does not repeat in equal channel groups (${G} changes over ${C} channels)`);
   const gStride = G > 1 ? groupBase[C / G] - groupBase[0] : 0;
@@ -359,9 +429,10 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     let kb = kBase + n * nStride + Math.floor(c / (C / G)) * gStride + remLo;
     for (let ax = 0; ax < r; ax++) { kb += o[ax] * oStrides[ax]; q0[ax] = Math.floor(o[ax] / upsample) * strides[ax] - padsBegin[ax]; }
     const base = n * sN + c * sC;
+    load(src);
     for (let t = 0; t < KK; t++) {
-      if (!terms.termAt(src, t)) return no(8, `${at()} does not have ${KK} traceable terms`);
-      const xi = swap ? terms.b : terms.a, ki = swap ? terms.a : terms.b;
+      const xi = xOf[t], ki = kOf[t];
+      if (Number.isNaN(xi)) return no(8, `${at()} does not have ${KK} traceable terms`);
       const j = ki < 0 ? -1 : jOf(ki - kb);
       if (j < 0) return no(8, `${at()} reads a kernel element outside its window`);
       if (mark[j] === stamp) return no(8, `${at()} reads one kernel offset twice`);
@@ -389,6 +460,11 @@ export function inferPixel(terms: Terms, xDims: number[], xPerm: number[], kDims
     if (bad) return bad;
   }
   return { ok: true, kernel, strides, pads: [...padsBegin, ...padsEnd], dilations, upsample, groups: G, kStrides: { n: nStride, g: gStride, a: aStrides, o: oStrides }, N, O };
+}
+
+/** The same numbers, held as small integers where they are (V8 stores the array as one of small integers). */
+function smallInts(a: readonly number[]): number[] {
+  return a.map((x) => (Number.isInteger(x) && x >= -0x40000000 && x < 0x40000000 ? x | 0 : x));
 }
 
 type Term = { x: number[] | null; k: number };

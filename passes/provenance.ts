@@ -32,6 +32,17 @@ export function unravel(i: number, dims: readonly number[]): number[] {
   return out;
 }
 
+/** Writes the coordinate of flat index i in `dims` into `out` (unravel without allocating; unit axes take no division). */
+function decodeInto(i: number, dims: readonly number[], out: number[]): void {
+  for (let k = dims.length - 1; k >= 0; k--) {
+    const d = dims[k];
+    if (d === 1) { out[k] = 0; continue; }
+    const q = Math.floor(i / d);
+    out[k] = i - q * d;
+    i = q;
+  }
+}
+
 /**
  * Advances `c` in place to the next coordinate of `dims` in row-major order (unravel(i + 1) from unravel(i),
  * nothing allocated): loops over every element of a large tensor walk with it.
@@ -68,7 +79,58 @@ interface Step {
   map(flat: number): number;
   /** `from`'s own step, linked on first use: a trace walks a chain of steps without looking values up. */
   next?: Step | null;
+  /** The same op over a batch of coordinates (see CoordPath), where it has one and the shapes agree with the op. */
+  coord?: CoordOp;
+  /** A re-view: the flat index stays. */
+  view?: true;
 }
+
+/**
+ * An op backwards over a batch of coordinates, built once per path: given the output's coordinates (one array
+ * per axis, one entry per element), the input's: an axis it only moves is the same array (a Transpose costs
+ * nothing), one it computes gets its own. `kill(e, ZERO | FAIL)` marks an element whose trace stops here.
+ */
+type CoordOp = (out: Float64Array[], cap: number, kill: (e: number, why: number) => void) => { inp: Float64Array[]; run?: (n: number) => void };
+
+/**
+ * Batch traces from one start value in coordinates (Tracer.traceMany): each flat index decoded once, each op
+ * a loop over the batch per axis it changes, the end value's flat index encoded once. A walk of one element
+ * decodes and encodes at every op and calls a closure per op (the Transpose, Gather, Gather, Pad of an im2col
+ * unfold: eleven divisions and four calls an element, where the path takes four divisions).
+ */
+interface CoordPath {
+  value: Value;
+  /** The dims the start flat index is decoded in (past leading re-views, which keep the flat index). */
+  startDims: number[];
+  startNumel: number;
+  /** Flat steps the leading re-views took. */
+  lead: number;
+  /** Absent on a path of re-views of the root: there the flat index is the root's. */
+  start?: Float64Array[];
+  runs: ((n: number) => void)[];
+  /** Ops the path takes (a trace charges the budget one step per op, and one for arriving at the root). */
+  ops: number;
+  /** Per element: 0 while it walks, else ZERO or FAIL; and the op (0-based) that stopped it. */
+  state: Float64Array;
+  stoppedAt: Int32Array;
+  /** Where the path ends: the root, or a value whose op it does not take (each element walks on from there). */
+  end: Value;
+  endAxes: Float64Array[];
+  endStrides: number[];
+  endStep: Step | null | undefined;
+  /** Per element, its flat index in the end value when the path ends short of the root. */
+  pending: Float64Array;
+  cap: number;
+  /** The offsets traceShifted decoded last (in startDims, one array per axis): the same offsets come call after call. */
+  offsets?: { of: ArrayLike<number>; n: number; digits: Float64Array[] };
+  /** The base's coordinate (traceShifted). */
+  baseDigits: number[];
+}
+
+/** Elements a coordinate path takes at once, at most. */
+const PATH_BATCH = 256;
+/** A batch element whose flat index lies outside its value (CoordPath.state). */
+const OUTSIDE = -3;
 
 /**
  * Thrown when the traces of one match run past their budget: the shapes are too large, or the paths too
@@ -136,7 +198,194 @@ export class Tracer {
     let step: Step | null | undefined;
     if (v === this.startValue) step = this.startStep;
     else if (v !== root) { step = this.stepOf(v); this.startValue = v; this.startStep = step; }
+    // walk's loop, written out here: a call per trace costs a short trace (a re-view of the root) half again
     for (let depth = 0; depth < 256; depth++) {
+      if (budget && --budget.left < 0) throw new ProbeBudgetExceeded();
+      if (v === root) return flat;
+      if (step === undefined) step = this.stepOf(v);
+      if (!step) return undefined;
+      flat = step.map(flat);
+      if (flat === ZERO) return ZERO;
+      if (flat === FAIL) return undefined;
+      if (step.from) {
+        v = step.from;
+        // the next step, linked once (the root has none: undefined keeps it looked up)
+        step = v === root ? undefined : step.next !== undefined ? step.next : (step.next = this.stepOf(v));
+      } else {
+        v = step.picked!;
+        step = undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /** Each start value's coordinate path (null: none; its elements are walked one by one). */
+  private readonly paths = new Map<Value, CoordPath | null>();
+
+  /**
+   * traceFlat of n elements of v at once: out[i] is the trace of flats[i], NaN where traceFlat gives undefined.
+   * Each element charges the budget the steps its own trace takes.
+   */
+  traceMany(v: Value, flats: ArrayLike<number>, n: number, out: Float64Array): void {
+    let path = this.paths.get(v);
+    if (path === undefined) { path = this.pathOf(v, n); this.paths.set(v, path); }
+    if (!path) {
+      for (let i = 0; i < n; i++) out[i] = this.traceFlat(v, flats[i]) ?? NaN;
+      return;
+    }
+    if (!path.start) { this.reViews(path, flats, 0, n, out); return; }
+    for (let at = 0; at < n; at += path.cap) {
+      const to = Math.min(n, at + path.cap);
+      const { startDims: dims, start, state, startNumel } = path, rank = dims.length;
+      for (let e = 0; e < to - at; e++) {
+        let f = flats[at + e];
+        state[e] = 0;
+        // a flat index outside the start value is walked alone, as traceFlat walks it
+        if (!(f >= 0 && f < startNumel && Number.isInteger(f))) { state[e] = OUTSIDE; continue; }
+        for (let k = rank - 1; k >= 0; k--) {
+          const d = dims[k];
+          if (d === 1) continue; // its axis stays 0
+          const q = Math.floor(f / d);
+          start[k][e] = f - q * d;
+          f = q;
+        }
+      }
+      this.walkPath(path, to - at, out, at, (e) => flats[at + e]);
+    }
+  }
+
+  /**
+   * traceMany of the elements base + offsets[i] (non-negative integers) of v: the offsets are decoded once (while
+   * the same array comes), each element's coordinate is the base's plus its offset's, digit by digit with carry,
+   * no division (a contraction's terms of one output: its base and the terms' fixed offsets).
+   */
+  traceShifted(v: Value, base: number, offsets: ArrayLike<number>, n: number, out: Float64Array): void {
+    let path = this.paths.get(v);
+    if (path === undefined) { path = this.pathOf(v, n); this.paths.set(v, path); }
+    const digits = path && base >= 0 && Number.isInteger(base) ? this.offsetDigits(path, offsets, n) : undefined;
+    if (!path || !digits) {
+      for (let i = 0; i < n; i++) out[i] = this.traceFlat(v, base + offsets[i]) ?? NaN;
+      return;
+    }
+    const { startDims: dims, start, state, startNumel, baseDigits: bd } = path, rank = dims.length;
+    if (!start) { this.reViews(path, offsets, base, n, out); return; }
+    decodeInto(base, dims, bd);
+    const carry = path.pending; // free until walkPath
+    for (let at = 0; at < n; at += path.cap) {
+      const m = Math.min(n, at + path.cap) - at;
+      for (let e = 0; e < m; e++) { state[e] = base + offsets[at + e] < startNumel ? 0 : OUTSIDE; carry[e] = 0; }
+      // axis by axis from the innermost: the base's digit plus the offset's plus the carry (at most 2d - 1)
+      for (let k = rank - 1; k >= 0; k--) {
+        const d = dims[k];
+        if (d === 1) continue;
+        const b = bd[k], off = digits[k], c = start[k];
+        for (let e = 0; e < m; e++) {
+          const x = b + off[at + e] + carry[e];
+          if (x >= d) { c[e] = x - d; carry[e] = 1; } else { c[e] = x; carry[e] = 0; }
+        }
+      }
+      this.walkPath(path, m, out, at, (e) => base + offsets[at + e]);
+    }
+  }
+
+  /** Elements base + flats[i] along a path of re-views of the root: the root's flat indices as they are. */
+  private reViews(p: CoordPath, flats: ArrayLike<number>, base: number, n: number, out: Float64Array): void {
+    let inside = 0;
+    for (let i = 0; i < n; i++) {
+      const f = base + flats[i];
+      if (f >= 0 && f < p.startNumel && Number.isInteger(f)) { out[i] = f; inside++; } else out[i] = NaN;
+    }
+    // each charges the re-views and the arrival at the root
+    if (this.budget && (this.budget.left -= inside * (p.lead + 1)) < 0) throw new ProbeBudgetExceeded();
+    if (inside < n) for (let i = 0; i < n; i++) if (Number.isNaN(out[i])) out[i] = this.traceFlat(p.value, base + flats[i]) ?? NaN;
+  }
+
+  /** The offsets' coordinates in the path's start dims (cached), or undefined when one is negative or not an integer. */
+  private offsetDigits(p: CoordPath, offsets: ArrayLike<number>, n: number): Float64Array[] | undefined {
+    if (p.offsets && p.offsets.of === offsets && p.offsets.n >= n) return p.offsets.digits;
+    const digits = p.startDims.map(() => new Float64Array(n)), c = new Array<number>(p.startDims.length).fill(0);
+    for (let i = 0; i < n; i++) {
+      const f = offsets[i];
+      if (!(f >= 0 && Number.isInteger(f))) return undefined;
+      decodeInto(f, p.startDims, c);
+      for (let k = 0; k < c.length; k++) digits[k][i] = c[k];
+    }
+    p.offsets = { of: offsets, n, digits };
+    return digits;
+  }
+
+  /** The coordinate path of start value v, or null where it would take no op (a re-view of the root: one step). */
+  private pathOf(v: Value, batch: number): CoordPath | null {
+    // sized for the first batch (the terms of one output, most often), larger ones taken in parts
+    const root = this.root, cap = Math.min(PATH_BATCH, Math.max(batch, 16));
+    let startDims = this.dims(v);
+    if (!startDims || v === root) return null;
+    let step: Step | null | undefined = this.stepOf(v), u = v, lead = 0, ops = 0;
+    const state = new Float64Array(cap), stoppedAt = new Int32Array(cap);
+    const runs: ((n: number) => void)[] = [];
+    let start: Float64Array[] | undefined, cur: Float64Array[] = [];
+    // ops past 64 are left to the walk of one element (its depth limit is 256)
+    while (u !== root && step && step.from && step.coord && lead + ops < 64) {
+      if (step.view && ops === 0) {
+        // a leading re-view keeps the flat index: decode it in the re-viewed value's dims
+        startDims = this.dims(step.from)!;
+        lead++;
+      } else {
+        if (!start) cur = start = startDims.map(() => new Float64Array(cap));
+        const index = ops;
+        const built = step.coord(cur, cap, (e, why) => { if (state[e] === 0) { state[e] = why; stoppedAt[e] = index; } });
+        if (built.run) runs.push(built.run);
+        cur = built.inp;
+        ops++;
+      }
+      u = step.from;
+      step = u === root ? undefined : step.next !== undefined ? step.next : (step.next = this.stepOf(u));
+    }
+    // re-views of the root: the flat index is the root's (CoordPath.start absent)
+    if (!start && !(lead && u === root)) return null;
+    const endDims = this.dims(u)!;
+    return { value: v, startDims, startNumel: numelOf(startDims), lead, start, runs, ops, state, stoppedAt, end: u, endAxes: cur, endStrides: stridesOf(endDims), endStep: step, pending: new Float64Array(cap), cap, baseDigits: startDims.map(() => 0) };
+  }
+
+  /**
+   * The first n elements of a path's batch, their start coordinates decoded (or marked OUTSIDE): the ops run,
+   * the results go to out[at + e]; `flatAt(e)` is element e's flat index in the start value.
+   */
+  private walkPath(p: CoordPath, n: number, out: Float64Array, at: number, flatAt: (e: number) => number): void {
+    const state = p.state;
+    for (const run of p.runs) run(n);
+    const atRoot = p.end === this.root, axes = p.endAxes, strides = p.endStrides, pending = p.pending;
+    // the end value's flat index of every element, axis by axis
+    pending.fill(0, 0, n);
+    for (let k = 0; k < axes.length; k++) {
+      const a = axes[k], s = strides[k];
+      for (let e = 0; e < n; e++) pending[e] += a[e] * s;
+    }
+    let charge = 0, walkOn = false;
+    for (let e = 0; e < n; e++) {
+      const s = state[e];
+      if (s === OUTSIDE) continue;
+      if (s !== 0) {
+        // the walk of this element stops at the op that zero-fills or fails it: one step per op walked
+        charge += p.lead + p.stoppedAt[e] + 1;
+        out[at + e] = s === ZERO ? ZERO : NaN;
+        continue;
+      }
+      if (atRoot) { charge += p.lead + p.ops + 1; out[at + e] = pending[e]; continue; } // and one for arriving at the root
+      charge += p.lead + p.ops;
+      walkOn = true;
+    }
+    if (this.budget && (this.budget.left -= charge) < 0) throw new ProbeBudgetExceeded();
+    for (let e = 0; e < n; e++) {
+      if (state[e] === OUTSIDE) out[at + e] = this.traceFlat(p.value, flatAt(e)) ?? NaN;
+      else if (walkOn && state[e] === 0) out[at + e] = this.walk(p.end, p.endStep, pending[e], p.lead + p.ops) ?? NaN;
+    }
+  }
+
+  /** The walk of one element from v (whose step is `step`, or undefined to look it up), `depth` steps into its trace (traceFlat's loop). */
+  private walk(v: Value, step: Step | null | undefined, flat: number, depth: number): number | undefined {
+    const budget = this.budget, root = this.root;
+    for (; depth < 256; depth++) {
       if (budget && --budget.left < 0) throw new ProbeBudgetExceeded();
       if (v === root) return flat;
       if (step === undefined) step = this.stepOf(v);
@@ -185,7 +434,9 @@ export class Tracer {
         flat = q;
       }
     };
-    const simple = (map: (flat: number) => number): Step => ({ from: x, map });
+    const simple = (map: (flat: number) => number, coord?: CoordOp): Step => (coord ? { from: x, map, coord } : { from: x, map });
+    // Coordinate forms: an input axis that is an output axis as it is shares its array.
+    const fresh = (cap: number) => new Float64Array(cap);
     switch (n.opType) {
       case 'Reshape': case 'Flatten': case 'Squeeze': case 'Unsqueeze': case 'Identity': case 'Cast': {
         // A chain of re-views keeps the flat index: one step goes to the first value that is not a re-view.
@@ -196,7 +447,21 @@ export class Tracer {
           src = up; srcDims = d;
         }
         if (numelOf(srcDims) !== numelOf(outDims)) return null;
-        return { from: src, map: (f) => f };
+        const outS = stridesOf(outDims), srcRank = srcDims.length;
+        const coord: CoordOp = (o, cap) => {
+          const inp = srcDims.map(() => fresh(cap));
+          return {
+            inp,
+            run: (cnt) => {
+              for (let e = 0; e < cnt; e++) {
+                let f = 0;
+                for (let k = 0; k < outRank; k++) f += o[k][e] * outS[k];
+                for (let k = srcRank - 1; k >= 0; k--) { const d = srcDims[k], q = Math.floor(f / d); inp[k][e] = f - q * d; f = q; }
+              }
+            },
+          };
+        };
+        return { from: src, map: (f) => f, view: true, coord };
       }
       case 'Transpose': {
         const perm = n.attrInts('perm') ?? inDims.map((_, i) => inDims.length - 1 - i);
@@ -204,12 +469,16 @@ export class Tracer {
         // Unit axes dropped and axes that stay neighbours merged: the same permutation of fewer, larger axes.
         const { dims, strides } = mergedTranspose(inDims, perm);
         const m = dims.length;
-        if (m <= 1) return simple((f) => f);
+        // out axis i is input axis perm[i]: the same arrays, reordered
+        const coord: CoordOp | undefined = outDims.every((d, i) => d === inDims[perm[i]])
+          ? (o) => { const inp = new Array<Float64Array>(rank); for (let i = 0; i < rank; i++) inp[perm[i]] = o[i]; return { inp }; }
+          : undefined;
+        if (m <= 1) return simple((f) => f, coord);
         return simple((f) => {
           let r = 0;
           for (let i = m - 1; i >= 0; i--) { const d = dims[i], q = Math.floor(f / d); r += (f - q * d) * strides[i]; f = q; }
           return r;
-        });
+        }, coord);
       }
       case 'Gather': {
         const t = this.a.constValue(n.inputs[1]);
@@ -221,6 +490,32 @@ export class Tracer {
         // (outer * size + idx[j]) * inner + rest.
         const J = idx.length, inner = numelOf(inDims.slice(axis + 1));
         if (J !== numelOf(t.dims)) return null;
+        // out = [input axes before axis, index axes, input axes after]
+        const tDims = t.dims;
+        const coord: CoordOp | undefined = outDims.every((d, i) => d === (i < axis ? inDims[i] : i < axis + ir ? tDims[i - axis] : inDims[i - ir + 1]))
+          ? (o, cap, kill) => {
+              const picked = fresh(cap);
+              const inp = inDims.map((_, i) => (i < axis ? o[i] : i === axis ? picked : o[i + ir - 1]));
+              const ix = o.slice(axis, axis + ir), j = fresh(cap);
+              return {
+                inp,
+                run: (cnt) => {
+                  // the flat index into the indices, axis by axis (one pass for the unfolds' 2-D index grids)
+                  if (ir === 2) { const a = ix[0], b = ix[1], d = tDims[1]; for (let e = 0; e < cnt; e++) j[e] = a[e] * d + b[e]; }
+                  else {
+                    j.fill(0, 0, cnt);
+                    for (let i = 0; i < ir; i++) { const a = ix[i], d = tDims[i]; for (let e = 0; e < cnt; e++) j[e] = j[e] * d + a[e]; }
+                  }
+                  for (let e = 0; e < cnt; e++) {
+                    let k = idx[j[e]];
+                    if (k < 0) k += size;
+                    if (k >= 0 && k < size) picked[e] = k;
+                    else { picked[e] = 0; kill(e, FAIL); }
+                  }
+                },
+              };
+            }
+          : undefined;
         return simple((f) => {
           const q = Math.floor(f / inner), rest = f - q * inner;
           const outer = Math.floor(q / J), j = q - outer * J;
@@ -228,7 +523,7 @@ export class Tracer {
           if (k < 0) k += size;
           if (!(k >= 0 && k < size)) return FAIL;
           return (outer * size + k) * inner + rest;
-        });
+        }, coord);
       }
       case 'Slice': {
         const starts = opset >= 10 ? this.ints(n.inputs[1]) : n.attrInts('starts');
@@ -245,7 +540,15 @@ export class Tracer {
           st = steps[i] > 0 ? Math.max(0, Math.min(st, d)) : Math.max(-1, Math.min(st, d - 1));
           first[ax] = st; step[ax] = steps[i];
         }
-        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (first[i] + c[i] * step[i]) * inS[i]; return r; });
+        const coord: CoordOp = (o, cap) => {
+          const moved: number[] = [];
+          const inp = o.map((a, i) => (first[i] === 0 && step[i] === 1 ? a : (moved.push(i), fresh(cap))));
+          return {
+            inp,
+            run: (cnt) => { for (const i of moved) { const a = o[i], b = inp[i], f0 = first[i], s0 = step[i]; for (let e = 0; e < cnt; e++) b[e] = f0 + a[e] * s0; } },
+          };
+        };
+        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (first[i] + c[i] * step[i]) * inS[i]; return r; }, coord);
       }
       case 'Pad': {
         const pads = opset >= 11 ? this.ints(n.inputs[1]) : n.attrInts('pads');
@@ -256,6 +559,25 @@ export class Tracer {
         const ax = mergedPadAxes(inDims, pads);
         const m = ax.inDims.length, oD = ax.inDims.map((d, i) => d + ax.begin[i] + ax.end[i]), iS = stridesOf(ax.inDims);
         if (numelOf(oD) !== numelOf(outDims)) return null;
+        const coord: CoordOp | undefined = outDims.every((d, i) => d === inDims[i] + pads[i] + pads[i + rank])
+          ? (o, cap, kill) => {
+              const moved: number[] = [];
+              const inp = o.map((a, i) => (pads[i] === 0 && pads[i + rank] === 0 ? a : (moved.push(i), fresh(cap))));
+              return {
+                inp,
+                run: (cnt) => {
+                  for (const i of moved) {
+                    const a = o[i], b = inp[i], lo = pads[i], d = inDims[i];
+                    for (let e = 0; e < cnt; e++) {
+                      const v = a[e] - lo;
+                      if (v >= 0 && v < d) b[e] = v;
+                      else { b[e] = 0; kill(e, fill); }
+                    }
+                  }
+                },
+              };
+            }
+          : undefined;
         return simple((f) => {
           let r = 0;
           for (let i = m - 1; i >= 0; i--) {
@@ -266,7 +588,7 @@ export class Tracer {
             f = q;
           }
           return r;
-        });
+        }, coord);
       }
       case 'Concat': {
         const axis = norm(n.attrInt('axis', 0), outRank);
@@ -299,12 +621,21 @@ export class Tracer {
         const off = outRank - rank;
         if (off < 0) return null;
         const tile = n.opType === 'Tile';
+        const coord: CoordOp = (o, cap) => {
+          const moved: number[] = [];
+          // an axis Expand broadcasts reads 0 (an array never written); one Tile repeats is taken modulo its size
+          const inp = inDims.map((d, i) => (tile ? (moved.push(i), fresh(cap)) : d === 1 ? fresh(cap) : o[i + off]));
+          return {
+            inp,
+            run: (cnt) => { for (const i of moved) { const a = o[i + off], b = inp[i], d = inDims[i]; for (let e = 0; e < cnt; e++) b[e] = a[e] % d; } },
+          };
+        };
         return simple((f) => {
           decode(f);
           let r = 0;
           for (let i = 0; i < rank; i++) r += (tile ? c[i + off] % inDims[i] : inDims[i] === 1 ? 0 : c[i + off]) * inS[i];
           return r;
-        });
+        }, coord);
       }
       case 'Resize': case 'Upsample': {
         if ((n.attrString('mode') ?? 'nearest') !== 'nearest') return null;
@@ -315,6 +646,17 @@ export class Tracer {
           let r = 0;
           for (let i = 0; i < rank; i++) r += Math.min(inDims[i] - 1, Math.floor((c[i] * inDims[i]) / outDims[i])) * inS[i];
           return r;
+        }, (o, cap) => {
+          const inp = inDims.map(() => fresh(cap));
+          return {
+            inp,
+            run: (cnt) => {
+              for (let i = 0; i < rank; i++) {
+                const a = o[i], b = inp[i], di = inDims[i], dO = outDims[i];
+                for (let e = 0; e < cnt; e++) b[e] = Math.min(di - 1, Math.floor((a[e] * di) / dO));
+              }
+            },
+          };
         });
       }
       case 'DepthToSpace': {
@@ -327,6 +669,19 @@ export class Tracer {
           const [bn, ch, h, w] = c;
           const inC = crd ? ch * b * b + (h % b) * b + (w % b) : ((h % b) * b + (w % b)) * cOut + ch;
           return bn * inS[0] + inC * inS[1] + Math.floor(h / b) * inS[2] + Math.floor(w / b) * inS[3];
+        }, (o, cap) => {
+          const ch = fresh(cap), hh = fresh(cap), ww = fresh(cap);
+          return {
+            inp: [o[0], ch, hh, ww],
+            run: (cnt) => {
+              for (let e = 0; e < cnt; e++) {
+                const c1 = o[1][e], h = o[2][e], w = o[3][e];
+                ch[e] = crd ? c1 * b * b + (h % b) * b + (w % b) : ((h % b) * b + (w % b)) * cOut + c1;
+                hh[e] = Math.floor(h / b);
+                ww[e] = Math.floor(w / b);
+              }
+            },
+          };
         });
       }
       case 'Split': {
@@ -339,7 +694,12 @@ export class Tracer {
           offset += d[axis];
         }
         if (!(axis >= 0 && axis < rank) || outRank !== rank) return null;
-        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (i === axis ? c[i] + offset : c[i]) * inS[i]; return r; });
+        const coord: CoordOp = (o, cap) => {
+          if (offset === 0) return { inp: o };
+          const moved = fresh(cap), a = o[axis];
+          return { inp: o.map((x, i) => (i === axis ? moved : x)), run: (cnt) => { for (let e = 0; e < cnt; e++) moved[e] = a[e] + offset; } };
+        };
+        return simple((f) => { decode(f); let r = 0; for (let i = 0; i < rank; i++) r += (i === axis ? c[i] + offset : c[i]) * inS[i]; return r; }, coord);
       }
       default:
         return null;
