@@ -32,7 +32,7 @@ const MAX_CHAIN = 256;
  * target's chain of data movement (provenance.ts movementSources) or is target; undefined when it is not, a
  * shape on the way is unknown, or the map would cost more than MAX_INDEX_MAP_WORK.
  */
-export function indexMap(a: Analysis, root: Value, target: Value, budget = { left: MAX_INDEX_MAP_WORK }): Int32Array | undefined {
+export function indexMap(a: Analysis, root: Value, target: Value, budget = { left: MAX_INDEX_MAP_WORK }): IndexMap | undefined {
   const chain = [target, ...movementSources(target, a)];
   const at = chain.indexOf(root);
   if (at < 0 || at > MAX_CHAIN) return undefined;
@@ -53,10 +53,35 @@ export function indexMap(a: Analysis, root: Value, target: Value, budget = { lef
     map = view ? gatherStrided(map, view.sizes, view.strides) : traced(a, x, out, map, total);
     dims = outDims;
   }
-  if (map) return map;
-  const identity = new Int32Array(numel(dims));
-  for (let f = 0; f < identity.length; f++) identity[f] = f;
-  return identity;
+  return new IndexMap(numel(dims), map);
+}
+
+/** A value's elements' flat indices in a root: entry f is element f's (ZERO, NOT_MOVED as for Tracer.traceFlat). */
+export class IndexMap {
+  constructor(
+    readonly size: number,
+    /** The entries; null when the map is the identity (only re-views on the way): nothing materialised. */
+    readonly entries: Int32Array | null,
+  ) {}
+
+  /** Element f's index in the root (NOT_MOVED for an f out of range). */
+  at(f: number): number {
+    if (!(f >= 0 && f < this.size)) return NOT_MOVED;
+    return this.entries ? this.entries[f] : f;
+  }
+
+  /** Whether at(dot(c, from)) === dot(c, to) for every coordinate c of `sizes` (an index out of range is no match). */
+  maps(sizes: readonly number[], from: readonly number[], to: readonly number[]): boolean {
+    const len = this.size, map = this.entries;
+    return everyRow(sizes, [from, to], (base, n, step) => {
+      let f = base[0], e = base[1];
+      const sf = step[0], se = step[1];
+      if (f < 0 || f >= len || f + (n - 1) * sf < 0 || f + (n - 1) * sf >= len) return false;
+      if (!map) return f === e && (n === 1 || sf === se);
+      for (let i = 0; i < n; i++, f += sf, e += se) if (map[f] !== e) return false;
+      return true;
+    });
+  }
 }
 
 const RE_VIEWS = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Cast']);
@@ -157,16 +182,4 @@ export function everyRow(sizes: readonly number[], strideSets: readonly (readonl
     }
     if (k < 0) return true;
   }
-}
-
-/** Whether map[dot(c, from)] === dot(c, to) for every coordinate c of `sizes` (an index out of the map's range is no match). */
-export function mapsStrided(map: Int32Array, sizes: readonly number[], from: readonly number[], to: readonly number[]): boolean {
-  const len = map.length;
-  return everyRow(sizes, [from, to], (base, n, step) => {
-    let f = base[0], e = base[1];
-    const sf = step[0], se = step[1];
-    if (f < 0 || f >= len || f + (n - 1) * sf < 0 || f + (n - 1) * sf >= len) return false;
-    for (let i = 0; i < n; i++, f += sf, e += se) if (map[f] !== e) return false;
-    return true;
-  });
 }

@@ -7,9 +7,9 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import type { Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { indexMap, mapsStrided } from './index-map.js';
+import { indexMap } from './index-map.js';
 import type { PixelParams } from './pixel-layout.js';
-import { dot, movementSources, stridesOf } from './provenance.js';
+import { dot, movementSources, stridesOf, Tracer } from './provenance.js';
 
 /** Where the op reads the kernel: V, and the order of its channels (ops/pixel-conv.ts KERNEL_LAYOUT). */
 export interface PhaseKernel {
@@ -42,13 +42,14 @@ export function phaseSource(source: Value, kStrides: PixelParams['kStrides'], p:
   for (const v of movementSources(source, a)) {
     const dims = a.shape(v);
     if (!isStatic(dims) || dims.length !== r + 2 || dims.some((d, i) => d !== want[i])) continue;
-    const map = indexMap(a, v, source);
-    if (!map) continue; // past the size guard (or not on the chain): not taken
-    // The layout from the first element off phase 0 on every axis (base 0, phase 1), then every element.
+    // The layout from the first element off phase 0 on every axis (base 0, phase 1), traced alone; then every
+    // element, on the whole map from V.
     const probe = sizes.map((_, i) => (i >= 2 + r && (i - 2 - r) % 2 === 1 ? 1 : 0));
-    const hit = map[dot(probe, from)];
+    const hit = new Tracer(a, v).traceFlat(source, dot(probe, from));
     const layout = ([1, 2] as const).find((l) => dot(probe, to(l)) === hit);
-    if (layout !== undefined && mapsStrided(map, sizes, from, to(layout))) return { value: v, layout };
+    if (layout === undefined) continue;
+    // (no map past its size guard: not taken)
+    if (indexMap(a, v, source)?.maps(sizes, from, to(layout))) return { value: v, layout };
   }
   return undefined;
 }

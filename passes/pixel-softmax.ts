@@ -7,9 +7,9 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { everyRow, gatherStrided, indexMap, mapsStrided, MAX_INDEX_MAP_ELEMENTS } from './index-map.js';
+import { everyRow, indexMap } from './index-map.js';
 import type { PixelParams } from './pixel-layout.js';
-import { dot, movementSources, unravel } from './provenance.js';
+import { dot, movementSources, Tracer, unravel } from './provenance.js';
 
 /** The Softmax that makes the kernel root, and the logits it normalises (same shape and element order). */
 export interface SoftmaxKernel {
@@ -44,22 +44,23 @@ export function softmaxOverTaps(kRoot: Value, p: PixelParams, a: Analysis): Soft
   const what = a.opset >= 13 ? `axis ${axis} of [${dims.join(', ')}]` : `the axes from ${axis} of [${dims.join(', ')}] (opset ${a.opset})`;
   const refuse = `the kernel's Softmax normalises over ${what}, not over each position's ${KK} taps: the op reads the normalised kernel`;
   if (groupSize !== KK) return refuse;
-  if (total > MAX_INDEX_MAP_ELEMENTS) return `the kernel's Softmax has ${total} elements at probe sizes, too many to check its groups: the op reads the normalised kernel`;
-  // The group of each flat index: [outer, axis, inner] -> outer * inner + inner index from opset 13, the blocks of
-  // the flattened axes from `axis` on before.
-  const outerCount = numel(dims.slice(0, axis));
-  const group = a.opset >= 13 ? gatherStrided(null, [outerCount, dims[axis], inner], [inner, 0, 1]) : gatherStrided(null, [total / groupSize, groupSize], [1, 0]);
   // Every (n, g, o)'s taps lie in one group; with KK elements a group, and the kernel root exactly K (the layout
-  // inference checked), the groups are then exactly the tap sets.
+  // inference checked), the groups are then exactly the tap sets. A group is a run of `span` units of `unit`
+  // elements each at one (outer, inner) (opset 13: unit inner, span the axis; before: unit 1, span the flattened
+  // axes), so element q + d is in q's group exactly when d is a multiple of unit and q's place in its run, moved
+  // by d / unit, stays in the run: per (n, g, o) one division, the taps as their offsets from the first.
+  const unit = a.opset >= 13 ? inner : 1, span = groupSize;
   const tapOffsets = Array.from({ length: KK }, (_, j) => unravel(j, p.kernel).reduce((s, v, ax) => s + v * p.kStrides.a[ax], 0));
+  const moves = tapOffsets.map((t) => (t - tapOffsets[0]) / unit);
   const outer = [p.N, p.groups, ...p.O];
+  if (numel(outer) > 0 && !moves.every(Number.isInteger)) return refuse;
+  const down = Math.min(...moves), up = Math.max(...moves);
   const outerStrides = [p.kStrides.n, p.kStrides.g, ...p.kStrides.o];
-  const lastTap = Math.max(...tapOffsets);
   const oneGroup = everyRow(outer, [outerStrides], (base, n, step) => {
-    for (let i = 0, b = base[0]; i < n; i++, b += step[0]) {
-      if (b < 0 || b + lastTap >= total) return false;
-      const g0 = group[b + tapOffsets[0]];
-      for (let j = 1; j < KK; j++) if (group[b + tapOffsets[j]] !== g0) return false;
+    for (let i = 0, q = base[0] + tapOffsets[0]; i < n; i++, q += step[0]) {
+      if (!(q >= 0 && q < total)) return false;
+      const place = Math.floor(q / unit) % span;
+      if (place + down < 0 || place + up >= span) return false;
     }
     return true;
   });
@@ -79,17 +80,19 @@ function logitsSource(logits: Value, p: PixelParams, a: Analysis): SoftmaxKernel
   for (const root of movementSources(logits, a).reverse()) {
     const dims = a.shape(root);
     if (!isStatic(dims) || numel(dims) !== total) continue;
-    const map = indexMap(a, root, logits);
-    if (!map) continue; // past the size guard: not taken
-    const at = (coord: number[]) => map[dot(coord, old)];
+    // The strides from the elements one step along each axis, traced alone; then every element, on the whole map.
+    const tracer = new Tracer(a, root);
+    const at = (coord: number[]) => tracer.traceFlat(logits, dot(coord, old));
     if (at(sizes.map(() => 0)) !== 0) continue;
-    const st = sizes.map((size, i) => (size === 1 ? 0 : at(sizes.map((_, j) => (j === i ? 1 : 0)))));
-    if (st.some((s) => !(s >= 0))) continue;
+    const strides = sizes.map((size, i) => (size === 1 ? 0 : at(sizes.map((_, j) => (j === i ? 1 : 0)))));
+    if (strides.some((s) => s === undefined || s < 0)) continue;
+    const st = strides as number[];
     // A permuted row-major layout of exactly K's elements, and every element where those strides say.
     const sorted = sizes.map((size, i) => ({ size, stride: st[i] })).filter((l) => l.size > 1).sort((x, y) => y.stride - x.stride);
     let expect = 1, layout = true;
     for (let i = sorted.length - 1; i >= 0 && layout; i--) { layout = sorted[i].stride === expect; expect *= sorted[i].size; }
-    if (!layout || expect !== total || !mapsStrided(map, sizes, old, st)) continue;
+    // (no map past its size guard: not taken)
+    if (!layout || expect !== total || !indexMap(a, root, logits)?.maps(sizes, old, st)) continue;
     const r = p.kernel.length;
     return { value: root, kStrides: { n: st[0], g: st[1], a: st.slice(2, 2 + r), o: st.slice(2 + r) } };
   }

@@ -2,11 +2,12 @@
 // each movement op: on small hand-built chains (Transpose, DepthToSpace DCR and CRD, Reshape chains, Pad with zero
 // and non-zero fill, Slice, Gather), the map from every value on the chain to the last one must equal
 // Tracer.traceFlat for every element. Also the strided walks the checks are made of, against plain loops, and the
-// size guard.
+// size guard; and the Softmax-group decision of passes/pixel-softmax.ts against its element-wise definition.
 import test from 'ava';
 import { Analysis } from '../src/analysis/analyze.js';
 import type { Value } from '../src/ir/graph.js';
-import { everyRow, gatherStrided, indexMap, mapsStrided, NOT_MOVED } from '../passes/index-map.js';
+import { everyRow, gatherStrided, IndexMap, indexMap, NOT_MOVED } from '../passes/index-map.js';
+import { softmaxOverTaps } from '../passes/pixel-softmax.js';
 import { dot, movementSources, nextCoordinate, stridesOf, Tracer, ZERO } from '../passes/provenance.js';
 import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
 import { modelOf } from './helpers/rules.js';
@@ -26,13 +27,13 @@ function compare(a: Analysis, target: Value): { root: string; wrong: number; zer
     const map = indexMap(a, root, target);
     const tracer = new Tracer(a, root);
     const total = (a.shape(target) as number[]).reduce((p, d) => p * d, 1);
-    let wrong = map && map.length === total ? 0 : total, zero = 0, notMoved = 0;
+    let wrong = map && map.size === total ? 0 : total, zero = 0, notMoved = 0;
     for (let f = 0; map && f < total; f++) {
       const t = tracer.traceFlat(target, f);
       const want = t === undefined ? NOT_MOVED : t;
       if (t === ZERO) zero++;
       if (t === undefined) notMoved++;
-      if (map[f] !== want) wrong++;
+      if (map.at(f) !== want) wrong++;
     }
     return { root: root.name, wrong, zero, notMoved, total };
   });
@@ -159,12 +160,72 @@ test('the strided walks visit every coordinate once and gather/compare as plain 
     for (let f = 0; f < total; f++, nextCoordinate(c, sizes)) if (got[f] !== src[dot(c, strides)] || ids[f] !== dot(c, strides)) wrong++;
     t.is(wrong, 0, `[${sizes}] gather`);
     t.is(got.length, total);
-    // mapsStrided: true for the map that is exactly the layout, false when one element is off
+    // IndexMap.maps: true for the map that is exactly the layout, false when one element is off; the identity
+    // map (no entries) maps exactly the row-major layout
     if (total > 0) {
-      const map = gatherStrided(null, sizes, strides);
-      t.true(mapsStrided(map, sizes, rowMajor, strides), `[${sizes}] maps`);
-      map[total - 1] += 1;
-      t.false(mapsStrided(map, sizes, rowMajor, strides), `[${sizes}] one off`);
+      const entries = gatherStrided(null, sizes, strides);
+      t.true(new IndexMap(total, entries).maps(sizes, rowMajor, strides), `[${sizes}] maps`);
+      entries[total - 1] += 1;
+      t.false(new IndexMap(total, entries).maps(sizes, rowMajor, strides), `[${sizes}] one off`);
+      const identity = new IndexMap(total, null);
+      t.true(identity.maps(sizes, rowMajor, rowMajor), `[${sizes}] identity`);
+      const isRowMajor = strides.every((s, i) => sizes[i] === 1 || s === rowMajor[i]);
+      t.is(identity.maps(sizes, rowMajor, strides), isRowMajor, `[${sizes}] identity against the strides`);
+      t.is(identity.at(total), NOT_MOVED);
     }
   }
+});
+
+// softmaxOverTaps decides "each (n, g, o)'s taps lie in one Softmax group" by an argument over the tap offsets and
+// one division per position (passes/pixel-softmax.ts): it must decide as the plain definition does, element by
+// element, for every memory order of K's axes in the kernel root, every Softmax axis, opset 13 and opset 11.
+test('softmaxOverTaps accepts exactly when every position\'s taps lie in one Softmax group (the element-wise definition)', (t) => {
+  const permutations = (n: number): number[][] => (n === 0 ? [[]] : permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)])));
+  let cases = 0, accepted = 0, wrong = 0;
+  const families = [
+    { N: 2, groups: 2, kernel: [3], O: [4] },
+    { N: 2, groups: 1, kernel: [2, 3], O: [2, 2] },
+  ];
+  for (const { N, groups, kernel, O } of families) {
+    const r = kernel.length, KK = kernel.reduce((p, k) => p * k, 1);
+    const sizes = [N, groups, ...kernel, ...O];
+    for (const perm of permutations(sizes.length)) {
+      // the root holds K's axes in the order `perm` (and, when the kernel axes are neighbours in order, merged)
+      const layouts = [perm.map((i) => [i])];
+      const k0 = perm.indexOf(2);
+      if (r === 2 && perm[k0 + 1] === 3) layouts.push([...perm.slice(0, k0).map((i) => [i]), [2, 3], ...perm.slice(k0 + 2).map((i) => [i])]);
+      for (const groupsOfAxes of layouts) {
+        const rootDims = groupsOfAxes.map((g) => g.reduce((p, i) => p * sizes[i], 1));
+        const memStrides = stridesOf(perm.map((i) => sizes[i]));
+        const kS = sizes.map((_, i) => memStrides[perm.indexOf(i)]);
+        const p = { ok: true as const, kernel, strides: kernel.map(() => 1), pads: [...kernel, ...kernel].map(() => 0), dilations: kernel.map(() => 1), upsample: 1, groups, N, O, kStrides: { n: kS[0], g: kS[1], a: kS.slice(2, 2 + r), o: kS.slice(2 + r) } };
+        for (const opset of [11, 13]) {
+          const { a, value } = analysed({
+            opset,
+            nodes: rootDims.map((_, axis) => node('Softmax', ['l'], [`k${axis}`], { attrs: [int('axis', axis)] })),
+            inputs: [valueInfo('l', DataType.FLOAT, rootDims)],
+            outputs: rootDims.map((_, axis) => valueInfo(`k${axis}`, DataType.FLOAT)),
+          });
+          for (let axis = 0; axis < rootDims.length; axis++) {
+            const got = softmaxOverTaps(value(`k${axis}`), p, a);
+            // the definition: Softmax's groups of flat indices, and each position's taps in one
+            const inner = rootDims.slice(axis + 1).reduce((q, d) => q * d, 1), D = rootDims[axis];
+            const groupOf = (f: number) => (opset >= 13 ? Math.floor(f / (inner * D)) * inner + (f % inner) : Math.floor(f / (inner * D)));
+            let oneGroup = (opset >= 13 ? D : inner * D) === KK;
+            const c = sizes.map(() => 0);
+            const at = (j: number[]) => dot([c[0], c[1], ...j, ...c.slice(2 + r)], kS);
+            for (let e = 0, total = sizes.reduce((q, d) => q * d, 1); e < total && oneGroup; e++, nextCoordinate(c, sizes)) {
+              oneGroup = groupOf(dot(c, kS)) === groupOf(at(kernel.map(() => 0)));
+            }
+            cases++;
+            if (typeof got === 'object') accepted++;
+            if ((typeof got === 'object') !== oneGroup) wrong++;
+          }
+        }
+      }
+    }
+  }
+  t.is(wrong, 0, `${wrong} of ${cases} decided differently`);
+  t.log(`${accepted} of ${cases} accepted`);
+  t.true(accepted > 0 && accepted < cases, `${accepted} of ${cases} accepted`);
 });
