@@ -34,8 +34,14 @@ export class BodyRegistry {
    */
   admit(op: FusedOpType, rank: number, attrs: Readonly<Record<string, number | number[]>>): { leave: string } | { domain: string } {
     const baked = (k: string) => attrs[k] !== undefined && (ALWAYS_BAKED.has(k) || this.opset < 12);
-    const literals = Object.fromEntries(BAKED_ATTRIBUTES.filter(baked).map((k) => [k, attrs[k]]));
-    const key = JSON.stringify([rank, Object.entries(literals).sort(([a], [b]) => (a < b ? -1 : 1))]);
+    const literals: Record<string, number | number[]> = {};
+    // the key lists the baked attributes in BAKED_ATTRIBUTES' order: the same attributes give the same key
+    let key = String(rank);
+    for (const k of BAKED_ATTRIBUTES) {
+      if (!baked(k)) continue;
+      literals[k] = attrs[k];
+      key += `;${k}=${String(attrs[k])}`;
+    }
     const list = this.of(op);
     const have = list.find((b) => b.key === key);
     if (have) return { domain: have.domain };

@@ -205,7 +205,7 @@ export function matchEpilogue(node: Node, f: Facts): EpilogueMatch | undefined {
   }
   const epilogue: Epilogue = { affine: !!s, residual: !!residual, activation: act?.activation ?? 'none', min: act?.min ?? -F32_MAX, max: act?.max ?? F32_MAX };
   if (!hasEpilogue(epilogue)) return undefined;
-  return { node, epilogue, scale: s && Float32Array.from(s), shift: t && Float32Array.from(t), residual, chain, end: v };
+  return { node, epilogue, scale: s && new Float32Array(s), shift: t && new Float32Array(t), residual, chain, end: v };
 }
 
 /** The node's attributes as the IR writes them (floats kept FLOAT). */

@@ -6,8 +6,8 @@
 //   data          depends on activation values.
 import { DataType } from '../onnx/proto.js';
 import type { Dim, Graph, Model, Node, Value, ValueType } from '../ir/graph.js';
-import { numel, type Tensor } from '../ir/tensor.js';
-import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape } from '../../ops/index.js';
+import { numel, toNumberArray, type Tensor } from '../ir/tensor.js';
+import { convOutputDim, describeOp, isDynconvDomain, isFusedOpType, OP_DEFINITIONS, OpDescError, outputShape, type FusedOpType, type OpDesc } from '../../ops/index.js';
 import { divDim, mulDim, productDims } from './dims.js';
 import { evaluateNode, MAX_FOLD_ELEMENTS, MAX_INTS } from './evaluate.js';
 import { evaluateLoop } from './loops.js';
@@ -176,7 +176,7 @@ export class Analysis {
     if (sv && sv.every((d) => typeof d === 'number')) return sv as number[];
     const c = this.constValue(v);
     // Shapes, axes, pads and the like have a handful of elements; a big constant read as one is not one.
-    return c && c.data.length <= MAX_INTS ? Array.from(c.data) : undefined;
+    return c && c.data.length <= MAX_INTS ? toNumberArray(c.data) : undefined;
   }
 
   private analyzeGraph(g: Graph): void {
@@ -257,7 +257,7 @@ export class Analysis {
     if (!t || (t.elemType !== DataType.INT64 && t.elemType !== DataType.INT32) || !t.shape || t.shape.length > 1) return undefined;
     if (numel(t.shape as number[]) > 64) return undefined;
     const c = this.constValue(v);
-    return c ? Array.from(c.data) : undefined;
+    return c ? toNumberArray(c.data) : undefined;
   }
 
   /** Lazy mode: the graph's values with their labels; each node's types wait in `pending`. */
@@ -393,7 +393,7 @@ export class Analysis {
       // a constant Loop's outputs have the shapes of their values
       n.outputs.forEach((out, i) => {
         const c = this.constValue(out);
-        if (c) { inferred.types[i] = { elemType: c.dtype, shape: [...c.dims] }; inferred.shapeValues[i] = c.dims.length <= 1 && c.data.length <= 64 ? Array.from(c.data) : undefined; }
+        if (c) { inferred.types[i] = { elemType: c.dtype, shape: [...c.dims] }; inferred.shapeValues[i] = c.dims.length <= 1 && c.data.length <= 64 ? toNumberArray(c.data) : undefined; }
       });
     }
     n.outputs.forEach((out, i) => {
@@ -440,7 +440,13 @@ const MAX_RANK = 1024;
 function saneType(t: ValueType | undefined): ValueType | undefined {
   if (!t?.shape) return t;
   if (t.shape.length > MAX_RANK) return { elemType: t.elemType, shape: undefined };
-  const shape: Dim[] = Array.from(t.shape, (d) => (typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0) ? undefined : d));
+  const shape = t.shape.slice();
+  // (a loop, not Array.from with a callback: every inferred output passes here)
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    // (a hole is set too: readers' every() would skip it)
+    if (d === undefined || (typeof d === 'number' && !(Number.isSafeInteger(d) && d >= 0))) shape[i] = undefined;
+  }
   return { elemType: t.elemType, shape };
 }
 
@@ -493,8 +499,8 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
       for (let i = 1; i < n.inputs.length; i++) shape = broadcast(shape, s(i));
       const cmp = ['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor'].includes(n.opType);
       let value: Dim[] | undefined;
-      const va = sv(0) ?? (a.constValue(n.inputs[0]) && (a.constValue(n.inputs[0])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[0])!.data) : undefined);
-      const vb = sv(1) ?? (a.constValue(n.inputs[1]) && (a.constValue(n.inputs[1])!.data.length <= 64) ? Array.from(a.constValue(n.inputs[1])!.data) : undefined);
+      const va = sv(0) ?? (a.constValue(n.inputs[0]) && (a.constValue(n.inputs[0])!.data.length <= 64) ? toNumberArray(a.constValue(n.inputs[0])!.data) : undefined);
+      const vb = sv(1) ?? (a.constValue(n.inputs[1]) && (a.constValue(n.inputs[1])!.data.length <= 64) ? toNumberArray(a.constValue(n.inputs[1])!.data) : undefined);
       if ((sv(0) || sv(1)) && va && vb && n.inputs.length === 2) {
         const len = Math.max(va.length, vb.length);
         if ((va.length === len || va.length === 1) && (vb.length === len || vb.length === 1)) {
@@ -523,7 +529,7 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
     case 'Constant': {
       const t = a.constValue(n.outputs[0]);
       if (!t) return one(undefined, 0);
-      return one([...t.dims], t.dtype, (t.dtype === DataType.INT64 || t.dtype === DataType.INT32) && t.dims.length <= 1 && t.data.length <= 64 ? Array.from(t.data) : undefined);
+      return one([...t.dims], t.dtype, (t.dtype === DataType.INT64 || t.dtype === DataType.INT32) && t.dims.length <= 1 && t.data.length <= 64 ? toNumberArray(t.data) : undefined);
     }
     case 'ConstantOfShape': {
       const shape = sv(0) ?? a.intsOf(n.inputs[0]);
@@ -740,19 +746,33 @@ export function inferNode(a: Analysis, n: Node): { types: (ValueType | undefined
   }
 }
 
+/**
+ * The description of a fused node at spatial rank `rank`, or undefined when its attributes are invalid. Kept per node
+ * and rank: a node's attributes never change once it exists (edits replace nodes), and every analysis of every
+ * state of a fuse run infers the fused nodes again.
+ */
+const fusedDescs = new WeakMap<Node, { rank: number; desc: OpDesc | undefined }>();
+function fusedOpDesc(n: Node, op: FusedOpType, rank: number): OpDesc | undefined {
+  const memo = fusedDescs.get(n);
+  if (memo && memo.rank === rank) return memo.desc;
+  let desc: OpDesc | undefined;
+  try {
+    desc = describeOp(op, rank, n.numericAttributes());
+  } catch (e) {
+    if (!(e instanceof OpDescError)) throw e;
+  }
+  fusedDescs.set(n, { rank, desc });
+  return desc;
+}
+
 /** Output shapes of dynconv's own fused ops (their definitions in ops/), so that a fused model analyses like the original. */
 function customOpShapes(a: Analysis, n: Node): { types: (ValueType | undefined)[]; shapeValues: (Dim[] | undefined)[] } {
   const none = { types: n.outputs.map(() => undefined), shapeValues: [] };
   if (!isDynconvDomain(n.domain) || !isFusedOpType(n.opType)) return none;
   const x = a.shape(n.inputs[0]);
   if (!x) return none;
-  let desc;
-  try {
-    desc = describeOp(n.opType, x.length - 2, n.numericAttributes());
-  } catch (e) {
-    if (e instanceof OpDescError) return none;
-    throw e;
-  }
+  const desc = fusedOpDesc(n, n.opType, x.length - 2);
+  if (!desc) return none;
   // An input of unknown shape is taken at its first allowed rank with unknown dims.
   const shapes = OP_DEFINITIONS[n.opType].inputs.map((spec, i) => a.shape(n.inputs[i]) ?? new Array<Dim>(spec.ranks(x.length - 2)[0]).fill(undefined));
   const y = outputShape(desc, shapes, mulDim);

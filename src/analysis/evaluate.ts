@@ -4,7 +4,7 @@
 // Returns undefined for anything it does not know; callers treat that as "not foldable".
 import { DataType } from '../onnx/proto.js';
 import type { Node } from '../ir/graph.js';
-import { decodeTensor, makeTensor, numel, type Tensor } from '../ir/tensor.js';
+import { decodeTensor, makeTensor, numel, toNumberArray, type Tensor } from '../ir/tensor.js';
 
 export const MAX_FOLD_ELEMENTS = 1 << 24;
 /** Multiply-adds a folded MatMul may take. */
@@ -270,11 +270,11 @@ function matmul(a: Tensor, b: Tensor): Tensor | undefined {
 /** The most elements a list of integers (a shape, axes, pads, repeats) is read from. */
 export const MAX_INTS = 4096;
 
-const ints = (t: Tensor | undefined): number[] | undefined => (t && t.data.length <= MAX_INTS ? Array.from(t.data) : undefined);
+const ints = (t: Tensor | undefined): number[] | undefined => (t && t.data.length <= MAX_INTS ? toNumberArray(t.data) : undefined);
 
 function castTo(a: Tensor, to: number): Tensor {
   const n = a.data.length;
-  if (to === DataType.FLOAT) return { dtype: to, dims: [...a.dims], data: Float32Array.from(a.data) };
+  if (to === DataType.FLOAT) return { dtype: to, dims: [...a.dims], data: new Float32Array(a.data) };
   const data = new Float64Array(n);
   if (to === DataType.DOUBLE || to === DataType.FLOAT16) data.set(a.data);
   else if (to === DataType.BOOL) for (let i = 0; i < n; i++) data[i] = a.data[i] ? 1 : 0;
@@ -531,7 +531,7 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       }
       const scalesT = op === 'Resize' ? (opset >= 11 ? ins[2] : ins[1]) : ins[1];
       const sizesT = op === 'Resize' && opset >= 11 ? ins[3] : undefined;
-      const dims = sizesT && sizesT.data.length === x.dims.length ? Array.from(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
+      const dims = sizesT && sizesT.data.length === x.dims.length ? toNumberArray(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
       if (!dims) return undefined;
       const scale = dims.map((d, i) => (sizesT && sizesT.data.length === x.dims.length ? d / x.dims[i] : scalesT!.data[i]));
       const inS = strides(x.dims), outS = strides(dims);
