@@ -146,7 +146,7 @@ export class Analysis {
       if (!dims || numel(dims as number[]) <= MAX_FOLD_ELEMENTS) result = this.model.initializerTensor(v);
     } else if (v.producer && (v.producer.opType === 'Shape' || v.producer.opType === 'Size')) {
       const sv = this.shapeValue(v);
-      if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: Float64Array.from(sv as number[]) };
+      if (sv && sv.every((d) => typeof d === 'number')) result = { dtype: DataType.INT64, dims: v.producer.opType === 'Size' ? [] : [sv.length], data: new Float64Array(sv as number[]) };
     } else if (v.producer && v.producer.opType === 'Loop' && v.producer.domain === '' && this.label(v) !== 'data') {
       // a Loop of constants (dynamo's as_strided index): run it, within its own bounds
       const n = v.producer;

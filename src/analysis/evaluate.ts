@@ -475,7 +475,9 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       if (s === undefined || l === undefined || d === undefined || d === 0) return undefined;
       const n = Math.max(0, Math.ceil((l - s) / d));
       if (n > allocLimit) return undefined;
-      return [makeTensor(x!.dtype, [n], Array.from({ length: n }, (_, i) => s + i * d))];
+      const t = makeTensor(x!.dtype, [n], new Float64Array(n));
+      for (let i = 0; i < n; i++) t.data[i] = s + i * d;
+      return [t];
     }
     case 'ConstantOfShape': {
       const shape = ints(x);
