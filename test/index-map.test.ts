@@ -6,7 +6,7 @@
 import test from 'ava';
 import { Analysis } from '../src/analysis/analyze.js';
 import type { Value } from '../src/ir/graph.js';
-import { everyRow, gatherStrided, IndexMap, indexMap, NOT_MOVED } from '../passes/index-map.js';
+import { everyRow, gatherStrided, IndexMap, indexMap, NOT_MOVED, stridedAgree } from '../passes/index-map.js';
 import { softmaxOverTaps } from '../passes/pixel-softmax.js';
 import { dot, movementSources, nextCoordinate, stridesOf, Tracer, ZERO } from '../passes/provenance.js';
 import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
@@ -167,7 +167,7 @@ test('the strided walks visit every coordinate once and gather/compare as plain 
       t.true(new IndexMap(total, entries).maps(sizes, rowMajor, strides), `[${sizes}] maps`);
       entries[total - 1] += 1;
       t.false(new IndexMap(total, entries).maps(sizes, rowMajor, strides), `[${sizes}] one off`);
-      const identity = new IndexMap(total, null);
+      const identity = new IndexMap(total, { sizes: [total], strides: [1] });
       t.true(identity.maps(sizes, rowMajor, rowMajor), `[${sizes}] identity`);
       const isRowMajor = strides.every((s, i) => sizes[i] === 1 || s === rowMajor[i]);
       t.is(identity.maps(sizes, rowMajor, strides), isRowMajor, `[${sizes}] identity against the strides`);
@@ -228,4 +228,48 @@ test('softmaxOverTaps accepts exactly when every position\'s taps lie in one Sof
   t.is(wrong, 0, `${wrong} of ${cases} decided differently`);
   t.log(`${accepted} of ${cases} accepted`);
   t.true(accepted > 0 && accepted < cases, `${accepted} of ${cases} accepted`);
+});
+
+// IndexMap.maps decides a strided map (the identity, one Transpose or DepthToSpace) from the strides when K's
+// layout and the map's walk have a common refinement (stridedAgree): it must say what the element walk over the
+// materialised map says, on maps of real chains and K layouts that refine, coarsen and permute their axes.
+test('the strided proof of IndexMap.maps agrees with the element walk', (t) => {
+  const views: { name: string; map: IndexMap }[] = [];
+  for (const mode of ['DCR', 'CRD']) {
+    const { a, value } = analysed({
+      nodes: [node('DepthToSpace', ['x'], ['y'], { attrs: [int('blocksize', 2), str('mode', mode)] }), node('Transpose', ['x'], ['xt'], { attrs: [ints('perm', [0, 2, 3, 1])] })],
+      inputs: [valueInfo('x', DataType.FLOAT, [2, 12, 3, 2])],
+      outputs: [valueInfo('y', DataType.FLOAT), valueInfo('xt', DataType.FLOAT)],
+    });
+    views.push({ name: `DepthToSpace ${mode}`, map: indexMap(a, value('x'), value('y'))! }, { name: 'Transpose', map: indexMap(a, value('x'), value('xt'))! });
+    views.push({ name: 'identity', map: indexMap(a, value('x'), value('x'))! });
+  }
+  let seed = 7;
+  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  let proved = 0, provedFalse = 0, walked = 0, wrong = 0;
+  for (const { name, map } of views) {
+    t.false(map.entries instanceof Int32Array, `${name} is strided`);
+    const strided = map.entries as { sizes: number[]; strides: number[] };
+    const walk = new IndexMap(map.size, gatherStrided(null, strided.sizes, strided.strides));
+    for (let trial = 0; trial < 300; trial++) {
+      // K's axes: factors of the map's size (its walk sizes, merged or split at random), laid out in a random order
+      let sizes = strided.sizes.filter((s) => s > 1);
+      if (rand(2)) { const i = rand(sizes.length - 1); sizes = [...sizes.slice(0, i), sizes[i] * sizes[i + 1], ...sizes.slice(i + 2)]; }
+      if (rand(2)) { const i = sizes.findIndex((s) => s % 2 === 0 && s > 2); if (i >= 0) sizes = [...sizes.slice(0, i), 2, sizes[i] / 2, ...sizes.slice(i + 1)]; }
+      if (rand(3) === 0) sizes = [...sizes, 1];
+      const order = sizes.map((_, i) => i).sort(() => rand(3) - 1);
+      const memStrides = stridesOf(order.map((i) => sizes[i]));
+      const from = sizes.map((_, i) => memStrides[order.indexOf(i)]);
+      // `to` from the map at each axis' unit step (so the map is or is not linear in K), sometimes one off
+      const to = from.map((f) => map.at(f));
+      if (rand(4) === 0) to[rand(to.length)] += 1;
+      const byProof = stridedAgree(map.size, strided, sizes, from, to), byWalk = walk.maps(sizes, from, to);
+      if (byProof === undefined) walked++;
+      else { proved++; if (!byProof) provedFalse++; if (byProof !== byWalk) wrong++; }
+      if (map.maps(sizes, from, to) !== byWalk) wrong++;
+    }
+  }
+  t.is(wrong, 0);
+  t.log(`${proved} decided by the strides (${provedFalse} false), ${walked} walked`);
+  t.true(proved > provedFalse && provedFalse > 0 && walked > 0);
 });
