@@ -6,7 +6,7 @@
 // weights) stay as they are: folding them would only copy weights.
 import { DataType } from '../../src/onnx/proto.js';
 import type { Value } from '../../src/ir/graph.js';
-import { isEncodable } from '../../src/ir/tensor.js';
+import { isEncodable, numel } from '../../src/ir/tensor.js';
 import type { Analysis } from '../../src/analysis/analyze.js';
 import { analysisOf } from '../../src/analysis/cache.js';
 import type { Model, Node } from '../../src/ir/graph.js';
@@ -19,10 +19,26 @@ const SMALL_FLOAT = 64;
 const MAX_INDEX_ELEMENTS = 1 << 20;
 const FLOATS = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16]);
 
+/** Whether a value of this element type and size is worth writing as a literal. */
+function worthFolding(dtype: number, elements: number, label: string): boolean {
+  if (FLOATS.has(dtype)) return elements <= SMALL_FLOAT || (label === 'shape-only' && elements <= MAX_INDEX_ELEMENTS);
+  return elements <= MAX_INDEX_ELEMENTS;
+}
+
+/** False when the analysis's type of v (static shape, known element type) already rules its literal out. */
+function worthBySize(v: Value, a: Analysis): boolean {
+  const t = a.factsOf(v).type, dims = t?.shape;
+  if (!t?.elemType || !dims || !dims.every((d) => typeof d === 'number')) return true;
+  return worthFolding(t.elemType, numel(dims as number[]), a.label(v));
+}
+
 /** The literals that replace n's used outputs (undefined for an unused one), when n is worth folding. */
 function foldedOutputs(n: Node, a: Analysis): (Tensor | undefined)[] | undefined {
   if (n.opType === 'Constant' || (n.subgraphs.length && n.opType !== 'Loop') || n.outputs.length === 0) return undefined;
   if (n.outputs.some((o) => o.isGraphOutput || a.label(o) === 'data')) return undefined;
+  // An output whose type already says it is too big to be worth a literal is not computed only to be dropped
+  // (a constant float chain of a million elements: the rules compute what they read of it, lazily).
+  if (n.outputs.some((o) => o.uses.length && !worthBySize(o, a))) return undefined;
   // a node whose inputs are all literals already, and that only reshapes a big float literal, is left
   const folded = n.outputs.map((o) => (o.uses.length ? a.constValue(o) : undefined));
   if (n.outputs.some((o, i) => o.uses.length && !folded[i])) return undefined;
@@ -30,9 +46,7 @@ function foldedOutputs(n: Node, a: Analysis): (Tensor | undefined)[] | undefined
     const t = folded[i];
     if (!t) return true;
     // Folding a corrupt model can give a value that is no literal (dims that are not sizes, NaN in integers).
-    if (!isEncodable(t)) return false;
-    if (FLOATS.has(t.dtype)) return t.data.length <= SMALL_FLOAT || (a.label(o) === 'shape-only' && t.data.length <= MAX_INDEX_ELEMENTS);
-    return t.data.length <= MAX_INDEX_ELEMENTS;
+    return isEncodable(t) && worthFolding(t.dtype, t.data.length, a.label(o));
   });
   return !worth || folded.every((t) => !t) ? undefined : folded;
 }

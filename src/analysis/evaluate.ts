@@ -69,6 +69,29 @@ function broadcastIndexer(inDims: readonly number[], outDims: readonly number[])
 }
 
 /**
+ * out[i] = src[the offset of output position i], the offset walking `srcStrides` over `dims` (row-major): rows of
+ * the last axis, the offset carried from row to row by an odometer (no division per element: a Tile or Expand to
+ * millions of elements is folded in milliseconds).
+ */
+function stridedGather(src: Tensor['data'], dims: readonly number[], srcStrides: readonly number[], out: Tensor['data']): void {
+  const m = dims.length, n = out.length;
+  if (n === 0) return;
+  if (m === 0) { out[0] = src[0]; return; }
+  const inner = dims[m - 1], step = srcStrides[m - 1];
+  const at = new Array<number>(m).fill(0);
+  let offset = 0;
+  for (let o = 0; o < n; o += inner) {
+    for (let j = 0; j < inner; j++) out[o + j] = src[offset + j * step];
+    for (let k = m - 2; k >= 0; k--) {
+      offset += srcStrides[k];
+      if (++at[k] < dims[k]) break;
+      offset -= srcStrides[k] * dims[k];
+      at[k] = 0;
+    }
+  }
+}
+
+/**
  * The output's axes with the inputs' strides, size-1 axes dropped and neighbours merged where both inputs step
  * over the pair as over one axis (contiguous, or both broadcast). At least one axis is left.
  */
@@ -334,12 +357,17 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
     case 'Where': {
       const [c, a, b] = ins;
       if (!c || !a || !b) return undefined;
-      const ab = binary(a, b, (p) => p);
-      const dims = ab && broadcastShape(c.dims, ab.dims);
+      const ab = broadcastShape(a.dims, b.dims);
+      const dims = ab && broadcastShape(c.dims, ab);
       if (!dims) return undefined;
-      const n = numel(dims), ic = broadcastIndexer(c.dims, dims), ia = broadcastIndexer(a.dims, dims), ib = broadcastIndexer(b.dims, dims);
-      const out = alloc(a.data, dims);
-      for (let i = 0; i < n; i++) out[i] = c.data[ic(i)] ? a.data[ia(i)] : b.data[ib(i)];
+      // each operand walked out to the output's shape (strided, no division per element), then chosen from
+      const spread = (t: Tensor) => {
+        const o = alloc(t.data, dims);
+        stridedGather(t.data, dims, broadcastStrides(t.dims, dims.length), o);
+        return o;
+      };
+      const C = spread(c), A = spread(a), B = spread(b), out = alloc(a.data, dims);
+      for (let i = 0; i < out.length; i++) out[i] = C[i] ? A[i] : B[i];
       return [{ dtype: a.dtype, dims, data: out }];
     }
     case 'Neg': return x ? [unary(x, (a) => -a)] : undefined;
@@ -360,14 +388,17 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       if (opset < 13 && axis !== r - 1) return undefined; // the old flatten-to-2-D semantics: only the common case
       const size = x.dims[axis], inner = numel(x.dims.slice(axis + 1)), outer = numel(x.dims.slice(0, axis));
       const out = new (x.data.constructor as Float32ArrayConstructor)(x.data.length);
+      // each exp computed once, kept in double (the quotient is rounded once, as the element's only rounding)
+      const e = new Float64Array(size);
       for (let a = 0; a < outer; a++)
         for (let b = 0; b < inner; b++) {
           let m = -Infinity, s = 0;
           for (let k = 0; k < size; k++) m = Math.max(m, x.data[(a * size + k) * inner + b]);
-          for (let k = 0; k < size; k++) s += Math.exp(x.data[(a * size + k) * inner + b] - m);
+          for (let k = 0; k < size; k++) s += e[k] = Math.exp(x.data[(a * size + k) * inner + b] - m);
+          const logSum = Math.log(s);
           for (let k = 0; k < size; k++) {
-            const v = x.data[(a * size + k) * inner + b] - m;
-            out[(a * size + k) * inner + b] = op === 'Softmax' ? Math.exp(v) / s : v - Math.log(s);
+            const at = (a * size + k) * inner + b;
+            out[at] = op === 'Softmax' ? e[k] / s : x.data[at] - m - logSum;
           }
         }
       return [{ dtype: x.dtype, dims: [...x.dims], data: out }];
@@ -443,22 +474,19 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       if (!x || !shape) return undefined;
       const dims = broadcastShape(x.dims, shape);
       if (!dims) return undefined;
-      const idx = broadcastIndexer(x.dims, dims);
       const out = alloc(x.data, dims);
-      for (let i = 0; i < out.length; i++) out[i] = x.data[idx(i)];
+      stridedGather(x.data, dims, broadcastStrides(x.dims, dims.length), out);
       return [{ dtype: x.dtype, dims, data: out }];
     }
     case 'Tile': {
       const reps = ints(ins[1]);
       if (!x || !reps) return undefined;
+      if (reps.length !== x.dims.length) return undefined;
       const dims = x.dims.map((d, i) => d * reps[i]);
-      const inS = strides(x.dims), outS = strides(dims);
       const out = alloc(x.data, dims);
-      for (let i = 0; i < out.length; i++) {
-        let src = 0;
-        for (let k = 0; k < dims.length; k++) src += ((Math.floor(i / outS[k]) % dims[k]) % x.dims[k]) * inS[k];
-        out[i] = x.data[src];
-      }
+      // each output axis as two, [reps, d]: the repeats step by nothing, the input's axis by its stride
+      const inS = strides(x.dims);
+      stridedGather(x.data, x.dims.flatMap((d, i) => [reps[i], d]), inS.flatMap((st) => [0, st]), out);
       return [{ dtype: x.dtype, dims, data: out }];
     }
     case 'Pad': {
