@@ -118,7 +118,8 @@ export function stridedAgree(size: number, m: Strided, sizes: readonly number[],
   let p = 1;
   for (const d of k) { if (d.place !== p) return undefined; p *= d.n; }
   if (p !== size) return undefined;
-  // the map's digits: its walk axes by place (row-major over its sizes)
+  // the map's digits: its walk axes by place (row-major over its sizes), which must cover the same elements
+  if (numel(m.sizes) !== size) return undefined;
   const w: { n: number; place: number; coef: number }[] = [];
   for (let i = m.sizes.length - 1, q = 1; i >= 0; q *= m.sizes[i], i--) if (m.sizes[i] > 1) w.push({ n: m.sizes[i], place: q, coef: m.strides[i] });
   const places = [...new Set([...k, ...w].flatMap((d) => [d.place, d.place * d.n]))].sort((x, y) => x - y);
