@@ -11,7 +11,8 @@
 import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { movementSources, stridesOf, Tracer, ZERO } from './provenance.js';
+import { everyRow, stridedGather, stridesOf } from '../src/ir/strided.js';
+import { movementSources, Tracer, ZERO } from './provenance.js';
 
 /** A map entry for an element that is not moved from the root (the Tracer's undefined). ZERO (-1) is zero fill. */
 export const NOT_MOVED = -2;
@@ -167,11 +168,10 @@ function stridedView(n: Node, inDims: readonly number[], outDims: readonly numbe
 /** map[dot(c, strides)] for each coordinate c of `sizes` in row-major order (dot(c, strides) itself when map is null, the identity). */
 export function gatherStrided(map: Int32Array | null, sizes: readonly number[], strides: readonly number[]): Int32Array {
   const out = new Int32Array(numel(sizes));
+  if (map) { stridedGather(map, sizes, strides, out); return out; }
   everyRow(sizes, [strides, stridesOf(sizes)], (base, n, step) => {
     const s = step[0], so = step[1];
-    let f = base[0], o = base[1];
-    if (map) for (let i = 0; i < n; i++, f += s, o += so) out[o] = map[f];
-    else for (let i = 0; i < n; i++, f += s, o += so) out[o] = f;
+    for (let i = 0, f = base[0], o = base[1]; i < n; i++, f += s, o += so) out[o] = f;
     return true;
   });
   return out;
@@ -186,47 +186,4 @@ function traced(a: Analysis, x: Value, out: Value, map: Int32Array, total: numbe
     result[f] = t === undefined ? NOT_MOVED : t === ZERO ? ZERO : map[t];
   }
   return result;
-}
-
-/**
- * Visits every coordinate c of `sizes`, in no set order, a row at a time: `row(bases, n, steps)` gets, per stride
- * set, dot(c, strides) at the row's first element and the step along the row, and returns false to stop (everyRow
- * then returns false). Unit axes are dropped, axes every stride set walks contiguously are merged, and the rows
- * run along the longest axis left, so a row is as long as it can be; nothing is divided.
- */
-export function everyRow(sizes: readonly number[], strideSets: readonly (readonly number[])[], row: (bases: number[], n: number, steps: number[]) => boolean): boolean {
-  const sz: number[] = [], st: number[][] = strideSets.map(() => []);
-  for (let i = 0; i < sizes.length; i++) {
-    if (sizes[i] === 0) return true;
-    if (sizes[i] === 1) continue;
-    const last = sz.length - 1;
-    if (last >= 0 && strideSets.every((s, k) => st[k][last] === s[i] * sizes[i])) {
-      sz[last] *= sizes[i];
-      for (let k = 0; k < st.length; k++) st[k][last] = strideSets[k][i];
-    } else {
-      sz.push(sizes[i]);
-      for (let k = 0; k < st.length; k++) st[k].push(strideSets[k][i]);
-    }
-  }
-  const sets = st.length;
-  const bases = new Array<number>(sets).fill(0);
-  if (sz.length === 0) return row(bases, 1, bases.map(() => 0));
-  // the longest axis is the row; an odometer over the others
-  const along = sz.indexOf(Math.max(...sz));
-  const n = sz[along], steps = st.map((s) => s[along]);
-  sz.splice(along, 1);
-  for (const s of st) s.splice(along, 1);
-  const m = sz.length;
-  const c = new Array<number>(m).fill(0);
-  for (;;) {
-    if (!row(bases, n, steps)) return false;
-    let k = m - 1;
-    for (; k >= 0; k--) {
-      for (let j = 0; j < sets; j++) bases[j] += st[j][k];
-      if (++c[k] < sz[k]) break;
-      for (let j = 0; j < sets; j++) bases[j] -= st[j][k] * sz[k];
-      c[k] = 0;
-    }
-    if (k < 0) return true;
-  }
 }

@@ -5,7 +5,8 @@
 import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { ravel, stridesOf, Tracer, unravel } from './provenance.js';
+import { stridesOf } from '../src/ir/strided.js';
+import { ravel, Tracer, unravel } from './provenance.js';
 
 /** Terms of the even sample over all outputs checked after the chosen ones (verificationPoints). */
 export const MAX_TERMS_CHECKED = 1 << 8;

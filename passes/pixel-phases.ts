@@ -9,7 +9,8 @@ import type { Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import { indexMap } from './index-map.js';
 import type { PixelParams } from './pixel-layout.js';
-import { dot, movementSources, stridesOf, Tracer } from './provenance.js';
+import { stridesOf } from '../src/ir/strided.js';
+import { dot, movementSources, Tracer } from './provenance.js';
 
 /** Where the op reads the kernel: V, and the order of its channels (ops/pixel-conv.ts KERNEL_LAYOUT). */
 export interface PhaseKernel {

@@ -7,7 +7,8 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import { isStatic } from '../src/analysis/dims.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
-import { everyRow, indexMap } from './index-map.js';
+import { everyRow } from '../src/ir/strided.js';
+import { indexMap } from './index-map.js';
 import type { PixelParams } from './pixel-layout.js';
 import { dot, movementSources, Tracer, unravel } from './provenance.js';
 

@@ -7,7 +7,8 @@ import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
 import { numel } from '../src/ir/tensor.js';
 import type { Terms } from './pixel-layout.js';
-import { movementRoot, stridesOf, type Tracer } from './provenance.js';
+import { stridesOf } from '../src/ir/strided.js';
+import { movementRoot, type Tracer } from './provenance.js';
 
 /** Leaves past which a sum is not taken apart (a 15x15 window has 225 taps). */
 const MAX_LEAVES = 1024;

@@ -3,6 +3,7 @@
 // matchers ask about the elements they need instead of materialising whole unfolded tensors.
 import type { Analysis } from '../src/analysis/analyze.js';
 import type { Node, Value } from '../src/ir/graph.js';
+import { stridesOf } from '../src/ir/strided.js';
 
 /** Ops that only move, copy or zero-fill elements. */
 export const MOVEMENT = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Transpose', 'Gather', 'Slice', 'Concat', 'Pad', 'Expand', 'Tile', 'Resize', 'Upsample', 'DepthToSpace', 'Split', 'Cast']);
@@ -741,14 +742,6 @@ function mergedPadAxes(inDims: readonly number[], pads: readonly number[]): { in
     open = b === 0 && e === 0;
   }
   return out;
-}
-
-/** Row-major strides of a shape. */
-export function stridesOf(dims: readonly number[]): number[] {
-  const s = new Array<number>(dims.length);
-  let p = 1;
-  for (let i = dims.length - 1; i >= 0; i--) { s[i] = p; p *= dims[i]; }
-  return s;
 }
 
 const RE_VIEWS = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Cast']);

@@ -6,9 +6,10 @@
 import test from 'ava';
 import { Analysis } from '../src/analysis/analyze.js';
 import type { Value } from '../src/ir/graph.js';
-import { everyRow, gatherStrided, IndexMap, indexMap, NOT_MOVED, stridedAgree } from '../passes/index-map.js';
+import { gatherStrided, IndexMap, indexMap, NOT_MOVED, stridedAgree } from '../passes/index-map.js';
 import { softmaxOverTaps } from '../passes/pixel-softmax.js';
-import { dot, movementSources, nextCoordinate, stridesOf, Tracer, ZERO } from '../passes/provenance.js';
+import { dot, movementSources, nextCoordinate, Tracer, ZERO } from '../passes/provenance.js';
+import { everyRow, stridesOf } from '../src/ir/strided.js';
 import { f32Bytes, node, tensor, tensorI64, valueInfo, DataType, type ModelSpec } from './helpers/model.js';
 import { modelOf } from './helpers/rules.js';
 

@@ -1,7 +1,8 @@
 // The coordinate walk the per-pixel element checks use (passes/pixel-phases.ts, pixel-softmax.ts): advancing one
 // coordinate in place must visit what unravel gives for each flat index, and dot must be the strided flat index.
 import test from 'ava';
-import { dot, nextCoordinate, ravel, stridesOf, unravel } from '../passes/provenance.js';
+import { dot, nextCoordinate, ravel, unravel } from '../passes/provenance.js';
+import { stridesOf } from '../src/ir/strided.js';
 
 test('nextCoordinate visits unravel(0), unravel(1), ... of every shape, and dot with row-major strides is ravel', (t) => {
   for (const dims of [[1], [7], [2, 3], [3, 1, 4], [2, 1, 1, 5], [1, 1], [4, 3, 2, 2, 3]]) {

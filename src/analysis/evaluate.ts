@@ -4,6 +4,7 @@
 // Returns undefined for anything it does not know; callers treat that as "not foldable".
 import { DataType } from '../onnx/proto.js';
 import type { Node } from '../ir/graph.js';
+import { RowWalk, stridedGather, stridesOf } from '../ir/strided.js';
 import { decodeTensor, makeTensor, numel, toNumberArray, type Tensor } from '../ir/tensor.js';
 
 export const MAX_FOLD_ELEMENTS = 1 << 24;
@@ -32,12 +33,6 @@ function alloc(like: Tensor['data'] | Float32ArrayConstructor | Float64ArrayCons
   return new C(n);
 }
 
-function strides(dims: readonly number[]): number[] {
-  const s = new Array(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
-  return s;
-}
-
 /** The shape two shapes broadcast to (numpy rules), or undefined when they do not. */
 export function broadcastShape(a: readonly number[], b: readonly number[]): number[] | undefined {
   const r = Math.max(a.length, b.length);
@@ -53,64 +48,19 @@ export function broadcastShape(a: readonly number[], b: readonly number[]): numb
 /** The strides of a broadcast input over the output's axes: 0 along an axis it broadcasts (or lacks). */
 function broadcastStrides(inDims: readonly number[], outRank: number): number[] {
   const padded = [...new Array(outRank - inDims.length).fill(1), ...inDims];
-  return strides(padded).map((s, i) => (padded[i] === 1 ? 0 : s));
+  return stridesOf(padded).map((s, i) => (padded[i] === 1 ? 0 : s));
 }
 
 /** Index map from an output position to the flat index of a broadcast input. */
 function broadcastIndexer(inDims: readonly number[], outDims: readonly number[]): (flat: number) => number {
   const r = outDims.length;
   const inStrides = broadcastStrides(inDims, r);
-  const outStrides = strides(outDims);
+  const outStrides = stridesOf(outDims);
   return (flat) => {
     let idx = 0;
     for (let i = 0; i < r; i++) idx += (Math.floor(flat / outStrides[i]) % outDims[i]) * inStrides[i];
     return idx;
   };
-}
-
-/**
- * out[i] = src[the offset of output position i], the offset walking `srcStrides` over `dims` (row-major): rows of
- * the last axis, the offset carried from row to row by an odometer (no division per element: a Tile or Expand to
- * millions of elements is folded in milliseconds).
- */
-function stridedGather(src: Tensor['data'], dims: readonly number[], srcStrides: readonly number[], out: Tensor['data']): void {
-  const m = dims.length, n = out.length;
-  if (n === 0) return;
-  if (m === 0) { out[0] = src[0]; return; }
-  const inner = dims[m - 1], step = srcStrides[m - 1];
-  const at = new Array<number>(m).fill(0);
-  let offset = 0;
-  for (let o = 0; o < n; o += inner) {
-    for (let j = 0; j < inner; j++) out[o + j] = src[offset + j * step];
-    for (let k = m - 2; k >= 0; k--) {
-      offset += srcStrides[k];
-      if (++at[k] < dims[k]) break;
-      offset -= srcStrides[k] * dims[k];
-      at[k] = 0;
-    }
-  }
-}
-
-/**
- * The output's axes with the inputs' strides, size-1 axes dropped and neighbours merged where both inputs step
- * over the pair as over one axis (contiguous, or both broadcast). At least one axis is left.
- */
-function mergedAxes(dims: readonly number[], sa: readonly number[], sb: readonly number[]): { d: number[]; sa: number[]; sb: number[] } {
-  const d: number[] = [], a: number[] = [], b: number[] = [];
-  for (let i = 0; i < dims.length; i++) {
-    if (dims[i] === 1) continue;
-    const k = d.length - 1;
-    if (k >= 0 && a[k] === sa[i] * dims[i] && b[k] === sb[i] * dims[i]) {
-      d[k] *= dims[i];
-      a[k] = sa[i];
-      b[k] = sb[i];
-    } else {
-      d.push(dims[i]);
-      a.push(sa[i]);
-      b.push(sb[i]);
-    }
-  }
-  return d.length ? { d, sa: a, sb: b } : { d: [1], sa: [0], sb: [0] };
 }
 
 function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number, outType = a.dtype): Tensor | undefined {
@@ -120,23 +70,12 @@ function binary(a: Tensor, b: Tensor, f: (x: number, y: number) => number, outTy
   const out = alloc(outType === DataType.FLOAT ? Float32Array : Float64Array, dims);
   const A = a.data, B = b.data, r = dims.length;
   if (A.length === n && B.length === n) for (let i = 0; i < n; i++) out[i] = f(A[i], B[i]);
-  else if (r === 0 || n === 0) { if (n) out[0] = f(A[0], B[0]); }
   else {
-    // rows of the last axis, the inputs' offsets carried from row to row (an odometer over the outer axes);
-    // axes both inputs walk alike are merged first, so that a scalar times a tensor is one row
-    const { d, sa, sb } = mergedAxes(dims, broadcastStrides(a.dims, r), broadcastStrides(b.dims, r));
-    const m = d.length, inner = d[m - 1], ia = sa[m - 1], ib = sb[m - 1];
-    const at = new Array<number>(m).fill(0);
-    let oa = 0, ob = 0;
-    for (let o = 0; o < n; o += inner) {
-      for (let j = 0; j < inner; j++) out[o + j] = f(A[oa + j * ia], B[ob + j * ib]);
-      for (let k = m - 2; k >= 0; k--) {
-        oa += sa[k]; ob += sb[k];
-        if (++at[k] < d[k]) break;
-        oa -= sa[k] * d[k]; ob -= sb[k] * d[k];
-        at[k] = 0;
-      }
-    }
+    // a row at a time, the inputs' and the output's offsets carried by RowWalk (axes both inputs walk alike
+    // merged, so that a scalar times a tensor is one row)
+    const w = new RowWalk(dims, [broadcastStrides(a.dims, r), broadcastStrides(b.dims, r), stridesOf(dims)]);
+    const { n: len, bases, steps } = w, sa = steps[0], sb = steps[1], so = steps[2];
+    if (!w.empty) do for (let j = 0, ia = bases[0], ib = bases[1], o = bases[2]; j < len; j++, ia += sa, ib += sb, o += so) out[o] = f(A[ia], B[ib]); while (w.next());
   }
   if (outType !== DataType.FLOAT && outType !== DataType.DOUBLE && outType !== DataType.FLOAT16) for (let i = 0; i < n; i++) out[i] = Math.trunc(out[i]);
   return { dtype: outType, dims, data: out };
@@ -160,8 +99,8 @@ function normAxis(axis: number, rank: number, inclusive = false): number {
 
 export function transpose(a: Tensor, perm: number[]): Tensor {
   const dims = perm.map((p) => a.dims[p]);
-  const inS = strides(a.dims);
-  const outS = strides(dims);
+  const inS = stridesOf(a.dims);
+  const outS = stridesOf(dims);
   const n = a.data.length;
   if (perm.length !== a.dims.length || !perm.every((p, i) => Number.isInteger(p) && p >= 0 && p < perm.length && perm.indexOf(p) === i)) throw new NotFoldable();
   const out = alloc(a.data, dims);
@@ -204,7 +143,7 @@ function slice(data: Tensor, starts: number[], ends: number[], axes: number[], s
     st[ax] = s; en[ax] = e; sp[ax] = step;
   });
   const dims = st.map((s, i) => Math.max(0, Math.ceil((en[i] - s) / sp[i])));
-  const inS = strides(data.dims), outS = strides(dims);
+  const inS = stridesOf(data.dims), outS = stridesOf(dims);
   const out = alloc(data.data, dims);
   const n = out.length;
   for (let i = 0; i < n; i++) {
@@ -237,7 +176,7 @@ function reduce(a: Tensor, axes: number[] | undefined, keep: boolean, init: numb
   const outDimsKeep = a.dims.map((d, i) => (ax.has(i) ? 1 : d));
   const n = numel(outDimsKeep);
   const acc = new Float64Array(n).fill(init);
-  const inS = strides(a.dims), outS = strides(outDimsKeep);
+  const inS = stridesOf(a.dims), outS = stridesOf(outDimsKeep);
   for (let i = 0; i < a.data.length; i++) {
     let o = 0;
     for (let k = 0; k < r; k++) if (!ax.has(k)) o += (Math.floor(i / inS[k]) % a.dims[k]) * outS[k];
@@ -254,7 +193,7 @@ function pad(a: Tensor, pads: number[], value: number): Tensor | undefined {
   if (pads.some((p) => p < 0)) return undefined;
   const dims = a.dims.map((d, i) => d + pads[i] + pads[i + r]);
   const out = alloc(a.data, dims).fill(value);
-  const inS = strides(a.dims), outS = strides(dims);
+  const inS = stridesOf(a.dims), outS = stridesOf(dims);
   for (let i = 0; i < a.data.length; i++) {
     let o = 0;
     for (let k = 0; k < r; k++) o += (Math.floor(i / inS[k]) % a.dims[k] + pads[k]) * outS[k];
@@ -416,7 +355,7 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       // [rank, count] coordinates of the non-zero elements, row-major: torch's as_strided export builds index
       // ranges as NonZero(ConstantOfShape(n)).
       if (!x) return undefined;
-      const r = x.dims.length, st = strides(x.dims), hits: number[] = [];
+      const r = x.dims.length, st = stridesOf(x.dims), hits: number[] = [];
       for (let i = 0; i < x.data.length; i++) if (x.data[i] !== 0) hits.push(i);
       const out = alloc(Float64Array, [Math.max(r, 1), hits.length]);
       hits.forEach((flat, k) => {
@@ -485,7 +424,7 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       const dims = x.dims.map((d, i) => d * reps[i]);
       const out = alloc(x.data, dims);
       // each output axis as two, [reps, d]: the repeats step by nothing, the input's axis by its stride
-      const inS = strides(x.dims);
+      const inS = stridesOf(x.dims);
       stridedGather(x.data, x.dims.flatMap((d, i) => [reps[i], d]), inS.flatMap((st) => [0, st]), out);
       return [{ dtype: x.dtype, dims, data: out }];
     }
@@ -564,7 +503,7 @@ function evaluate(node: Node, ins: (Tensor | undefined)[], opset: number): Tenso
       const dims = sizesT && sizesT.data.length === x.dims.length ? toNumberArray(sizesT.data) : scalesT && scalesT.data.length === x.dims.length ? x.dims.map((d, i) => Math.floor(d * scalesT.data[i])) : undefined;
       if (!dims) return undefined;
       const scale = dims.map((d, i) => (sizesT && sizesT.data.length === x.dims.length ? d / x.dims[i] : scalesT!.data[i]));
-      const inS = strides(x.dims), outS = strides(dims);
+      const inS = stridesOf(x.dims), outS = stridesOf(dims);
       const out = alloc(x.data, dims);
       for (let i = 0; i < out.length; i++) {
         let src = 0;
